@@ -1,0 +1,63 @@
+#include "cli_common.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include "store/store.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace cbir::cli {
+
+void add_verbosity_flags(CLI::App& app, Verbosity& verbosity) {
+    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors on stderr (no summary, no warnings)");
+    app.add_flag("-v,--verbose", verbosity.verbose, "Print more detail on stderr");
+}
+
+void apply_verbosity(const Verbosity& verbosity) {
+    const LogLevel max_level = verbosity.quiet ? LogLevel::Error : verbosity.verbose ? LogLevel::Debug : LogLevel::Notice;
+    set_log_sink([max_level](LogLevel level, const std::string& message) {
+        if (level <= max_level) std::fprintf(stderr, "cbir: %s\n", message.c_str());
+    });
+}
+
+std::filesystem::path resolve_store(const std::string& flag, bool for_writing) {
+    if (!flag.empty()) return std::filesystem::absolute(flag).lexically_normal();
+    if (auto found = Store::find_upward(std::filesystem::current_path())) return *found;
+    if (for_writing) return std::filesystem::current_path() / kDefaultStoreDirName;
+    throw Error("no cbir store found in this directory or above it; run 'cbir index DIR' first, or pass --store "
+                "(or set CBIR_STORE)");
+}
+
+std::filesystem::path executable_dir(const char* argv0) {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) self = std::filesystem::absolute(argv0, ec);
+    return self.parent_path();
+}
+
+std::optional<int> parse(CLI::App& app, int argc, char** argv) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);  // prints the message and the hint to --help
+        return kError;
+    }
+    return std::nullopt;
+}
+
+void print_error(const std::string& message) { std::fprintf(stderr, "cbir: error: %s\n", message.c_str()); }
+
+void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+}  // namespace cbir::cli

@@ -1,0 +1,38 @@
+#pragma once
+// What the three mains share: the exit codes, store resolution, logging flags and the CLI11 error
+// handling. Everything here is about the command line; the work is in lib/.
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace cbir::cli {
+
+// Documented in the README.
+enum ExitCode : int { kOk = 0, kNoResults = 1, kError = 2 };
+
+struct Verbosity {
+    bool quiet = false;
+    bool verbose = false;
+};
+void add_verbosity_flags(CLI::App& app, Verbosity& verbosity);
+void apply_verbosity(const Verbosity& verbosity);  // sets the library's log sink
+
+// --store / CBIR_STORE, else the nearest .cbir upward, else (when creating) ./.cbir.
+std::filesystem::path resolve_store(const std::string& flag, bool for_writing);
+
+std::filesystem::path executable_dir(const char* argv0);
+
+// Parses argv; on a usage error prints it and returns kError, on --help returns kOk.
+std::optional<int> parse(CLI::App& app, int argc, char** argv);
+
+// Prints "cbir: <message>" on stderr.
+void print_error(const std::string& message);
+
+// Ignore SIGPIPE so that a closed pipe is a write error we can end quietly on, as `| head` expects.
+void ignore_sigpipe();
+bool stdout_is_terminal();
+bool stderr_is_terminal();
+
+}  // namespace cbir::cli

@@ -1,0 +1,105 @@
+#include "index_command.h"
+
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "pipeline/indexer.h"
+#include "util/error.h"
+
+namespace cbir::cli {
+namespace {
+
+struct IndexFlags {
+    std::vector<std::string> inputs;
+    std::string store;
+    std::string model;
+    std::string index_kind;
+    std::string metric;
+    int batch = 8;
+    int threads = 0;
+    int readers = 0;
+    int hnsw_m = HnswParams{}.m;
+    int ef_construction = HnswParams{}.ef_construction;
+    Verbosity verbosity;
+};
+
+int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
+    apply_verbosity(flags.verbosity);
+    IndexOptions options;
+    options.store_dir = resolve_store(flags.store, /*for_writing=*/true);
+    if (!flags.model.empty()) options.model = flags.model;
+    options.executable_dir = exe_dir;
+    if (!flags.metric.empty()) options.metric = parse_metric(flags.metric);
+    if (!flags.index_kind.empty()) options.index_kind = flags.index_kind;
+    options.hnsw.m = flags.hnsw_m;
+    options.hnsw.ef_construction = flags.ef_construction;
+    options.batch = flags.batch;
+    options.threads = flags.threads;
+    options.reader_threads = flags.readers;
+
+    const bool show_progress = stderr_is_terminal() && !flags.verbosity.quiet;
+    IndexCallbacks callbacks;
+    callbacks.on_failure = [&](const std::filesystem::path& path, const std::string& reason) {
+        if (show_progress) std::fputs("\r\033[K", stderr);
+        std::fprintf(stderr, "cbir: skipped %s: %s\n", path.c_str(), reason.c_str());
+    };
+    if (show_progress)
+        callbacks.on_progress = [](size_t done, size_t total) {
+            std::fprintf(stderr, "\r\033[Kindexing %zu/%zu", done, total);
+            if (done == total) std::fputs("\r\033[K", stderr);
+        };
+
+    std::vector<std::filesystem::path> inputs(flags.inputs.begin(), flags.inputs.end());
+    const IndexSummary s = run_index(inputs, options, callbacks);
+    if (!flags.verbosity.quiet) {
+        const size_t embedded = s.added + s.updated;
+        std::fprintf(stderr, "%s\n",
+                     fmt::format("cbir: indexed {} new, {} changed, {} unchanged, {} skipped; {} images in {}; "
+                                 "{:.1f} s, {:.1f} images/s",
+                                 s.added, s.updated, s.unchanged, s.failed, s.store_count,
+                                 options.store_dir.string(), s.seconds, s.seconds > 0 ? embedded / s.seconds : 0.0)
+                         .c_str());
+    }
+    return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
+    auto flags = std::make_shared<IndexFlags>();
+    app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files to index")->required();
+    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward, else ./.cbir)")
+        ->envname("CBIR_STORE");
+    app.add_option("--model", flags->model,
+                   "TorchScript model, [N,3,224,224] -> [N,D] (default: the store's model, else models/resnet18-*.pt)")
+        ->envname("CBIR_MODEL");
+    app.add_option("--index", flags->index_kind, "ANN index of a new store: hnsw or flat (exact) [hnsw]")
+        ->check(CLI::IsMember({"hnsw", "flat"}));
+    app.add_option("--metric", flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]")
+        ->check(CLI::IsMember({"l2", "cosine", "ip"}));
+    app.add_option("--batch", flags->batch, "Images per inference batch")->check(CLI::Range(1, 1024))->capture_default_str()
+        ->envname("CBIR_BATCH");
+    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
+        ->capture_default_str()->envname("CBIR_THREADS");
+    app.add_option("--readers", flags->readers, "Image decoding threads (0 = all cores)")->check(CLI::Range(0, 1024))
+        ->capture_default_str();
+    app.add_option("--hnsw-m", flags->hnsw_m, "HNSW graph degree M of a new store")->check(CLI::Range(2, 256))
+        ->capture_default_str();
+    app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth of a new store")
+        ->check(CLI::Range(4, 4096))->capture_default_str();
+    add_verbosity_flags(app, flags->verbosity);
+    const std::filesystem::path exe_dir = executable_dir(argv0);
+    return [flags, exe_dir] {
+        try {
+            return run(*flags, exe_dir);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

@@ -1,0 +1,29 @@
+#pragma once
+// Runs a TorchScript feature extractor: float [N,3,H,W] (preprocessed) -> float [N,D]. The only part
+// of cbir that includes LibTorch; the header stays torch-free so the rest compiles fast.
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+namespace cbir {
+
+struct EmbedderOptions {
+    int threads = 0;            // intra-op threads; 0 = all cores (LibTorch here starts with one)
+    bool optimize = true;       // torch::jit::optimize_for_inference (freeze + fuse)
+    int input_width = 224;
+    int input_height = 224;
+};
+
+class Embedder {
+public:
+    // Loads, optimises and warms up the model; learns its output dimension from a probe batch.
+    // Throws cbir::Error naming the file when it is not a TorchScript model with that interface.
+    static std::unique_ptr<Embedder> load(const std::filesystem::path& model, const EmbedderOptions& options);
+    virtual ~Embedder() = default;
+
+    virtual int dimension() const = 0;
+    // inputs: count * 3 * H * W floats (CHW per image). Returns count * dimension() floats.
+    virtual std::vector<float> embed(const float* inputs, int count) = 0;
+};
+
+}  // namespace cbir

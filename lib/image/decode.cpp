@@ -1,0 +1,72 @@
+#include "image/decode.h"
+
+#include <array>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace cbir {
+namespace {
+
+bool is_jpeg(const std::string& bytes) {
+    return bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
+           static_cast<unsigned char>(bytes[1]) == 0xD8 && static_cast<unsigned char>(bytes[2]) == 0xFF;
+}
+
+// libjpeg only warns on a truncated file and OpenCV then returns an image padded with grey, which
+// would be embedded as if it were the photo. Outside entropy-coded data 0xFF is always stuffed, so
+// the last start-of-scan marker (FF DA) must be followed by an end-of-image marker (FF D9).
+bool jpeg_has_end_after_last_scan(const std::string& bytes) {
+    size_t last_scan = std::string::npos;
+    for (size_t i = bytes.size(); i-- > 1;) {
+        if (static_cast<unsigned char>(bytes[i - 1]) == 0xFF && static_cast<unsigned char>(bytes[i]) == 0xDA) {
+            last_scan = i;
+            break;
+        }
+    }
+    if (last_scan == std::string::npos) return false;
+    for (size_t i = last_scan + 1; i + 1 < bytes.size(); ++i) {
+        if (static_cast<unsigned char>(bytes[i]) == 0xFF && static_cast<unsigned char>(bytes[i + 1]) == 0xD9) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+DecodedImage decode_image_bytes(const std::string& bytes) {
+    DecodedImage out;
+    if (bytes.empty()) {
+        out.error = "empty file";
+        return out;
+    }
+    if (is_jpeg(bytes) && !jpeg_has_end_after_last_scan(bytes)) {
+        out.error = "truncated JPEG (no end-of-image marker after the last scan)";
+        return out;
+    }
+    cv::Mat bgr;
+    try {
+        const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+        bgr = cv::imdecode(raw, cv::IMREAD_COLOR);  // IMREAD_COLOR also applies the EXIF orientation
+    } catch (const cv::Exception& e) {
+        out.error = std::string("decoder error: ") + e.what();
+        return out;
+    }
+    if (bgr.empty()) {
+        out.error = "not a decodable image (unknown format or corrupt data)";
+        return out;
+    }
+    cv::cvtColor(bgr, out.rgb, cv::COLOR_BGR2RGB);
+    return out;
+}
+
+bool has_image_extension(const std::filesystem::path& path) {
+    static const std::array<const char*, 9> known = {".jpg", ".jpeg", ".jpe", ".png", ".bmp",
+                                                     ".tif", ".tiff", ".webp", ".ppm"};
+    std::string ext = path.extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char* k : known)
+        if (ext == k) return true;
+    return false;
+}
+
+}  // namespace cbir

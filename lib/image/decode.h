@@ -1,0 +1,22 @@
+#pragma once
+// Reads an image file and decodes it to 8-bit RGB. Failures are values, not exceptions: a corrupt
+// image is a normal event in a photo folder, and the indexer skips it with the reason.
+#include <filesystem>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+namespace cbir {
+
+struct DecodedImage {
+    cv::Mat rgb;        // CV_8UC3, RGB order, EXIF orientation applied; empty on failure
+    std::string error;  // why decoding failed; empty on success
+    bool ok() const { return error.empty(); }
+};
+
+DecodedImage decode_image_bytes(const std::string& bytes);
+
+// The file extensions the folder walk picks up (lower case, with the dot).
+bool has_image_extension(const std::filesystem::path& path);
+
+}  // namespace cbir

@@ -1,0 +1,48 @@
+#pragma once
+// Approximate search with hnswlib's HNSW graph, stored in the cbir index container (index_file.h).
+#include <memory>
+#include <mutex>
+
+#include "index/index_file.h"
+#include "index/vector_index.h"
+
+namespace hnswlib {
+template <typename T> class HierarchicalNSW;
+template <typename T> class SpaceInterface;
+}  // namespace hnswlib
+
+namespace cbir {
+
+struct HnswParams {
+    int m = 16;                 // graph degree; hnswlib's default
+    int ef_construction = 200;  // build-time breadth
+    int ef_search = 64;         // query-time breadth when the caller gives none (raised to k)
+};
+
+class HnswIndex final : public VectorIndex {
+public:
+    HnswIndex(int dimension, Metric metric, const HnswParams& params, size_t capacity);
+    ~HnswIndex() override;
+    // Verifies the file completely before hnswlib parses it; throws IndexFileError.
+    static std::unique_ptr<HnswIndex> load(const std::filesystem::path& path, int ef_search, IndexFileHeader& header);
+    void save(const std::filesystem::path& path, uint64_t catalogue_generation) const;
+
+    std::string kind() const override { return "hnsw"; }
+    Metric metric() const override { return metric_; }
+    int dimension() const override { return dimension_; }
+    size_t size() const override;
+    void add(int64_t id, const float* vector) override;
+    std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
+    const HnswParams& params() const { return params_; }
+
+private:
+    HnswIndex(int dimension, Metric metric, const HnswParams& params);
+    int dimension_;
+    Metric metric_;
+    HnswParams params_;
+    std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
+    std::unique_ptr<hnswlib::HierarchicalNSW<float>> graph_;
+    mutable std::mutex search_mutex_;  // hnswlib's ef is shared state
+};
+
+}  // namespace cbir

@@ -1,0 +1,185 @@
+#include "index/index_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "util/atomic_file.h"
+#include "util/hash.h"
+
+namespace cbir {
+namespace {
+
+constexpr char kMagic[8] = {'C', 'B', 'I', 'R', 'A', 'N', 'N', '\0'};
+constexpr size_t kHeaderSize = 80;
+
+void put_u32(unsigned char* at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) at[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+void put_u64(unsigned char* at, uint64_t v) {
+    for (int i = 0; i < 8; ++i) at[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+uint32_t get_u32(const unsigned char* at) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(at[i]) << (8 * i);
+    return v;
+}
+uint64_t get_u64(const unsigned char* at) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(at[i]) << (8 * i);
+    return v;
+}
+
+struct RawHeader {
+    IndexFileHeader header;
+    uint64_t payload_size = 0;
+    uint64_t payload_checksum = 0;
+};
+
+void encode(const IndexFileHeader& h, uint64_t payload_size, uint64_t checksum, unsigned char* out) {
+    std::memset(out, 0, kHeaderSize);
+    std::memcpy(out, kMagic, 8);
+    put_u32(out + 8, kIndexFileFormatVersion);
+    put_u32(out + 12, static_cast<uint32_t>(kHeaderSize));
+    std::memcpy(out + 16, h.kind.data(), std::min<size_t>(h.kind.size(), 8));
+    put_u32(out + 24, h.dimension);
+    put_u32(out + 28, static_cast<uint32_t>(h.metric));
+    put_u64(out + 32, h.count);
+    put_u64(out + 40, h.catalogue_generation);
+    for (int i = 0; i < 4; ++i) put_u32(out + 48 + 4 * i, h.params[i]);
+    put_u64(out + 64, payload_size);
+    put_u64(out + 72, checksum);
+}
+
+RawHeader decode(const std::filesystem::path& path, const unsigned char* in, uint64_t file_size) {
+    const std::string name = path.string();
+    if (std::memcmp(in, kMagic, 8) != 0) throw IndexFileError(name + ": not a cbir index file (bad magic)");
+    const uint32_t version = get_u32(in + 8);
+    if (version > kIndexFileFormatVersion)
+        throw IndexFileError(name + ": index format version " + std::to_string(version) +
+                             " is newer than this cbir understands (" + std::to_string(kIndexFileFormatVersion) + ")");
+    if (version == 0 || get_u32(in + 12) != kHeaderSize) throw IndexFileError(name + ": damaged index header");
+    RawHeader raw;
+    raw.header.kind.assign(reinterpret_cast<const char*>(in + 16), strnlen(reinterpret_cast<const char*>(in + 16), 8));
+    raw.header.dimension = get_u32(in + 24);
+    const uint32_t metric = get_u32(in + 28);
+    if (metric > static_cast<uint32_t>(Metric::Cosine)) throw IndexFileError(name + ": unknown metric in index header");
+    raw.header.metric = static_cast<Metric>(metric);
+    raw.header.count = get_u64(in + 32);
+    raw.header.catalogue_generation = get_u64(in + 40);
+    for (int i = 0; i < 4; ++i) raw.header.params[i] = get_u32(in + 48 + 4 * i);
+    raw.payload_size = get_u64(in + 64);
+    raw.payload_checksum = get_u64(in + 72);
+    if (raw.payload_size != file_size - kHeaderSize)
+        throw IndexFileError(name + ": truncated or extended index file (header says " +
+                             std::to_string(raw.payload_size + kHeaderSize) + " bytes, file has " +
+                             std::to_string(file_size) + ")");
+    return raw;
+}
+
+class InputFile {
+public:
+    explicit InputFile(const std::filesystem::path& path) : path_(path) {
+        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd_ < 0) throw IndexFileError(path.string() + ": cannot open index file: " + std::strerror(errno));
+        struct stat st {};
+        if (::fstat(fd_, &st) != 0) throw IndexFileError(path.string() + ": cannot stat: " + std::strerror(errno));
+        size_ = static_cast<uint64_t>(st.st_size);
+    }
+    ~InputFile() { ::close(fd_); }
+    RawHeader header() {
+        unsigned char bytes[kHeaderSize];
+        if (size_ < kHeaderSize || ::pread(fd_, bytes, kHeaderSize, 0) != static_cast<ssize_t>(kHeaderSize))
+            throw IndexFileError(path_.string() + ": too short to be a cbir index file");
+        return decode(path_, bytes, size_);
+    }
+    int fd() const { return fd_; }
+
+private:
+    std::filesystem::path path_;
+    int fd_ = -1;
+    uint64_t size_ = 0;
+};
+
+void write_all(int fd, const char* data, size_t size, const char* what) {
+    while (size > 0) {
+        ssize_t n = ::write(fd, data, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw Error(std::string(what) + ": " + std::strerror(errno));
+        data += n;
+        size -= static_cast<size_t>(n);
+    }
+}
+
+}  // namespace
+
+PayloadFile::PayloadFile() {
+    fd_ = ::memfd_create("cbir-index-payload", MFD_CLOEXEC);
+    if (fd_ < 0) throw Error(std::string("cannot create an in-memory file: ") + std::strerror(errno));
+}
+PayloadFile::~PayloadFile() {
+    if (fd_ >= 0) ::close(fd_);
+}
+PayloadFile::PayloadFile(PayloadFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+std::string PayloadFile::proc_path() const { return "/proc/self/fd/" + std::to_string(fd_); }
+uint64_t PayloadFile::size() const {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) throw Error(std::string("cannot stat in-memory file: ") + std::strerror(errno));
+    return static_cast<uint64_t>(st.st_size);
+}
+
+void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const PayloadFile& payload) {
+    AtomicFileWriter out(target);
+    unsigned char bytes[kHeaderSize];
+    encode(header, 0, 0, bytes);
+    out.write(bytes, kHeaderSize);  // patched below once size and checksum are known
+    Xxh3Stream checksum;
+    std::vector<char> block(1 << 20);
+    uint64_t offset = 0;
+    for (;;) {
+        ssize_t n = ::pread(payload.fd(), block.data(), block.size(), static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw Error(std::string("cannot read index payload: ") + std::strerror(errno));
+        if (n == 0) break;
+        checksum.update(block.data(), static_cast<size_t>(n));
+        out.write(block.data(), static_cast<size_t>(n));
+        offset += static_cast<uint64_t>(n);
+    }
+    encode(header, offset, checksum.digest(), bytes);
+    out.write_at(0, bytes, kHeaderSize);
+    out.commit();
+}
+
+IndexFileHeader read_index_file_header(const std::filesystem::path& path) {
+    InputFile in(path);
+    return in.header().header;
+}
+
+PayloadFile read_index_file(const std::filesystem::path& path, IndexFileHeader& header) {
+    InputFile in(path);
+    const RawHeader raw = in.header();
+    PayloadFile payload;
+    Xxh3Stream checksum;
+    std::vector<char> block(1 << 20);
+    uint64_t offset = kHeaderSize;
+    for (;;) {
+        ssize_t n = ::pread(in.fd(), block.data(), block.size(), static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw IndexFileError(path.string() + ": read error: " + std::strerror(errno));
+        if (n == 0) break;
+        checksum.update(block.data(), static_cast<size_t>(n));
+        write_all(payload.fd(), block.data(), static_cast<size_t>(n), "cannot copy index payload");
+        offset += static_cast<uint64_t>(n);
+    }
+    if (checksum.digest() != raw.payload_checksum)
+        throw IndexFileError(path.string() + ": index file is damaged (checksum mismatch)");
+    header = raw.header;
+    return payload;
+}
+
+}  // namespace cbir

@@ -1,0 +1,60 @@
+#pragma once
+// The self-describing container every derived index file uses: a fixed little-endian header (magic,
+// format version, kind, dimension, metric, count, the catalogue generation it was built from, the
+// payload's size and XXH3 checksum) followed by the index library's own bytes. A reader checks the
+// whole file before any index library parses it, so a truncated, foreign or damaged file is reported
+// (and rebuilt from the catalogue) instead of being read out of bounds.
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "index/metric.h"
+#include "util/error.h"
+
+namespace cbir {
+
+inline constexpr uint32_t kIndexFileFormatVersion = 1;
+
+struct IndexFileHeader {
+    std::string kind;  // at most 8 bytes, e.g. "hnsw"
+    uint32_t dimension = 0;
+    Metric metric = Metric::L2;
+    uint64_t count = 0;
+    uint64_t catalogue_generation = 0;
+    std::array<uint32_t, 4> params{};  // kind-specific build parameters (hnsw: M, ef_construction)
+};
+
+// Thrown when an index file is missing, foreign, truncated, damaged or of a newer format.
+class IndexFileError : public Error {
+public:
+    using Error::Error;
+};
+
+// An owned file descriptor holding a payload (an anonymous in-memory file).
+class PayloadFile {
+public:
+    PayloadFile();  // creates an empty anonymous file
+    ~PayloadFile();
+    PayloadFile(PayloadFile&& other) noexcept;
+    PayloadFile(const PayloadFile&) = delete;
+    PayloadFile& operator=(const PayloadFile&) = delete;
+    int fd() const { return fd_; }
+    // A path that opens this same file, for libraries that only take paths.
+    std::string proc_path() const;
+    uint64_t size() const;
+
+private:
+    int fd_ = -1;
+};
+
+// Writes header + payload atomically (temporary file, fsync, rename).
+void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const PayloadFile& payload);
+
+// Reads only the header; checks magic, version and that the file is as long as the header says.
+IndexFileHeader read_index_file_header(const std::filesystem::path& path);
+
+// Reads and verifies the whole file (header and checksum); returns the payload in memory.
+PayloadFile read_index_file(const std::filesystem::path& path, IndexFileHeader& header);
+
+}  // namespace cbir

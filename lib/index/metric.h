@@ -1,0 +1,21 @@
+#pragma once
+// Distances, chosen at index time and recorded in the store. l2 is the squared Euclidean distance,
+// as Milvus and hnswlib report it; ip is 1 - dot product (hnswlib's convention, smaller is closer);
+// cosine is 1 - cosine similarity, computed as ip on unit-normalised vectors.
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace cbir {
+
+enum class Metric { L2, InnerProduct, Cosine };
+
+std::string metric_name(Metric metric);          // "l2", "ip", "cosine"
+std::optional<Metric> parse_metric(const std::string& name);
+std::string metric_description(Metric metric);   // for output headers: "squared L2", ...
+
+// The vector as the index stores it: unit-normalised for cosine, unchanged otherwise.
+void prepare_for_metric(Metric metric, float* vector, size_t dimension);
+float distance(Metric metric, const float* a, const float* b, size_t dimension);
+
+}  // namespace cbir

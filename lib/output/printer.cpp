@@ -1,0 +1,171 @@
+#include "output/printer.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace cbir {
+namespace {
+
+std::string plain_text(const FieldValue& v) {
+    if (auto s = std::get_if<std::string>(&v)) return *s;
+    if (auto i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+    return fmt::format("{:.7g}", std::get<double>(v));  // distances are float32: 7 significant digits
+}
+
+class TablePrinter final : public RecordPrinter {
+public:
+    TablePrinter(std::ostream& out, std::vector<std::string> columns) : out_(out), columns_(std::move(columns)) {}
+    void record(const Record& values) override {
+        std::vector<std::string> row;
+        for (const auto& v : values)
+            row.push_back(std::holds_alternative<double>(v) ? fmt::format("{:.4f}", std::get<double>(v)) : plain_text(v));
+        numeric_.resize(values.size(), true);
+        for (size_t i = 0; i < values.size(); ++i)
+            if (std::holds_alternative<std::string>(values[i])) numeric_[i] = false;
+        rows_.push_back(std::move(row));
+    }
+    void finish() override {
+        std::vector<size_t> width(columns_.size());
+        for (size_t i = 0; i < columns_.size(); ++i) width[i] = columns_[i].size();
+        for (const auto& row : rows_)
+            for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+        auto print_row = [&](const std::vector<std::string>& row) {
+            std::string line;
+            for (size_t i = 0; i < row.size(); ++i) {
+                const bool last = i + 1 == row.size();
+                const bool right = i < numeric_.size() && numeric_[i];
+                if (right)
+                    line += fmt::format("{:>{}}", row[i], width[i]);
+                else
+                    line += last ? row[i] : fmt::format("{:<{}}", row[i], width[i]);
+                if (!last) line += "  ";
+            }
+            out_ << line << '\n';
+        };
+        if (!rows_.empty()) {
+            numeric_.resize(columns_.size(), false);
+            print_row(columns_);
+        }
+        for (const auto& row : rows_) print_row(row);
+        out_.flush();
+    }
+
+private:
+    std::ostream& out_;
+    std::vector<std::string> columns_;
+    std::vector<std::vector<std::string>> rows_;
+    std::vector<bool> numeric_;
+};
+
+class DelimitedPrinter final : public RecordPrinter {
+public:
+    DelimitedPrinter(std::ostream& out, std::vector<std::string> columns, char separator)
+        : out_(out), separator_(separator) {
+        Record header(columns.begin(), columns.end());
+        record(header);
+    }
+    void record(const Record& values) override {
+        for (size_t i = 0; i < values.size(); ++i) {
+            if (i) out_ << separator_;
+            out_ << escape(plain_text(values[i]));
+        }
+        out_ << '\n';
+    }
+    void finish() override { out_.flush(); }
+
+private:
+    std::string escape(const std::string& text) const {
+        if (separator_ == '\t') {
+            // TSV has no quoting: tabs and newlines inside a value become escapes.
+            std::string out;
+            for (char c : text) {
+                if (c == '\t') out += "\\t";
+                else if (c == '\n') out += "\\n";
+                else if (c == '\r') out += "\\r";
+                else if (c == '\\') out += "\\\\";
+                else out += c;
+            }
+            return out;
+        }
+        // RFC 4180: quote fields with separators, quotes or line breaks; double the quotes.
+        if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+        std::string out = "\"";
+        for (char c : text) {
+            if (c == '"') out += '"';
+            out += c;
+        }
+        return out + "\"";
+    }
+    std::ostream& out_;
+    char separator_;
+};
+
+class JsonlPrinter final : public RecordPrinter {
+public:
+    JsonlPrinter(std::ostream& out, std::vector<std::string> columns) : out_(out), columns_(std::move(columns)) {}
+    void record(const Record& values) override {
+        nlohmann::ordered_json object;
+        for (size_t i = 0; i < values.size() && i < columns_.size(); ++i)
+            std::visit([&](const auto& v) { object[columns_[i]] = v; }, values[i]);
+        // Replace invalid UTF-8 (file names may hold any bytes) rather than fail.
+        out_ << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    }
+    void finish() override { out_.flush(); }
+
+private:
+    std::ostream& out_;
+    std::vector<std::string> columns_;
+};
+
+class PathsPrinter final : public RecordPrinter {
+public:
+    PathsPrinter(std::ostream& out, const std::vector<std::string>& columns) : out_(out) {
+        for (size_t i = 0; i < columns.size(); ++i)
+            if (columns[i] == "path") column_ = i;
+    }
+    void record(const Record& values) override {
+        if (column_ < values.size()) out_ << plain_text(values[column_]) << '\n';
+    }
+    void finish() override { out_.flush(); }
+
+private:
+    std::ostream& out_;
+    size_t column_ = static_cast<size_t>(-1);
+};
+
+}  // namespace
+
+std::optional<OutputFormat> parse_output_format(const std::string& name) {
+    if (name == "table") return OutputFormat::Table;
+    if (name == "tsv") return OutputFormat::Tsv;
+    if (name == "csv") return OutputFormat::Csv;
+    if (name == "jsonl") return OutputFormat::Jsonl;
+    if (name == "paths") return OutputFormat::Paths;
+    return std::nullopt;
+}
+
+std::vector<std::string> output_format_names() { return {"table", "tsv", "csv", "jsonl", "paths"}; }
+
+std::unique_ptr<RecordPrinter> make_printer(OutputFormat format, std::ostream& out, std::vector<std::string> columns) {
+    switch (format) {
+        case OutputFormat::Table: return std::make_unique<TablePrinter>(out, std::move(columns));
+        case OutputFormat::Tsv: return std::make_unique<DelimitedPrinter>(out, std::move(columns), '\t');
+        case OutputFormat::Csv: return std::make_unique<DelimitedPrinter>(out, std::move(columns), ',');
+        case OutputFormat::Jsonl: return std::make_unique<JsonlPrinter>(out, std::move(columns));
+        case OutputFormat::Paths: return std::make_unique<PathsPrinter>(out, columns);
+    }
+    return nullptr;
+}
+
+std::string display_path(const std::string& absolute_path) {
+    std::error_code ec;
+    const std::filesystem::path cwd = std::filesystem::current_path(ec);
+    if (ec) return absolute_path;
+    const std::filesystem::path relative = std::filesystem::path(absolute_path).lexically_relative(cwd);
+    if (relative.empty() || *relative.begin() == "..") return absolute_path;
+    return relative.string();
+}
+
+}  // namespace cbir

@@ -1,0 +1,195 @@
+#include "pipeline/indexer.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "embed/embedder.h"
+#include "pipeline/model_resolution.h"
+#include "pipeline/prepare.h"
+#include "pipeline/walk.h"
+#include "store/derived_index.h"
+#include "store/store.h"
+#include "util/bounded_queue.h"
+#include "util/error.h"
+#include "util/file_stat.h"
+
+namespace cbir {
+namespace {
+
+struct Candidate {
+    std::filesystem::path path;      // as the walk found it, for messages
+    std::string catalogue_path;      // absolute, normalised: the catalogue key
+    bool known = false;              // already in the catalogue (so this is an update)
+};
+
+std::string catalogue_key(const std::filesystem::path& p) {
+    return std::filesystem::absolute(p).lexically_normal().string();
+}
+
+void check_requested_settings(const Store& store, const IndexOptions& options) {
+    const auto& s = store.settings();
+    if (options.metric && *options.metric != s.metric)
+        throw Error(fmt::format("{}: the store uses metric '{}'; it cannot be changed to '{}' (use a new --store)",
+                                store.dir().string(), metric_name(s.metric), metric_name(*options.metric)));
+    if (options.index_kind && *options.index_kind != s.index_kind)
+        throw Error(fmt::format("{}: the store uses index '{}'; it cannot be changed to '{}' here (use a new --store)",
+                                store.dir().string(), s.index_kind, *options.index_kind));
+}
+
+// The files that are new or changed (size or mtime differ from the catalogue row).
+std::vector<Candidate> select_changed(const std::vector<std::filesystem::path>& files, Store* store,
+                                      IndexSummary& summary) {
+    std::unordered_map<std::string, FileState> known;
+    if (store) known = store->catalogue().file_states();
+    std::vector<Candidate> out;
+    for (const auto& file : files) {
+        ++summary.considered;
+        Candidate c{file, catalogue_key(file), false};
+        auto row = known.find(c.catalogue_path);
+        if (row != known.end()) {
+            auto st = stat_file(file);
+            if (st && st->size == row->second.size && st->mtime_ns == row->second.mtime_ns) {
+                ++summary.unchanged;
+                continue;
+            }
+            c.known = true;
+        }
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+}  // namespace
+
+IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const IndexOptions& options,
+                       const IndexCallbacks& callbacks) {
+    const auto started = std::chrono::steady_clock::now();
+    IndexSummary summary;
+    auto fail = [&](const std::filesystem::path& path, const std::string& reason) {
+        ++summary.failed;
+        if (callbacks.on_failure) callbacks.on_failure(path, reason);
+    };
+
+    std::unique_ptr<Store> store;
+    if (Store::exists(options.store_dir)) {
+        store = Store::open(options.store_dir);
+        check_requested_settings(*store, options);
+    }
+
+    const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
+    std::vector<Candidate> todo = select_changed(files, store.get(), summary);
+
+    if (!todo.empty()) {
+        // The model is loaded only when there is something to embed: a re-run over an unchanged
+        // folder costs a walk and a few stats.
+        ModelFile model = store ? model_for_existing_store(*store, options.model)
+                                : model_for_new_store(options.model, options.executable_dir);
+        warn_if_untrained(model);
+        EmbedderOptions embedder_options;
+        embedder_options.threads = options.threads;
+        auto embedder = Embedder::load(model.path, embedder_options);
+        const PreprocessSpec spec;
+
+        if (!store) {
+            StoreSettings settings;
+            settings.model_path = model.path.string();
+            settings.model_sha256 = model.sha256;
+            if (auto st = stat_file(model.path)) {
+                settings.model_size = st->size;
+                settings.model_mtime_ns = st->mtime_ns;
+            }
+            settings.dimension = embedder->dimension();
+            settings.metric = options.metric.value_or(Metric::L2);
+            settings.preprocessing = PreprocessSpec::name();
+            settings.index_kind = options.index_kind.value_or("hnsw");
+            settings.hnsw = options.hnsw;
+            store = Store::create(options.store_dir, settings);
+        } else if (store->settings().dimension != embedder->dimension()) {
+            throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors",
+                                    model.path.string(), embedder->dimension(), store->settings().dimension));
+        }
+        if (store->settings().preprocessing != PreprocessSpec::name())
+            throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}'",
+                                    store->dir().string(), store->settings().preprocessing, PreprocessSpec::name()));
+
+        const uint64_t generation_before = store->catalogue().generation();
+        const int batch_size = std::max(1, options.batch);
+        const unsigned readers = options.reader_threads > 0 ? static_cast<unsigned>(options.reader_threads)
+                                                            : std::max(1u, std::thread::hardware_concurrency());
+
+        // Reader threads decode ahead of inference; the queue bounds how far (and so the memory).
+        BoundedQueue<std::pair<size_t, PreparedImage>> prepared(static_cast<size_t>(batch_size) * 2);
+        std::atomic<size_t> next{0};
+        std::atomic<unsigned> readers_left{readers};
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < readers; ++t) {
+            threads.emplace_back([&] {
+                for (size_t i; (i = next.fetch_add(1)) < todo.size();)
+                    if (!prepared.push({i, prepare_image(todo[i].path, spec)})) break;
+                if (readers_left.fetch_sub(1) == 1) prepared.close();
+            });
+        }
+
+        std::vector<size_t> batch_items;
+        std::vector<PreparedImage> batch;
+        std::vector<float> inputs_buffer;
+        size_t done = 0;
+        auto flush = [&] {
+            if (batch.empty()) return;
+            inputs_buffer.clear();
+            for (const auto& image : batch) inputs_buffer.insert(inputs_buffer.end(), image.input.begin(), image.input.end());
+            const std::vector<float> vectors = embedder->embed(inputs_buffer.data(), static_cast<int>(batch.size()));
+            const int dimension = embedder->dimension();
+            Transaction txn(store->catalogue());
+            for (size_t b = 0; b < batch.size(); ++b) {
+                const Candidate& c = todo[batch_items[b]];
+                ImageRecord record;
+                record.path = c.catalogue_path;
+                record.size = batch[b].stat.size;
+                record.mtime_ns = batch[b].stat.mtime_ns;
+                record.sha256 = batch[b].sha256;
+                record.width = batch[b].width;
+                record.height = batch[b].height;
+                record.vector.assign(vectors.begin() + static_cast<long>(b) * dimension,
+                                     vectors.begin() + static_cast<long>(b + 1) * dimension);
+                store->catalogue().upsert(record);
+                ++(c.known ? summary.updated : summary.added);
+            }
+            txn.commit();
+            batch.clear();
+            batch_items.clear();
+        };
+        try {
+            while (auto item = prepared.pop()) {
+                ++done;
+                if (!item->second.ok()) {
+                    fail(todo[item->first].path, item->second.error);
+                } else {
+                    batch_items.push_back(item->first);
+                    batch.push_back(std::move(item->second));
+                    if (batch.size() == static_cast<size_t>(batch_size)) flush();
+                }
+                if (callbacks.on_progress) callbacks.on_progress(done, todo.size());
+            }
+            flush();
+        } catch (...) {
+            prepared.close();
+            for (auto& t : threads) t.join();
+            throw;
+        }
+        for (auto& t : threads) t.join();
+        update_index_file(*store, generation_before);
+    } else if (store) {
+        // Nothing new, but a missing or stale index file is still brought up to date.
+        update_index_file(*store, store->catalogue().generation());
+    }
+
+    summary.store_count = store ? store->catalogue().count() : 0;
+    summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return summary;
+}
+
+}  // namespace cbir

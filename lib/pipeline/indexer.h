@@ -1,0 +1,47 @@
+#pragma once
+// `cbir index`: walk -> read & decode & preprocess (reader threads) -> embed in batches -> write
+// catalogue rows (one transaction per batch) -> bring the ANN index file up to date.
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "index/hnsw_index.h"
+#include "index/metric.h"
+
+namespace cbir {
+
+struct IndexOptions {
+    std::filesystem::path store_dir;
+    std::optional<std::filesystem::path> model;  // default: the store's model, or the fetched one
+    std::filesystem::path executable_dir;        // where to look for the default model
+    // Settings of a new store; for an existing store they must match it when given.
+    std::optional<Metric> metric;
+    std::optional<std::string> index_kind;  // "hnsw" or "flat"
+    HnswParams hnsw;
+    int batch = 8;
+    int threads = 0;         // LibTorch intra-op threads; 0 = all cores
+    int reader_threads = 0;  // decode threads; 0 = all cores
+};
+
+struct IndexSummary {
+    size_t considered = 0;
+    size_t added = 0;
+    size_t updated = 0;
+    size_t unchanged = 0;
+    size_t failed = 0;
+    double seconds = 0.0;
+    size_t store_count = 0;
+};
+
+struct IndexCallbacks {
+    std::function<void(const std::filesystem::path&, const std::string& reason)> on_failure;
+    std::function<void(size_t done, size_t total)> on_progress;
+};
+
+// Throws cbir::Error for problems that stop the run (no model, model mismatch, unwritable store).
+IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const IndexOptions& options,
+                       const IndexCallbacks& callbacks);
+
+}  // namespace cbir

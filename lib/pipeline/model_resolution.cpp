@@ -1,0 +1,67 @@
+#include "pipeline/model_resolution.h"
+
+#include <fmt/format.h>
+
+#include "util/error.h"
+#include "util/file_stat.h"
+#include "util/hash.h"
+#include "util/log.h"
+
+namespace cbir {
+
+ModelFile describe_model(const std::filesystem::path& path) {
+    if (!std::filesystem::is_regular_file(path)) throw Error(path.string() + ": model file not found");
+    ModelFile model;
+    model.path = std::filesystem::absolute(path).lexically_normal();
+    model.sha256 = sha256_file_hex(model.path);
+    model.untrained = looks_untrained(model.path, model.sha256);
+    return model;
+}
+
+ModelFile model_for_new_store(const std::optional<std::filesystem::path>& requested,
+                              const std::filesystem::path& executable_dir) {
+    if (requested) return describe_model(*requested);
+    auto found = find_default_model(executable_dir);
+    if (!found)
+        throw Error("no model found (looked for models/resnet18-imagenet-features.pt and "
+                    "models/resnet18-untrained-features.pt); run ./scripts/fetch-assets.sh or pass --model FILE.pt");
+    return describe_model(*found);
+}
+
+ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested) {
+    const StoreSettings& s = store.settings();
+    const std::filesystem::path path = requested ? *requested : std::filesystem::path(s.model_path);
+    if (!requested) {
+        auto st = stat_file(path);
+        if (!st)
+            throw Error(fmt::format("{}: the model this store was built with is missing; pass --model with the same "
+                                    "model (sha256 {}) or build a new store",
+                                    path.string(), s.model_sha256));
+        if (st->size == s.model_size && st->mtime_ns == s.model_mtime_ns) {
+            ModelFile model{path, s.model_sha256, looks_untrained(path, s.model_sha256)};
+            return model;
+        }
+    }
+    ModelFile model = describe_model(path);
+    if (model.sha256 != s.model_sha256)
+        throw Error(fmt::format("{}: model mismatch: the store {} was built with sha256 {} ({}), this model is {}; "
+                                "use the store's model or a new --store",
+                                model.path.string(), store.dir().string(), s.model_sha256, s.model_path, model.sha256));
+    if (auto st = stat_file(model.path)) {
+        try {
+            store.update_model_identity(model.path.string(), st->size, st->mtime_ns);
+        } catch (const Error&) {
+            // A read-only store still works; it just hashes the model again next time.
+        }
+    }
+    return model;
+}
+
+void warn_if_untrained(const ModelFile& model) {
+    if (model.untrained)
+        log_warning(fmt::format("{} is the UNTRAINED stand-in ResNet18: neighbours are not semantically meaningful. "
+                                "Export the ImageNet weights with scripts/export_resnet18.py for real retrieval.",
+                                model.path.filename().string()));
+}
+
+}  // namespace cbir

@@ -1,0 +1,27 @@
+#pragma once
+// Which model a command runs: the one named with --model, or the one the store was built with, or
+// the default fetched model for a new store; and the check that a store is never extended or
+// queried with features from a different model.
+#include <filesystem>
+#include <optional>
+
+#include "embed/model_file.h"
+#include "store/store.h"
+
+namespace cbir {
+
+// Hashes the file; throws cbir::Error if it is missing or unreadable.
+ModelFile describe_model(const std::filesystem::path& path);
+
+// For a new store: the requested model, or the default one; throws with the fetch command if none.
+ModelFile model_for_new_store(const std::optional<std::filesystem::path>& requested,
+                              const std::filesystem::path& executable_dir);
+
+// For an existing store: the requested model must be the store's (same sha256); without a request
+// the store's recorded model is used, re-hashed only if its size or mtime changed.
+ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested);
+
+// Warns once when the model is the untrained stand-in.
+void warn_if_untrained(const ModelFile& model);
+
+}  // namespace cbir

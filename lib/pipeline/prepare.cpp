@@ -1,0 +1,47 @@
+#include "pipeline/prepare.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "image/decode.h"
+#include "util/hash.h"
+
+namespace cbir {
+
+PreparedImage prepare_image(const std::filesystem::path& path, const PreprocessSpec& spec) {
+    PreparedImage out;
+    out.path = path;
+    auto st = stat_file(path);
+    if (!st) {
+        out.error = std::string("cannot stat: ") + std::strerror(errno);
+        return out;
+    }
+    out.stat = *st;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        out.error = std::string("cannot open: ") + std::strerror(errno);
+        return out;
+    }
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    const std::string bytes = buffer.str();
+    if (in.bad()) {
+        out.error = "read error";
+        return out;
+    }
+    DecodedImage decoded = decode_image_bytes(bytes);
+    if (!decoded.ok()) {
+        out.error = decoded.error;
+        return out;
+    }
+    out.sha256 = sha256_hex(bytes.data(), bytes.size());
+    out.width = decoded.rgb.cols;
+    out.height = decoded.rgb.rows;
+    out.input.resize(spec.values_per_image());
+    preprocess_rgb(decoded.rgb, spec, out.input.data());
+    return out;
+}
+
+}  // namespace cbir

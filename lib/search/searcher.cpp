@@ -1,0 +1,80 @@
+#include "search/searcher.h"
+
+#include "embed/embedder.h"
+#include "pipeline/model_resolution.h"
+#include "pipeline/prepare.h"
+#include "store/derived_index.h"
+#include "store/store.h"
+#include "util/file_stat.h"
+
+namespace cbir {
+namespace {
+
+// The stored vector of an indexed, unchanged file: it needs no model at all, and the image is its
+// own first hit at distance exactly 0.
+std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image) {
+    auto record = store.catalogue().find_by_path(std::filesystem::absolute(image).lexically_normal().string());
+    if (!record) return std::nullopt;
+    auto st = stat_file(image);
+    if (!st || st->size != record->size || st->mtime_ns != record->mtime_ns) return std::nullopt;
+    return record->vector;
+}
+
+}  // namespace
+
+QueryReport run_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options) {
+    auto store = Store::open(options.store_dir);
+    const StoreSettings& settings = store->settings();
+    QueryReport report;
+    report.metric = settings.metric;
+
+    // Vectors first, so a model is loaded at most once and only if some query is not in the store.
+    std::vector<std::vector<float>> vectors(images.size());
+    std::vector<QueryResult> results(images.size());
+    std::unique_ptr<Embedder> embedder;
+    const PreprocessSpec spec;
+    for (size_t i = 0; i < images.size(); ++i) {
+        results[i].query = images[i];
+        if (auto v = stored_vector(*store, images[i])) {
+            vectors[i] = std::move(*v);
+            continue;
+        }
+        PreparedImage prepared = prepare_image(images[i], spec);
+        if (!prepared.ok()) {
+            results[i].error = prepared.error;
+            continue;
+        }
+        if (!embedder) {
+            ModelFile model = model_for_existing_store(*store, options.model);
+            warn_if_untrained(model);
+            EmbedderOptions embedder_options;
+            embedder_options.threads = options.threads;
+            embedder = Embedder::load(model.path, embedder_options);
+        }
+        vectors[i] = embedder->embed(prepared.input.data(), 1);
+    }
+
+    std::unique_ptr<VectorIndex> index;
+    if (options.exact)
+        index = build_flat_index(*store);
+    else
+        index = open_search_index(*store, settings.hnsw.ef_search, /*save=*/true);
+    report.index_kind = index->kind();
+
+    SearchParams params;
+    params.k = options.top_k;
+    params.ef = options.ef;
+    for (size_t i = 0; i < images.size(); ++i) {
+        if (!results[i].error.empty()) continue;
+        const auto neighbors = index->search(vectors[i].data(), params);
+        std::vector<int64_t> ids;
+        for (const auto& n : neighbors) ids.push_back(n.id);
+        const auto paths = store->catalogue().paths_of(ids);
+        for (size_t r = 0; r < neighbors.size(); ++r)
+            results[i].hits.push_back({static_cast<int>(r + 1), neighbors[r].distance, paths[r]});
+    }
+    report.results = std::move(results);
+    return report;
+}
+
+}  // namespace cbir

@@ -1,0 +1,44 @@
+#pragma once
+// `cbir query`: each query image's vector (from the catalogue when the file is indexed and
+// unchanged, else embedded with the store's model) searched in the store's index.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "index/metric.h"
+
+namespace cbir {
+
+struct QueryOptions {
+    std::filesystem::path store_dir;
+    std::optional<std::filesystem::path> model;  // must be the store's model when given
+    int top_k = 10;
+    int ef = 0;          // HNSW search breadth; 0 = the store's default
+    bool exact = false;  // flat search regardless of the store's index
+    int threads = 0;
+};
+
+struct QueryHit {
+    int rank = 0;  // 1-based
+    float distance = 0.0f;
+    std::string path;  // absolute, as stored
+};
+
+struct QueryResult {
+    std::filesystem::path query;  // as given
+    std::vector<QueryHit> hits;
+    std::string error;  // the query image could not be read; hits empty
+};
+
+struct QueryReport {
+    Metric metric = Metric::L2;
+    std::string index_kind;  // what was searched: "hnsw" or "flat"
+    std::vector<QueryResult> results;
+};
+
+// Throws cbir::Error when the store or the model cannot be used; an unreadable query image is
+// reported in its QueryResult so the other queries still run.
+QueryReport run_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options);
+
+}  // namespace cbir

@@ -1,0 +1,214 @@
+#include "store/catalogue.h"
+
+#include <sqlite3.h>
+
+#include <cstring>
+
+#include "util/error.h"
+
+namespace cbir {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images(
+    id         INTEGER PRIMARY KEY,
+    path       TEXT NOT NULL UNIQUE,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    vector     BLOB NOT NULL,
+    generation INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_generation ON images(generation);
+CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
+INSERT OR IGNORE INTO meta(key, value) VALUES('generation', '0');
+)sql";
+
+// A prepared statement that finalizes itself.
+class Statement {
+public:
+    Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+    ~Statement() { sqlite3_finalize(stmt_); }
+    operator sqlite3_stmt*() const { return stmt_; }
+
+private:
+    sqlite3_stmt* stmt_;
+};
+
+std::string column_text(sqlite3_stmt* stmt, int column) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
+    return text ? std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt, column))) : std::string();
+}
+
+}  // namespace
+
+Catalogue::Catalogue(const std::filesystem::path& file, bool create) : file_(file) {
+    const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(file.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+        std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw Error(file.string() + ": cannot open catalogue: " + why);
+    }
+    sqlite3_busy_timeout(db_, 10000);
+    try {
+        // WAL: queries read the last committed state while an index run writes.
+        exec("PRAGMA journal_mode=WAL");
+        exec("PRAGMA synchronous=NORMAL");
+        exec("PRAGMA foreign_keys=ON");
+        // Reading the schema is the first real check that this is a SQLite file at all.
+        if (create) {
+            exec("BEGIN IMMEDIATE");
+            exec(kSchema);
+            exec("COMMIT");
+        } else {
+            Statement check(prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('meta','images')"));
+            if (sqlite3_step(check) != SQLITE_ROW || sqlite3_column_int(check, 0) != 2)
+                throw Error(file.string() + ": not a cbir catalogue (tables missing)");
+        }
+    } catch (...) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw;
+    }
+}
+
+Catalogue::~Catalogue() {
+    if (db_) sqlite3_close(db_);
+}
+
+sqlite3_stmt* Catalogue::prepare(const char* sql) const {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK)
+        throw Error(file_.string() + ": catalogue error: " + sqlite3_errmsg(db_));
+    return stmt;
+}
+
+void Catalogue::exec(const char* sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+        std::string why = message ? message : sqlite3_errmsg(db_);
+        sqlite3_free(message);
+        throw Error(file_.string() + ": catalogue error: " + why);
+    }
+}
+
+std::optional<std::string> Catalogue::meta(const std::string& key) const {
+    Statement stmt(prepare("SELECT value FROM meta WHERE key = ?"));
+    sqlite3_bind_text(stmt, 1, key.c_str(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) == SQLITE_ROW) return column_text(stmt, 0);
+    return std::nullopt;
+}
+
+void Catalogue::set_meta(const std::string& key, const std::string& value) {
+    Statement stmt(prepare("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+    sqlite3_bind_text(stmt, 1, key.c_str(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, value.c_str(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) != SQLITE_DONE) throw Error(file_.string() + ": cannot write metadata: " + sqlite3_errmsg(db_));
+}
+
+void Catalogue::begin() {
+    // IMMEDIATE takes the write lock now, so a second writer waits (busy timeout) instead of failing
+    // halfway through its batch.
+    exec("BEGIN IMMEDIATE");
+    in_transaction_ = true;
+    changed_in_transaction_ = false;
+}
+
+void Catalogue::commit() {
+    if (changed_in_transaction_) exec("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'");
+    exec("COMMIT");
+    in_transaction_ = false;
+}
+
+void Catalogue::rollback() {
+    in_transaction_ = false;
+    exec("ROLLBACK");
+}
+
+uint64_t Catalogue::generation() const {
+    auto value = meta("generation");
+    return value ? std::stoull(*value) : 0;
+}
+
+size_t Catalogue::count() const {
+    Statement stmt(prepare("SELECT count(*) FROM images"));
+    sqlite3_step(stmt);
+    return static_cast<size_t>(sqlite3_column_int64(stmt, 0));
+}
+
+int64_t Catalogue::upsert(const ImageRecord& r) {
+    Statement stmt(prepare(
+        "INSERT INTO images(path, size, mtime_ns, sha256, width, height, vector, generation) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT CAST(value AS INTEGER) + 1 FROM meta WHERE key = 'generation')) "
+        "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, "
+        "width = excluded.width, height = excluded.height, vector = excluded.vector, generation = excluded.generation "
+        "RETURNING id"));
+    sqlite3_bind_text(stmt, 1, r.path.c_str(), static_cast<int>(r.path.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 2, r.size);
+    sqlite3_bind_int64(stmt, 3, r.mtime_ns);
+    sqlite3_bind_text(stmt, 4, r.sha256.c_str(), static_cast<int>(r.sha256.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int(stmt, 5, r.width);
+    sqlite3_bind_int(stmt, 6, r.height);
+    sqlite3_bind_blob(stmt, 7, r.vector.data(), static_cast<int>(r.vector.size() * sizeof(float)), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) != SQLITE_ROW) throw Error(file_.string() + ": cannot write image row: " + sqlite3_errmsg(db_));
+    changed_in_transaction_ = true;
+    return sqlite3_column_int64(stmt, 0);
+}
+
+std::unordered_map<std::string, FileState> Catalogue::file_states() const {
+    std::unordered_map<std::string, FileState> out;
+    Statement stmt(prepare("SELECT path, id, size, mtime_ns FROM images"));
+    while (sqlite3_step(stmt) == SQLITE_ROW)
+        out.emplace(column_text(stmt, 0),
+                    FileState{sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2), sqlite3_column_int64(stmt, 3)});
+    return out;
+}
+
+std::optional<ImageRecord> Catalogue::find_by_path(const std::string& path) const {
+    Statement stmt(prepare("SELECT id, path, size, mtime_ns, sha256, width, height, vector FROM images WHERE path = ?"));
+    sqlite3_bind_text(stmt, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) != SQLITE_ROW) return std::nullopt;
+    ImageRecord r;
+    r.id = sqlite3_column_int64(stmt, 0);
+    r.path = column_text(stmt, 1);
+    r.size = sqlite3_column_int64(stmt, 2);
+    r.mtime_ns = sqlite3_column_int64(stmt, 3);
+    r.sha256 = column_text(stmt, 4);
+    r.width = sqlite3_column_int(stmt, 5);
+    r.height = sqlite3_column_int(stmt, 6);
+    const auto* blob = static_cast<const float*>(sqlite3_column_blob(stmt, 7));
+    r.vector.assign(blob, blob + sqlite3_column_bytes(stmt, 7) / static_cast<int>(sizeof(float)));
+    return r;
+}
+
+std::vector<std::string> Catalogue::paths_of(const std::vector<int64_t>& ids) const {
+    std::vector<std::string> out;
+    Statement stmt(prepare("SELECT path FROM images WHERE id = ?"));
+    for (int64_t id : ids) {
+        sqlite3_reset(stmt);
+        sqlite3_bind_int64(stmt, 1, id);
+        out.push_back(sqlite3_step(stmt) == SQLITE_ROW ? column_text(stmt, 0) : std::string());
+    }
+    return out;
+}
+
+void Catalogue::for_each_vector_since(uint64_t generation,
+                                      const std::function<void(int64_t, const float*, int)>& visit) const {
+    Statement stmt(prepare("SELECT id, vector FROM images WHERE generation > ? ORDER BY id"));
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(generation));
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const auto* blob = static_cast<const float*>(sqlite3_column_blob(stmt, 1));
+        visit(sqlite3_column_int64(stmt, 0), blob, sqlite3_column_bytes(stmt, 1) / static_cast<int>(sizeof(float)));
+    }
+    if (rc != SQLITE_DONE) throw Error(file_.string() + ": catalogue read error: " + sqlite3_errmsg(db_));
+}
+
+}  // namespace cbir

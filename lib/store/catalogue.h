@@ -1,0 +1,98 @@
+#pragma once
+// The catalogue: a SQLite database that is the store's source of truth. One row per image (path,
+// size, mtime, content hash, pixel size, the feature vector) and a key/value table of metadata.
+// Every change runs in a transaction and bumps a generation counter, so a derived index can say
+// which state of the catalogue it was built from and what changed since.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace cbir {
+
+struct ImageRecord {
+    int64_t id = 0;
+    std::string path;  // absolute
+    int64_t size = 0;
+    int64_t mtime_ns = 0;
+    std::string sha256;
+    int width = 0;
+    int height = 0;
+    std::vector<float> vector;
+};
+
+struct FileState {
+    int64_t id;
+    int64_t size;
+    int64_t mtime_ns;
+};
+
+class Catalogue {
+public:
+    // Opens (or with create=true creates) the database. Throws cbir::Error naming the file.
+    Catalogue(const std::filesystem::path& file, bool create);
+    ~Catalogue();
+    Catalogue(const Catalogue&) = delete;
+    Catalogue& operator=(const Catalogue&) = delete;
+
+    const std::filesystem::path& file() const { return file_; }
+
+    std::optional<std::string> meta(const std::string& key) const;
+    void set_meta(const std::string& key, const std::string& value);
+
+    // Writes happen inside a transaction; commit() bumps the generation if anything changed.
+    void begin();
+    void commit();
+    void rollback();
+    bool in_transaction() const { return in_transaction_; }
+
+    uint64_t generation() const;
+    size_t count() const;
+
+    // Inserts a new row or replaces the one with the same path; returns the row id.
+    int64_t upsert(const ImageRecord& record);
+
+    // path -> (id, size, mtime) for every row: what the indexer compares the folder against.
+    std::unordered_map<std::string, FileState> file_states() const;
+    std::optional<ImageRecord> find_by_path(const std::string& path) const;
+    std::vector<std::string> paths_of(const std::vector<int64_t>& ids) const;
+
+    // Visits rows changed after `generation` (all rows for 0), in id order; the vector is only
+    // valid during the call.
+    void for_each_vector_since(uint64_t generation, const std::function<void(int64_t id, const float* vector, int dimension)>& visit) const;
+
+private:
+    sqlite3_stmt* prepare(const char* sql) const;
+    void exec(const char* sql);
+
+    std::filesystem::path file_;
+    sqlite3* db_ = nullptr;
+    bool in_transaction_ = false;
+    bool changed_in_transaction_ = false;
+};
+
+// RAII: rolls back unless committed.
+class Transaction {
+public:
+    explicit Transaction(Catalogue& catalogue) : catalogue_(catalogue) { catalogue_.begin(); }
+    ~Transaction() {
+        if (catalogue_.in_transaction()) {
+            try {
+                catalogue_.rollback();
+            } catch (...) {
+            }
+        }
+    }
+    void commit() { catalogue_.commit(); }
+
+private:
+    Catalogue& catalogue_;
+};
+
+}  // namespace cbir

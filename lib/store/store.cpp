@@ -1,0 +1,113 @@
+#include "store/store.h"
+
+#include "util/error.h"
+
+namespace cbir {
+namespace {
+
+std::string required(const Catalogue& c, const std::string& key) {
+    auto value = c.meta(key);
+    if (!value)
+        throw Error(c.file().string() + ": catalogue metadata '" + key +
+                    "' is missing; the store is damaged (remove the store directory and run 'cbir index' again)");
+    return *value;
+}
+
+void write_settings(Catalogue& c, const StoreSettings& s) {
+    c.set_meta("format_version", std::to_string(kStoreFormatVersion));
+    c.set_meta("model_path", s.model_path);
+    c.set_meta("model_sha256", s.model_sha256);
+    c.set_meta("model_size", std::to_string(s.model_size));
+    c.set_meta("model_mtime_ns", std::to_string(s.model_mtime_ns));
+    c.set_meta("dimension", std::to_string(s.dimension));
+    c.set_meta("metric", metric_name(s.metric));
+    c.set_meta("preprocessing", s.preprocessing);
+    c.set_meta("index_kind", s.index_kind);
+    c.set_meta("hnsw_m", std::to_string(s.hnsw.m));
+    c.set_meta("hnsw_ef_construction", std::to_string(s.hnsw.ef_construction));
+    c.set_meta("hnsw_ef_search", std::to_string(s.hnsw.ef_search));
+}
+
+StoreSettings read_settings(const Catalogue& c) {
+    const int version = std::stoi(required(c, "format_version"));
+    if (version > kStoreFormatVersion)
+        throw Error(c.file().string() + ": store format version " + std::to_string(version) +
+                    " is newer than this cbir supports (" + std::to_string(kStoreFormatVersion) + "); upgrade cbir");
+    StoreSettings s;
+    s.model_path = required(c, "model_path");
+    s.model_sha256 = required(c, "model_sha256");
+    s.model_size = std::stoll(required(c, "model_size"));
+    s.model_mtime_ns = std::stoll(required(c, "model_mtime_ns"));
+    s.dimension = std::stoi(required(c, "dimension"));
+    auto metric = parse_metric(required(c, "metric"));
+    if (!metric) throw Error(c.file().string() + ": unknown metric in store metadata");
+    s.metric = *metric;
+    s.preprocessing = required(c, "preprocessing");
+    s.index_kind = required(c, "index_kind");
+    s.hnsw.m = std::stoi(required(c, "hnsw_m"));
+    s.hnsw.ef_construction = std::stoi(required(c, "hnsw_ef_construction"));
+    s.hnsw.ef_search = std::stoi(required(c, "hnsw_ef_search"));
+    return s;
+}
+
+}  // namespace
+
+std::filesystem::path catalogue_file(const std::filesystem::path& store_dir) { return store_dir / "catalogue.sqlite"; }
+
+bool Store::exists(const std::filesystem::path& dir) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(catalogue_file(dir), ec);
+}
+
+std::optional<std::filesystem::path> Store::find_upward(const std::filesystem::path& start) {
+    std::filesystem::path dir = std::filesystem::absolute(start).lexically_normal();
+    for (;;) {
+        if (exists(dir / kDefaultStoreDirName)) return dir / kDefaultStoreDirName;
+        if (!dir.has_parent_path() || dir.parent_path() == dir) return std::nullopt;
+        dir = dir.parent_path();
+    }
+}
+
+Store::Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, StoreSettings settings)
+    : dir_(std::move(dir)), catalogue_(std::move(catalogue)), settings_(std::move(settings)) {}
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& dir) {
+    if (!exists(dir))
+        throw Error(dir.string() + ": no cbir store here (no catalogue.sqlite); create one with 'cbir index DIR'");
+    auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), false);
+    StoreSettings settings;
+    try {
+        settings = read_settings(*catalogue);
+    } catch (const std::invalid_argument&) {
+        throw Error(catalogue->file().string() + ": store metadata is damaged (a number does not parse)");
+    } catch (const std::out_of_range&) {
+        throw Error(catalogue->file().string() + ": store metadata is damaged (a number is out of range)");
+    }
+    return std::unique_ptr<Store>(new Store(dir, std::move(catalogue), settings));
+}
+
+std::unique_ptr<Store> Store::create(const std::filesystem::path& dir, const StoreSettings& settings) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw Error(dir.string() + ": cannot create store directory: " + ec.message());
+    auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), true);
+    {
+        Transaction txn(*catalogue);
+        write_settings(*catalogue, settings);
+        txn.commit();
+    }
+    return std::unique_ptr<Store>(new Store(dir, std::move(catalogue), settings));
+}
+
+void Store::update_model_identity(const std::string& path, int64_t size, int64_t mtime_ns) {
+    Transaction txn(*catalogue_);
+    catalogue_->set_meta("model_path", path);
+    catalogue_->set_meta("model_size", std::to_string(size));
+    catalogue_->set_meta("model_mtime_ns", std::to_string(mtime_ns));
+    txn.commit();
+    settings_.model_path = path;
+    settings_.model_size = size;
+    settings_.model_mtime_ns = mtime_ns;
+}
+
+}  // namespace cbir

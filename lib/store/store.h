@@ -1,0 +1,58 @@
+#pragma once
+// A store is a directory (default ".cbir", found upward from the working directory as git finds
+// ".git") holding the catalogue (catalogue.sqlite, the source of truth) and derived index files.
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "index/hnsw_index.h"
+#include "index/metric.h"
+#include "store/catalogue.h"
+
+namespace cbir {
+
+inline constexpr int kStoreFormatVersion = 1;
+inline constexpr const char* kDefaultStoreDirName = ".cbir";
+
+struct StoreSettings {
+    std::string model_path;  // absolute path of the model that built the store
+    std::string model_sha256;
+    int64_t model_size = 0;
+    int64_t model_mtime_ns = 0;  // with model_size, lets a query skip re-hashing an unchanged model
+    int dimension = 0;
+    Metric metric = Metric::L2;
+    std::string preprocessing;
+    std::string index_kind = "hnsw";  // "hnsw" or "flat"
+    HnswParams hnsw;
+};
+
+class Store {
+public:
+    // The store a command should use when none is named: the nearest ".cbir" containing a catalogue
+    // in the working directory or above it.
+    static std::optional<std::filesystem::path> find_upward(const std::filesystem::path& start);
+    static bool exists(const std::filesystem::path& dir);
+
+    // Throws cbir::Error (naming the directory, the cause and the repair) if it is not a usable store.
+    static std::unique_ptr<Store> open(const std::filesystem::path& dir);
+    static std::unique_ptr<Store> create(const std::filesystem::path& dir, const StoreSettings& settings);
+
+    const std::filesystem::path& dir() const { return dir_; }
+    Catalogue& catalogue() { return *catalogue_; }
+    const StoreSettings& settings() const { return settings_; }
+    std::filesystem::path index_file() const { return dir_ / "index.hnsw"; }
+
+    // Records where the model now is and its file identity (after verifying its hash).
+    void update_model_identity(const std::string& path, int64_t size, int64_t mtime_ns);
+
+private:
+    Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, StoreSettings settings);
+    std::filesystem::path dir_;
+    std::unique_ptr<Catalogue> catalogue_;
+    StoreSettings settings_;
+};
+
+std::filesystem::path catalogue_file(const std::filesystem::path& store_dir);
+
+}  // namespace cbir

@@ -1,0 +1,78 @@
+#include "util/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace cbir {
+namespace {
+
+[[noreturn]] void fail(const std::filesystem::path& path, const char* what) {
+    throw Error(path.string() + ": " + what + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+AtomicFileWriter::AtomicFileWriter(std::filesystem::path target) : target_(std::move(target)) {
+    temp_ = target_;
+    temp_ += ".tmp-" + std::to_string(::getpid());
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail(temp_, "cannot create");
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFileWriter::write(const void* data, size_t size) {
+    const char* bytes = static_cast<const char*>(data);
+    while (size > 0) {
+        ssize_t n = ::write(fd_, bytes, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail(temp_, "write failed");
+        }
+        bytes += n;
+        size -= static_cast<size_t>(n);
+    }
+}
+
+void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) {
+    const char* bytes = static_cast<const char*>(data);
+    while (size > 0) {
+        ssize_t n = ::pwrite(fd_, bytes, size, static_cast<off_t>(offset));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail(temp_, "write failed");
+        }
+        bytes += n;
+        offset += static_cast<uint64_t>(n);
+        size -= static_cast<size_t>(n);
+    }
+}
+
+void AtomicFileWriter::commit() {
+    if (::fsync(fd_) != 0) fail(temp_, "fsync failed");
+    if (::close(fd_) != 0) {
+        fd_ = -1;
+        fail(temp_, "close failed");
+    }
+    fd_ = -1;
+    if (::rename(temp_.c_str(), target_.c_str()) != 0) fail(target_, "cannot rename temporary file into place");
+    committed_ = true;
+    sync_directory(target_.parent_path().empty() ? "." : target_.parent_path());
+}
+
+void sync_directory(const std::filesystem::path& dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;  // best effort: some file systems refuse to open directories
+    ::fsync(fd);
+    ::close(fd);
+}
+
+}  // namespace cbir
