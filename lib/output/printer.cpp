@@ -11,7 +11,8 @@ namespace {
 std::string plain_text(const FieldValue& v) {
     if (auto s = std::get_if<std::string>(&v)) return *s;
     if (auto i = std::get_if<int64_t>(&v)) return std::to_string(*i);
-    return fmt::format("{:.7g}", std::get<double>(v));  // distances are float32: 7 significant digits
+    // Values are float32 at heart (distances): the shortest text that reads back as the same float.
+    return fmt::format("{}", static_cast<float>(std::get<double>(v)));
 }
 
 class TablePrinter final : public RecordPrinter {

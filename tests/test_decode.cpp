@@ -1,0 +1,67 @@
+// Broken files are reported with a reason, never decoded into garbage; odd formats decode to RGB.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "image/decode.h"
+#include "test_support.h"
+
+using namespace cbir;
+
+namespace {
+
+std::string read_bytes(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string encode(const cv::Mat& image, const char* ext) {
+    std::vector<uchar> bytes;
+    REQUIRE(cv::imencode(ext, image, bytes));
+    return std::string(bytes.begin(), bytes.end());
+}
+
+}  // namespace
+
+TEST_CASE("decode: a real progressive JPEG decodes at its full size in RGB order") {
+    const auto image = decode_image_bytes(read_bytes(test::seed_dir() / "dog1.jpg"));
+    REQUIRE(image.ok());
+    CHECK(image.rgb.cols == 1100);
+    CHECK(image.rgb.rows == 825);
+    CHECK(image.rgb.type() == CV_8UC3);
+}
+
+TEST_CASE("decode: empty, text and truncated files fail with a reason") {
+    CHECK(decode_image_bytes("").error == "empty file");
+    CHECK_FALSE(decode_image_bytes("this is not an image\n").ok());
+    const std::string jpeg = read_bytes(test::seed_dir() / "dog2.jpg");  // baseline
+    const auto truncated = decode_image_bytes(jpeg.substr(0, jpeg.size() / 2));
+    CHECK_FALSE(truncated.ok());
+    CHECK(truncated.error.find("truncated") != std::string::npos);
+    const std::string progressive = read_bytes(test::seed_dir() / "cat1.jpg");
+    CHECK_FALSE(decode_image_bytes(progressive.substr(0, progressive.size() - 100)).ok());
+    const std::string png = encode(cv::Mat(64, 64, CV_8UC3, cv::Scalar(1, 2, 3)), ".png");
+    CHECK_FALSE(decode_image_bytes(png.substr(0, png.size() / 2)).ok());
+}
+
+TEST_CASE("decode: grayscale and alpha PNGs become 3-channel RGB") {
+    const auto gray = decode_image_bytes(encode(cv::Mat(10, 20, CV_8UC1, cv::Scalar(77)), ".png"));
+    REQUIRE(gray.ok());
+    CHECK(gray.rgb.type() == CV_8UC3);
+    CHECK(gray.rgb.at<cv::Vec3b>(5, 5) == cv::Vec3b(77, 77, 77));
+    // BGRA (10, 20, 30, 128) must come out as RGB (30, 20, 10).
+    const auto rgba = decode_image_bytes(encode(cv::Mat(8, 8, CV_8UC4, cv::Scalar(10, 20, 30, 128)), ".png"));
+    REQUIRE(rgba.ok());
+    CHECK(rgba.rgb.at<cv::Vec3b>(1, 1) == cv::Vec3b(30, 20, 10));
+}
+
+TEST_CASE("decode: extensions the walk picks up") {
+    CHECK(has_image_extension("a/b/photo.JPG"));
+    CHECK(has_image_extension("x.webp"));
+    CHECK(has_image_extension("x.tiff"));
+    CHECK_FALSE(has_image_extension("notes.txt"));
+    CHECK_FALSE(has_image_extension("jpg"));
+}
