@@ -7,15 +7,15 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config git ca-certificates
+  build-essential cmake pkg-config git ca-certificates curl
   libtorch-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev libhnswlib-dev libfmt-dev doctest-dev
   libfaiss-dev libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
-  python3
+  python3 python3-pil
 )
 if [[ "${1:-}" == "--python" ]]; then
-  packages+=(python3-torch python3-torchvision python3-pil python3-numpy)
+  packages+=(python3-torch python3-torchvision python3-numpy)
 fi
 
 missing=()
