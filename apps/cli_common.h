@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "embed/embedder.h"
+
 namespace cbir::cli {
 
 // Documented in the README.
@@ -26,6 +28,10 @@ std::filesystem::path executable_dir(const char* argv0);
 
 // Parses argv; on a usage error prints it and returns kError, on --help returns kOk.
 std::optional<int> parse(CLI::App& app, int argc, char** argv);
+
+// --precision fp32|bf16, shared by every command that runs the model.
+void add_precision_flag(CLI::App& app, std::string& precision);
+Precision parse_precision(const std::string& precision);
 
 // Prints "cbir: <message>" on stderr.
 void print_error(const std::string& message);

@@ -23,6 +23,7 @@ struct IndexFlags {
     int readers = 0;
     int hnsw_m = HnswParams{}.m;
     int ef_construction = HnswParams{}.ef_construction;
+    std::string precision = "fp32";
     Verbosity verbosity;
 };
 
@@ -39,6 +40,7 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     options.batch = flags.batch;
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
+    options.precision = parse_precision(flags.precision);
 
     const bool show_progress = stderr_is_terminal() && !flags.verbosity.quiet;
     IndexCallbacks callbacks;
@@ -90,6 +92,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
         ->capture_default_str();
     app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth of a new store")
         ->check(CLI::Range(4, 4096))->capture_default_str();
+    add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     return [flags, exe_dir] {

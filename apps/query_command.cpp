@@ -22,6 +22,7 @@ struct QueryFlags {
     int ef = 0;
     int threads = 0;
     bool exact = false;
+    std::string precision = "fp32";
     Verbosity verbosity;
 };
 
@@ -35,6 +36,7 @@ int run(const QueryFlags& flags) {
     options.ef = flags.ef;
     options.exact = flags.exact;
     options.threads = flags.threads;
+    options.precision = parse_precision(flags.precision);
 
     std::vector<std::filesystem::path> images(flags.images.begin(), flags.images.end());
     const QueryReport report = run_query(images, options);
@@ -85,6 +87,7 @@ std::function<int()> add_query_command(CLI::App& app) {
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index");
     app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
         ->capture_default_str()->envname("CBIR_THREADS");
+    add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     return [flags] {
         try {

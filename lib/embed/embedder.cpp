@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
+#include <chrono>
 #include <thread>
 
 #include "util/error.h"
@@ -10,12 +11,18 @@
 namespace cbir {
 namespace {
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 class TorchScriptEmbedder final : public Embedder {
 public:
     TorchScriptEmbedder(torch::jit::Module module, const EmbedderOptions& options)
         : module_(std::move(module)), options_(options) {}
 
     int dimension() const override { return dimension_; }
+    const EmbedderLoadTimes& load_times() const override { return times_; }
+    EmbedderLoadTimes times_;
 
     std::vector<float> embed(const float* inputs, int count) override {
         if (count <= 0) return {};
@@ -23,6 +30,8 @@ public:
         // from_blob does not copy; the caller's buffer outlives the call.
         auto batch = torch::from_blob(const_cast<float*>(inputs),
                                       {count, 3, options_.input_height, options_.input_width}, torch::kFloat32);
+        if (options_.precision == Precision::BFloat16)
+            batch = batch.to(torch::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast);
         torch::Tensor out = module_.forward({batch}).toTensor();
         if (out.dim() != 2 || out.size(0) != count)
             throw Error("model returned a tensor of shape " + shape_text(out) + ", expected [N, D] features");
@@ -56,6 +65,8 @@ private:
 std::unique_ptr<Embedder> Embedder::load(const std::filesystem::path& model, const EmbedderOptions& options) {
     const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(threads);
+    EmbedderLoadTimes times;
+    auto start = std::chrono::steady_clock::now();
     torch::jit::Module module;
     try {
         module = torch::jit::load(model.string());
@@ -63,6 +74,14 @@ std::unique_ptr<Embedder> Embedder::load(const std::filesystem::path& model, con
         throw Error(model.string() + ": not a loadable TorchScript model (" + e.what_without_backtrace() + ")");
     }
     module.eval();
+    if (options.precision == Precision::BFloat16) {
+        module.to(torch::kBFloat16);
+        // oneDNN's bf16 convolutions are fast only with channels-last weights and inputs.
+        for (auto parameter : module.parameters())
+            if (parameter.dim() == 4) parameter.set_data(parameter.contiguous(at::MemoryFormat::ChannelsLast));
+    }
+    times.load_seconds = seconds_since(start);
+    start = std::chrono::steady_clock::now();
     if (options.optimize) {
         try {
             module = torch::jit::optimize_for_inference(module);
@@ -70,9 +89,13 @@ std::unique_ptr<Embedder> Embedder::load(const std::filesystem::path& model, con
             // Some scripted models cannot be frozen; they still run unoptimised.
         }
     }
+    times.optimize_seconds = seconds_since(start);
     auto embedder = std::make_unique<TorchScriptEmbedder>(std::move(module), options);
+    start = std::chrono::steady_clock::now();
     try {
         embedder->probe_and_warm_up();
+        times.warm_up_seconds = seconds_since(start);
+        embedder->times_ = times;
     } catch (const c10::Error& e) {
         throw Error(model.string() + ": model does not take a [N,3," + std::to_string(options.input_height) + "," +
                     std::to_string(options.input_width) + "] image batch (" + e.what_without_backtrace() + ")");

@@ -30,9 +30,17 @@ size_t HnswIndex::size() const { return graph_->cur_element_count; }
 void HnswIndex::add(int64_t id, const float* vector) {
     std::vector<float> prepared(vector, vector + dimension_);
     prepare_for_metric(metric_, prepared.data(), prepared.size());
-    if (graph_->cur_element_count >= graph_->max_elements_)
-        graph_->resizeIndex(std::max<size_t>(2 * graph_->max_elements_, 1024));
+    if (graph_->cur_element_count >= graph_->max_elements_) {
+        std::lock_guard<std::mutex> lock(resize_mutex_);
+        if (graph_->cur_element_count >= graph_->max_elements_)
+            graph_->resizeIndex(std::max<size_t>(2 * graph_->max_elements_, 1024));
+    }
     graph_->addPoint(prepared.data(), static_cast<hnswlib::labeltype>(id));
+}
+
+void HnswIndex::reserve(size_t capacity) {
+    std::lock_guard<std::mutex> lock(resize_mutex_);
+    if (capacity > graph_->max_elements_) graph_->resizeIndex(capacity);
 }
 
 std::vector<Neighbor> HnswIndex::search(const float* query, const SearchParams& params) const {

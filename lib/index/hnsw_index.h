@@ -31,7 +31,9 @@ public:
     Metric metric() const override { return metric_; }
     int dimension() const override { return dimension_; }
     size_t size() const override;
+    // Thread-safe for distinct ids once capacity is reserved.
     void add(int64_t id, const float* vector) override;
+    void reserve(size_t capacity);
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
     const HnswParams& params() const { return params_; }
 
@@ -43,6 +45,7 @@ private:
     std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
     std::unique_ptr<hnswlib::HierarchicalNSW<float>> graph_;
     mutable std::mutex search_mutex_;  // hnswlib's ef is shared state
+    std::mutex resize_mutex_;
 };
 
 }  // namespace cbir

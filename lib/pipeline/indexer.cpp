@@ -1,18 +1,15 @@
 #include "pipeline/indexer.h"
 
-#include <atomic>
 #include <chrono>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "embed/embedder.h"
 #include "pipeline/model_resolution.h"
-#include "pipeline/prepare.h"
+#include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
 #include "store/derived_index.h"
 #include "store/store.h"
-#include "util/bounded_queue.h"
 #include "util/error.h"
 #include "util/file_stat.h"
 
@@ -90,6 +87,7 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         warn_if_untrained(model);
         EmbedderOptions embedder_options;
         embedder_options.threads = options.threads;
+        embedder_options.precision = options.precision;
         auto embedder = Embedder::load(model.path, embedder_options);
         const PreprocessSpec spec;
 
@@ -116,71 +114,35 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
                                     store->dir().string(), store->settings().preprocessing, PreprocessSpec::name()));
 
         const uint64_t generation_before = store->catalogue().generation();
-        const int batch_size = std::max(1, options.batch);
-        const unsigned readers = options.reader_threads > 0 ? static_cast<unsigned>(options.reader_threads)
-                                                            : std::max(1u, std::thread::hardware_concurrency());
-
-        // Reader threads decode ahead of inference; the queue bounds how far (and so the memory).
-        BoundedQueue<std::pair<size_t, PreparedImage>> prepared(static_cast<size_t>(batch_size) * 2);
-        std::atomic<size_t> next{0};
-        std::atomic<unsigned> readers_left{readers};
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < readers; ++t) {
-            threads.emplace_back([&] {
-                for (size_t i; (i = next.fetch_add(1)) < todo.size();)
-                    if (!prepared.push({i, prepare_image(todo[i].path, spec)})) break;
-                if (readers_left.fetch_sub(1) == 1) prepared.close();
-            });
-        }
-
-        std::vector<size_t> batch_items;
-        std::vector<PreparedImage> batch;
-        std::vector<float> inputs_buffer;
-        size_t done = 0;
-        auto flush = [&] {
-            if (batch.empty()) return;
-            inputs_buffer.clear();
-            for (const auto& image : batch) inputs_buffer.insert(inputs_buffer.end(), image.input.begin(), image.input.end());
-            const std::vector<float> vectors = embedder->embed(inputs_buffer.data(), static_cast<int>(batch.size()));
-            const int dimension = embedder->dimension();
+        std::vector<std::filesystem::path> paths;
+        for (const auto& c : todo) paths.push_back(c.path);
+        PipelineOptions pipeline;
+        pipeline.batch = options.batch;
+        pipeline.reader_threads = options.reader_threads;
+        PipelineCallbacks pipeline_callbacks;
+        pipeline_callbacks.on_failure = [&](size_t i, const std::string& reason) { fail(todo[i].path, reason); };
+        pipeline_callbacks.on_progress = callbacks.on_progress;
+        // One transaction per batch: a run stopped midway keeps every batch it committed.
+        pipeline_callbacks.on_batch = [&](const std::vector<size_t>& indices, const std::vector<PreparedImage>& images,
+                                          const std::vector<float>& vectors, int dimension) {
             Transaction txn(store->catalogue());
-            for (size_t b = 0; b < batch.size(); ++b) {
-                const Candidate& c = todo[batch_items[b]];
+            for (size_t b = 0; b < images.size(); ++b) {
+                const Candidate& c = todo[indices[b]];
                 ImageRecord record;
                 record.path = c.catalogue_path;
-                record.size = batch[b].stat.size;
-                record.mtime_ns = batch[b].stat.mtime_ns;
-                record.sha256 = batch[b].sha256;
-                record.width = batch[b].width;
-                record.height = batch[b].height;
+                record.size = images[b].stat.size;
+                record.mtime_ns = images[b].stat.mtime_ns;
+                record.sha256 = images[b].sha256;
+                record.width = images[b].width;
+                record.height = images[b].height;
                 record.vector.assign(vectors.begin() + static_cast<long>(b) * dimension,
                                      vectors.begin() + static_cast<long>(b + 1) * dimension);
                 store->catalogue().upsert(record);
                 ++(c.known ? summary.updated : summary.added);
             }
             txn.commit();
-            batch.clear();
-            batch_items.clear();
         };
-        try {
-            while (auto item = prepared.pop()) {
-                ++done;
-                if (!item->second.ok()) {
-                    fail(todo[item->first].path, item->second.error);
-                } else {
-                    batch_items.push_back(item->first);
-                    batch.push_back(std::move(item->second));
-                    if (batch.size() == static_cast<size_t>(batch_size)) flush();
-                }
-                if (callbacks.on_progress) callbacks.on_progress(done, todo.size());
-            }
-            flush();
-        } catch (...) {
-            prepared.close();
-            for (auto& t : threads) t.join();
-            throw;
-        }
-        for (auto& t : threads) t.join();
+        run_embedding_pipeline(paths, *embedder, spec, pipeline, pipeline_callbacks);
         update_index_file(*store, generation_before);
     } else if (store) {
         // Nothing new, but a missing or stale index file is still brought up to date.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "index/hnsw_index.h"
+#include "embed/embedder.h"
 #include "index/metric.h"
 
 namespace cbir {
@@ -23,6 +24,7 @@ struct IndexOptions {
     int batch = 8;
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores
+    Precision precision = Precision::Float32;
 };
 
 struct IndexSummary {

@@ -49,6 +49,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
             warn_if_untrained(model);
             EmbedderOptions embedder_options;
             embedder_options.threads = options.threads;
+            embedder_options.precision = options.precision;
             embedder = Embedder::load(model.path, embedder_options);
         }
         vectors[i] = embedder->embed(prepared.input.data(), 1);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "embed/embedder.h"
 #include "index/metric.h"
 
 namespace cbir {
@@ -17,6 +18,7 @@ struct QueryOptions {
     int ef = 0;          // HNSW search breadth; 0 = the store's default
     bool exact = false;  // flat search regardless of the store's index
     int threads = 0;
+    Precision precision = Precision::Float32;
 };
 
 struct QueryHit {

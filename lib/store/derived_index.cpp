@@ -1,5 +1,8 @@
 #include "store/derived_index.h"
 
+#include <atomic>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "util/log.h"
@@ -7,12 +10,39 @@
 namespace cbir {
 namespace {
 
+// Adds the catalogue rows changed after `generation` to the index, on all cores: rows are read in
+// chunks (bounded memory) and each chunk is inserted by several threads (hnswlib locks per node).
+void add_rows_since(Store& store, uint64_t generation, HnswIndex& index) {
+    const int dimension = store.settings().dimension;
+    constexpr size_t kChunk = 8192;
+    std::vector<int64_t> ids;
+    std::vector<float> vectors;
+    const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    auto flush = [&] {
+        std::atomic<size_t> next{0};
+        std::vector<std::thread> workers;
+        for (unsigned t = 0; t < threads; ++t)
+            workers.emplace_back([&] {
+                for (size_t i; (i = next.fetch_add(1)) < ids.size();) index.add(ids[i], &vectors[i * dimension]);
+            });
+        for (auto& w : workers) w.join();
+        ids.clear();
+        vectors.clear();
+    };
+    index.reserve(index.size() + store.catalogue().count());
+    store.catalogue().for_each_vector_since(generation, [&](int64_t id, const float* vector, int row_dimension) {
+        if (row_dimension != dimension) return;
+        ids.push_back(id);
+        vectors.insert(vectors.end(), vector, vector + dimension);
+        if (ids.size() == kChunk) flush();
+    });
+    flush();
+}
+
 std::unique_ptr<HnswIndex> rebuild_hnsw(Store& store) {
     const auto& s = store.settings();
     auto index = std::make_unique<HnswIndex>(s.dimension, s.metric, s.hnsw, store.catalogue().count());
-    store.catalogue().for_each_vector_since(0, [&](int64_t id, const float* vector, int dimension) {
-        if (dimension == s.dimension) index->add(id, vector);
-    });
+    add_rows_since(store, 0, *index);
     return index;
 }
 
@@ -78,9 +108,7 @@ void update_index_file(Store& store, uint64_t generation_before) {
     auto index = try_load_hnsw(store, store.settings().hnsw.ef_search, header);
     if (index && header.catalogue_generation == generation) return;
     if (index && header.catalogue_generation == generation_before) {
-        store.catalogue().for_each_vector_since(generation_before, [&](int64_t id, const float* vector, int dimension) {
-            if (dimension == store.settings().dimension) index->add(id, vector);
-        });
+        add_rows_since(store, generation_before, *index);
     } else {
         index = rebuild_hnsw(store);
     }

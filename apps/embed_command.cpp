@@ -1,0 +1,106 @@
+#include "embed_command.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "output/npy_writer.h"
+#include "pipeline/embed_files.h"
+
+namespace cbir::cli {
+namespace {
+
+struct EmbedFlags {
+    std::vector<std::string> inputs;
+    std::string model;
+    std::string format = "jsonl";
+    std::string output;
+    int batch = 8;
+    int threads = 0;
+    int readers = 0;
+    std::string precision = "fp32";
+    Verbosity verbosity;
+};
+
+int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
+    apply_verbosity(flags.verbosity);
+    ignore_sigpipe();
+    if (flags.format == "npy" && flags.output.empty()) {
+        print_error("--format npy writes a file: give it with --output FILE.npy");
+        return kError;
+    }
+    EmbedFilesOptions options;
+    if (!flags.model.empty()) options.model = flags.model;
+    options.executable_dir = exe_dir;
+    options.batch = flags.batch;
+    options.threads = flags.threads;
+    options.reader_threads = flags.readers;
+    options.precision = parse_precision(flags.precision);
+    size_t failed = 0;
+    std::vector<std::filesystem::path> inputs(flags.inputs.begin(), flags.inputs.end());
+    const auto embedded = embed_files(inputs, options, [&](const std::filesystem::path& path, const std::string& why) {
+        ++failed;
+        std::fprintf(stderr, "cbir: skipped %s: %s\n", path.c_str(), why.c_str());
+    });
+    if (flags.format == "npy") {
+        const size_t dimension = embedded.empty() ? 0 : embedded.front().vector.size();
+        std::vector<float> matrix;
+        matrix.reserve(embedded.size() * dimension);
+        for (const auto& e : embedded) matrix.insert(matrix.end(), e.vector.begin(), e.vector.end());
+        write_npy_float32(flags.output, matrix, embedded.size(), dimension);
+        for (const auto& e : embedded) std::cout << e.path.string() << '\n';  // row i of the matrix
+    } else {
+        for (const auto& e : embedded) {
+            if (flags.format == "tsv") {
+                std::cout << e.path.string();
+                for (float v : e.vector) std::cout << '\t' << fmt::format("{}", v);
+                std::cout << '\n';
+            } else {
+                nlohmann::ordered_json row;
+                row["path"] = e.path.string();
+                row["vector"] = e.vector;
+                std::cout << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+            }
+        }
+    }
+    std::cout.flush();
+    if (!std::cout && errno == EPIPE) return kOk;
+    if (failed) return kError;
+    return embedded.empty() ? kNoResults : kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_embed_command(CLI::App& app, const char* argv0) {
+    auto flags = std::make_shared<EmbedFlags>();
+    app.add_option("inputs", flags->inputs, "Images, or folders walked recursively")->required();
+    app.add_option("--model", flags->model, "TorchScript model (default: models/resnet18-*.pt)")->envname("CBIR_MODEL");
+    app.add_option("--format", flags->format, "jsonl ({path, vector} per line), tsv (path then values) or npy")
+        ->check(CLI::IsMember({"jsonl", "tsv", "npy"}))->capture_default_str();
+    app.add_option("-o,--output", flags->output, "With --format npy: the .npy file ([N, D] float32); the paths of "
+                                                 "its rows are printed on stdout");
+    app.add_option("--batch", flags->batch, "Images per inference batch")->check(CLI::Range(1, 1024))
+        ->capture_default_str()->envname("CBIR_BATCH");
+    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
+        ->capture_default_str()->envname("CBIR_THREADS");
+    app.add_option("--readers", flags->readers, "Image decoding threads (0 = all cores)")->check(CLI::Range(0, 1024))
+        ->capture_default_str();
+    add_precision_flag(app, flags->precision);
+    add_verbosity_flags(app, flags->verbosity);
+    const std::filesystem::path exe_dir = executable_dir(argv0);
+    return [flags, exe_dir] {
+        try {
+            return run(*flags, exe_dir);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

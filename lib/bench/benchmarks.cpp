@@ -1,0 +1,127 @@
+#include "bench/benchmarks.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "image/preprocess.h"
+#include "pipeline/model_resolution.h"
+#include "pipeline/prepare.h"
+#include "store/derived_index.h"
+#include "store/store.h"
+#include "util/error.h"
+#include "util/file_stat.h"
+
+namespace cbir {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> values) {
+    if (values.empty()) return 0;
+    std::sort(values.begin(), values.end());
+    const size_t n = values.size();
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+}  // namespace
+
+InferenceBench bench_inference(const std::filesystem::path& model, int batch, int threads, bool optimize,
+                               Precision precision, double seconds) {
+    EmbedderOptions options;
+    options.threads = threads;
+    options.optimize = optimize;
+    options.precision = precision;
+    auto embedder = Embedder::load(model, options);
+    InferenceBench result;
+    result.load = embedder->load_times();
+    result.batch = batch;
+    result.threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+    result.optimized = optimize;
+    const PreprocessSpec spec;
+    std::vector<float> inputs(spec.values_per_image() * static_cast<size_t>(batch));
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (auto& v : inputs) v = normal(rng);
+    embedder->embed(inputs.data(), batch);  // warm-up at this batch size
+    const auto start = Clock::now();
+    while (result.batch_seconds.size() < 5 ||
+           std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
+        const auto t = Clock::now();
+        embedder->embed(inputs.data(), batch);
+        result.batch_seconds.push_back(std::chrono::duration<double>(Clock::now() - t).count());
+    }
+    result.images_per_second = batch / median(result.batch_seconds);
+    return result;
+}
+
+DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int readers) {
+    DecodeBench result;
+    result.readers = readers > 0 ? readers : static_cast<int>(std::thread::hardware_concurrency());
+    std::atomic<size_t> next{0}, failed{0};
+    const PreprocessSpec spec;
+    const auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < result.readers; ++t)
+        threads.emplace_back([&] {
+            for (size_t i; (i = next.fetch_add(1)) < files.size();)
+                if (!prepare_image(files[i], spec).ok()) ++failed;
+        });
+    for (auto& t : threads) t.join();
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    result.images = files.size();
+    result.failed = failed;
+    result.images_per_second = result.seconds > 0 ? files.size() / result.seconds : 0;
+    return result;
+}
+
+void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,
+                          int dimension, Metric metric, const std::string& index_kind, const HnswParams& hnsw) {
+    if (Store::exists(store_dir)) throw Error(store_dir.string() + ": a store already exists here");
+    const ModelFile described = describe_model(model);
+    StoreSettings settings;
+    settings.model_path = described.path.string();
+    settings.model_sha256 = described.sha256;
+    if (auto st = stat_file(described.path)) {
+        settings.model_size = st->size;
+        settings.model_mtime_ns = st->mtime_ns;
+    }
+    settings.dimension = dimension;
+    settings.metric = metric;
+    settings.preprocessing = PreprocessSpec::name();
+    settings.index_kind = index_kind;
+    settings.hnsw = hnsw;
+    auto store = Store::create(store_dir, settings);
+
+    // Clusters with a low intrinsic dimension, like image features (see tests/test_index.cpp).
+    constexpr int kClusters = 100, kLatent = 8;
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> centres(static_cast<size_t>(kClusters) * dimension), directions(centres.size() * kLatent);
+    for (auto& v : centres) v = 1.0f + 0.5f * normal(rng);
+    for (auto& v : directions) v = 0.15f * normal(rng);
+    const uint64_t generation_before = store->catalogue().generation();
+    ImageRecord record;
+    record.sha256 = "synthetic";
+    record.vector.resize(static_cast<size_t>(dimension));
+    for (size_t i = 0; i < count;) {
+        Transaction txn(store->catalogue());
+        for (size_t end = std::min(count, i + 10000); i < end; ++i) {
+            const size_t cluster = i % kClusters;
+            for (int d = 0; d < dimension; ++d) record.vector[d] = centres[cluster * dimension + d] + 0.02f * normal(rng);
+            for (int l = 0; l < kLatent; ++l) {
+                const float w = normal(rng);
+                const float* dir = &directions[(cluster * kLatent + l) * dimension];
+                for (int d = 0; d < dimension; ++d) record.vector[d] += w * dir[d];
+            }
+            record.path = "/synthetic/" + std::to_string(i) + ".jpg";
+            store->catalogue().upsert(record);
+        }
+        txn.commit();
+    }
+    update_index_file(*store, generation_before);
+}
+
+}  // namespace cbir

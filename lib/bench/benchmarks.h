@@ -1,0 +1,42 @@
+#pragma once
+// Measurements behind `cbir bench`: each stage alone (inference, decode+preprocess), and synthetic
+// stores for timing queries at sizes no photo folder here has.
+#include <filesystem>
+#include <vector>
+
+#include "embed/embedder.h"
+#include "index/hnsw_index.h"
+#include "index/metric.h"
+
+namespace cbir {
+
+struct InferenceBench {
+    EmbedderLoadTimes load;
+    int batch = 0;
+    int threads = 0;
+    bool optimized = false;
+    std::vector<double> batch_seconds;  // one per timed batch
+    double images_per_second = 0;       // from the median batch
+};
+
+// Random inputs (inference does not care what the pixels are); at least `seconds` of timed batches.
+InferenceBench bench_inference(const std::filesystem::path& model, int batch, int threads, bool optimize,
+                               Precision precision, double seconds);
+
+struct DecodeBench {
+    size_t images = 0;
+    size_t failed = 0;
+    int readers = 0;
+    double seconds = 0;
+    double images_per_second = 0;
+};
+
+// Read + decode + preprocess every file with `readers` threads, no inference.
+DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int readers);
+
+// A store of `count` synthetic clustered vectors (paths /synthetic/N.jpg) recorded as built by
+// `model`, with its index built. For timing queries and index builds.
+void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,
+                          int dimension, Metric metric, const std::string& index_kind, const HnswParams& hnsw);
+
+}  // namespace cbir
