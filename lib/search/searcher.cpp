@@ -1,11 +1,16 @@
 #include "search/searcher.h"
 
+#include <chrono>
+
+#include <fmt/format.h>
+
 #include "embed/embedder.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/prepare.h"
 #include "store/derived_index.h"
 #include "store/store.h"
 #include "util/file_stat.h"
+#include "util/log.h"
 
 namespace cbir {
 namespace {
@@ -23,7 +28,10 @@ std::optional<std::vector<float>> stored_vector(Store& store, const std::filesys
 }  // namespace
 
 QueryReport run_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options) {
+    const auto started = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
     auto store = Store::open(options.store_dir);
+    log_debug(fmt::format("store opened at {:.3f} s", elapsed()));
     const StoreSettings& settings = store->settings();
     QueryReport report;
     report.metric = settings.metric;
@@ -51,6 +59,9 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
             embedder_options.threads = options.threads;
             embedder_options.precision = options.precision;
             embedder = Embedder::load(model.path, embedder_options);
+            const auto& t = embedder->load_times();
+            log_debug(fmt::format("model ready at {:.3f} s (load {:.3f}, optimize {:.3f}, warm-up {:.3f})", elapsed(),
+                                  t.load_seconds, t.optimize_seconds, t.warm_up_seconds));
         }
         vectors[i] = embedder->embed(prepared.input.data(), 1);
     }
@@ -61,6 +72,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     else
         index = open_search_index(*store, settings.hnsw.ef_search, /*save=*/true);
     report.index_kind = index->kind();
+    log_debug(fmt::format("{} index of {} vectors ready at {:.3f} s", index->kind(), index->size(), elapsed()));
 
     SearchParams params;
     params.k = options.top_k;
@@ -74,6 +86,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
         for (size_t r = 0; r < neighbors.size(); ++r)
             results[i].hits.push_back({static_cast<int>(r + 1), neighbors[r].distance, paths[r]});
     }
+    log_debug(fmt::format("searched at {:.3f} s", elapsed()));
     report.results = std::move(results);
     return report;
 }
