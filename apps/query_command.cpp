@@ -1,6 +1,8 @@
 #include "query_command.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -64,9 +66,12 @@ int run(const QueryFlags& flags) {
         }
     }
     printer->finish();
-    if (!std::cout && errno == EPIPE) return kOk;  // the reader went away (`| head`): not an error
-    if (any_error) return kError;
-    return any_hit ? kOk : kNoResults;
+    int code = any_error ? kError : any_hit ? kOk : kNoResults;
+    if (!std::cout && errno == EPIPE) code = kOk;  // the reader went away (`| head`): not an error
+    // Everything is written and committed; skip the teardown, where LibTorch's static destructors
+    // alone take 0.13 s of a query's wall time.
+    std::fflush(nullptr);
+    std::_Exit(code);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ enum class Precision { Float32, BFloat16 };
 struct EmbedderOptions {
     int threads = 0;            // intra-op threads; 0 = all cores (LibTorch here starts with one)
     bool optimize = true;       // torch::jit::optimize_for_inference (freeze + fuse)
+    bool warm_up = true;        // two passes at load; a one-off query skips them (its pass warms up)
     // BFloat16 runs the network in bf16 with channels-last tensors (oneDNN's AVX512-BF16 kernels):
     // faster where the CPU has them, vectors within about 1% of float32 (measured in the README).
     Precision precision = Precision::Float32;
@@ -32,6 +33,7 @@ public:
     static std::unique_ptr<Embedder> load(const std::filesystem::path& model, const EmbedderOptions& options);
     virtual ~Embedder() = default;
 
+    // Known after the warm-up, or after the first embed() when warm_up is false.
     virtual int dimension() const = 0;
     virtual const EmbedderLoadTimes& load_times() const = 0;
     // inputs: count * 3 * H * W floats (CHW per image). Returns count * dimension() floats.

@@ -106,16 +106,6 @@ private:
     uint64_t size_ = 0;
 };
 
-void write_all(int fd, const char* data, size_t size, const char* what) {
-    while (size > 0) {
-        ssize_t n = ::write(fd, data, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) throw Error(std::string(what) + ": " + std::strerror(errno));
-        data += n;
-        size -= static_cast<size_t>(n);
-    }
-}
-
 }  // namespace
 
 PayloadFile::PayloadFile() {
@@ -160,22 +150,25 @@ IndexFileHeader read_index_file_header(const std::filesystem::path& path) {
     return in.header().header;
 }
 
-PayloadFile read_index_file(const std::filesystem::path& path, IndexFileHeader& header) {
+MappedPayload::MappedPayload(void* mapping, size_t mapping_size, size_t payload_offset)
+    : mapping_(mapping), mapping_size_(mapping_size), offset_(payload_offset) {}
+MappedPayload::~MappedPayload() {
+    if (mapping_) ::munmap(mapping_, mapping_size_);
+}
+MappedPayload::MappedPayload(MappedPayload&& other) noexcept
+    : mapping_(other.mapping_), mapping_size_(other.mapping_size_), offset_(other.offset_) {
+    other.mapping_ = nullptr;
+}
+
+MappedPayload map_index_file(const std::filesystem::path& path, IndexFileHeader& header) {
     InputFile in(path);
     const RawHeader raw = in.header();
-    PayloadFile payload;
+    const size_t file_size = static_cast<size_t>(raw.payload_size + kHeaderSize);
+    void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, in.fd(), 0);
+    if (mapping == MAP_FAILED) throw IndexFileError(path.string() + ": cannot map index file: " + std::strerror(errno));
+    MappedPayload payload(mapping, file_size, kHeaderSize);
     Xxh3Stream checksum;
-    std::vector<char> block(1 << 20);
-    uint64_t offset = kHeaderSize;
-    for (;;) {
-        ssize_t n = ::pread(in.fd(), block.data(), block.size(), static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw IndexFileError(path.string() + ": read error: " + std::strerror(errno));
-        if (n == 0) break;
-        checksum.update(block.data(), static_cast<size_t>(n));
-        write_all(payload.fd(), block.data(), static_cast<size_t>(n), "cannot copy index payload");
-        offset += static_cast<uint64_t>(n);
-    }
+    checksum.update(payload.data(), payload.size());
     if (checksum.digest() != raw.payload_checksum)
         throw IndexFileError(path.string() + ": index file is damaged (checksum mismatch)");
     header = raw.header;

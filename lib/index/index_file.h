@@ -54,7 +54,24 @@ void write_index_file(const std::filesystem::path& target, const IndexFileHeader
 // Reads only the header; checks magic, version and that the file is as long as the header says.
 IndexFileHeader read_index_file_header(const std::filesystem::path& path);
 
-// Reads and verifies the whole file (header and checksum); returns the payload in memory.
-PayloadFile read_index_file(const std::filesystem::path& path, IndexFileHeader& header);
+// A read-only memory map of a verified index file's payload.
+class MappedPayload {
+public:
+    MappedPayload(void* mapping, size_t mapping_size, size_t payload_offset);
+    ~MappedPayload();
+    MappedPayload(MappedPayload&& other) noexcept;
+    MappedPayload(const MappedPayload&) = delete;
+    MappedPayload& operator=(const MappedPayload&) = delete;
+    const unsigned char* data() const { return static_cast<const unsigned char*>(mapping_) + offset_; }
+    size_t size() const { return mapping_size_ - offset_; }
+
+private:
+    void* mapping_;
+    size_t mapping_size_;
+    size_t offset_;
+};
+
+// Maps the file and verifies it whole (header and checksum) before anyone parses the payload.
+MappedPayload map_index_file(const std::filesystem::path& path, IndexFileHeader& header);
 
 }  // namespace cbir

@@ -1,6 +1,7 @@
 #include "search/searcher.h"
 
 #include <chrono>
+#include <future>
 
 #include <fmt/format.h>
 
@@ -36,7 +37,14 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     QueryReport report;
     report.metric = settings.metric;
 
-    // Vectors first, so a model is loaded at most once and only if some query is not in the store.
+    // The index loads (or is rebuilt) in the background while query images are embedded: the two
+    // costs overlap instead of adding up.
+    std::future<std::unique_ptr<VectorIndex>> index_loading = std::async(std::launch::async, [&]() -> std::unique_ptr<VectorIndex> {
+        if (options.exact) return build_flat_index(*store);
+        return open_search_index(*store, settings.hnsw.ef_search, /*save=*/true);
+    });
+
+    // A model is loaded at most once, and only if some query is not in the store.
     std::vector<std::vector<float>> vectors(images.size());
     std::vector<QueryResult> results(images.size());
     std::unique_ptr<Embedder> embedder;
@@ -57,6 +65,10 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
             warn_if_untrained(model);
             EmbedderOptions embedder_options;
             embedder_options.threads = options.threads;
+            // A query embeds a handful of images: optimising and warming up would cost more than
+            // they save (measured: optimize 0.11 s + warm-up 0.07 s against ~0.1 s for one plain pass).
+            embedder_options.optimize = images.size() > 16;
+            embedder_options.warm_up = false;
             embedder_options.precision = options.precision;
             embedder = Embedder::load(model.path, embedder_options);
             const auto& t = embedder->load_times();
@@ -66,11 +78,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
         vectors[i] = embedder->embed(prepared.input.data(), 1);
     }
 
-    std::unique_ptr<VectorIndex> index;
-    if (options.exact)
-        index = build_flat_index(*store);
-    else
-        index = open_search_index(*store, settings.hnsw.ef_search, /*save=*/true);
+    std::unique_ptr<VectorIndex> index = index_loading.get();
     report.index_kind = index->kind();
     log_debug(fmt::format("{} index of {} vectors ready at {:.3f} s", index->kind(), index->size(), elapsed()));
 
