@@ -3,6 +3,7 @@
 #include "cli_common.h"
 #include "embed_command.h"
 #include "index_command.h"
+#include "more_commands.h"
 #include "query_command.h"
 
 int main(int argc, char** argv) {
@@ -13,13 +14,25 @@ int main(int argc, char** argv) {
     auto* query = app.add_subcommand("query", "Print the nearest stored images of each query image");
     auto* embed = app.add_subcommand("embed", "Print the feature vectors of images (jsonl, tsv) or write them (npy)");
     auto* bench = app.add_subcommand("bench", "Measure inference, decoding and synthetic stores (for scripts/bench-*)");
+    auto* similarity = app.add_subcommand("similarity", "Pairwise cosine similarity and squared L2 of images");
+    auto* dups = app.add_subcommand("dups", "Near-duplicate groups within the store");
+    auto* info = app.add_subcommand("info", "The store's model, metric, index, counts and sizes");
+    auto* eval = app.add_subcommand("eval", "Retrieval quality of the store on labelled images (P@k, mAP, ANN recall)");
     auto run_index = cbir::cli::add_index_command(*index, argv[0]);
     auto run_query = cbir::cli::add_query_command(*query);
     auto run_embed = cbir::cli::add_embed_command(*embed, argv[0]);
     auto run_bench = cbir::cli::add_bench_command(*bench, argv[0]);
+    auto run_similarity = cbir::cli::add_similarity_command(*similarity, argv[0]);
+    auto run_dups = cbir::cli::add_dups_command(*dups);
+    auto run_info = cbir::cli::add_info_command(*info);
+    auto run_eval = cbir::cli::add_eval_command(*eval);
     if (auto code = cbir::cli::parse(app, argc, argv)) return *code;
     if (index->parsed()) return run_index();
     if (embed->parsed()) return run_embed();
     if (bench->parsed()) return run_bench();
+    if (similarity->parsed()) return run_similarity();
+    if (dups->parsed()) return run_dups();
+    if (info->parsed()) return run_info();
+    if (eval->parsed()) return run_eval();
     return run_query();
 }

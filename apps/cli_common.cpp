@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <iostream>
 
 #include "store/store.h"
 #include "util/error.h"
@@ -52,6 +53,37 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv) {
         return kError;
     }
     return std::nullopt;
+}
+
+std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& inputs, bool null_separated) {
+    std::vector<std::filesystem::path> out;
+    bool stdin_read = false;
+    for (const auto& input : inputs) {
+        if (input != "-") {
+            out.emplace_back(input);
+            continue;
+        }
+        if (stdin_read) continue;  // stdin can be read once
+        stdin_read = true;
+        const char separator = null_separated ? '\0' : '\n';
+        std::string line;
+        while (std::getline(std::cin, line, separator)) {
+            if (!null_separated && !line.empty() && line.back() == '\r') line.pop_back();
+            if (!line.empty()) out.emplace_back(line);
+        }
+    }
+    return out;
+}
+
+void add_format_flag(CLI::App& app, std::string& format) {
+    app.add_option("--format", format, "Output: table, tsv, csv, jsonl, json or paths (default: table on a terminal, "
+                                       "tsv otherwise)")
+        ->check(CLI::IsMember(output_format_names()))->envname("CBIR_FORMAT");
+}
+
+OutputFormat resolve_format(const std::string& flag) {
+    if (!flag.empty()) return *parse_output_format(flag);
+    return stdout_is_terminal() ? OutputFormat::Table : OutputFormat::Tsv;
 }
 
 void add_precision_flag(CLI::App& app, std::string& precision) {

@@ -4,10 +4,12 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "embed/embedder.h"
+#include "output/printer.h"
 
 namespace cbir::cli {
 
@@ -28,6 +30,15 @@ std::filesystem::path executable_dir(const char* argv0);
 
 // Parses argv; on a usage error prints it and returns kError, on --help returns kOk.
 std::optional<int> parse(CLI::App& app, int argc, char** argv);
+
+// Inputs as given, with "-" replaced by the paths read from stdin (newline-separated, or
+// NUL-separated with null_separated), so that `find … | cbir index -` works.
+std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& inputs, bool null_separated);
+
+// --format, with the same choices and environment variable everywhere.
+void add_format_flag(CLI::App& app, std::string& format);
+// The chosen format: the flag's, else a table on a terminal and tab-separated values in a pipe.
+OutputFormat resolve_format(const std::string& flag);
 
 // --precision fp32|bf16, shared by every command that runs the model.
 void add_precision_flag(CLI::App& app, std::string& precision);

@@ -17,6 +17,7 @@ namespace {
 
 struct EmbedFlags {
     std::vector<std::string> inputs;
+    bool null_separated = false;
     std::string model;
     std::string format = "jsonl";
     std::string output;
@@ -42,7 +43,7 @@ int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
     size_t failed = 0;
-    std::vector<std::filesystem::path> inputs(flags.inputs.begin(), flags.inputs.end());
+    const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     const auto embedded = embed_files(inputs, options, [&](const std::filesystem::path& path, const std::string& why) {
         ++failed;
         std::fprintf(stderr, "cbir: skipped %s: %s\n", path.c_str(), why.c_str());
@@ -78,7 +79,8 @@ int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
 
 std::function<int()> add_embed_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<EmbedFlags>();
-    app.add_option("inputs", flags->inputs, "Images, or folders walked recursively")->required();
+    app.add_option("inputs", flags->inputs, "Images, or folders walked recursively; - reads paths from stdin")->required();
+    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated");
     app.add_option("--model", flags->model, "TorchScript model (default: models/resnet18-*.pt)")->envname("CBIR_MODEL");
     app.add_option("--format", flags->format, "jsonl ({path, vector} per line), tsv (path then values) or npy")
         ->check(CLI::IsMember({"jsonl", "tsv", "npy"}))->capture_default_str();

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "progress.h"
 #include "pipeline/indexer.h"
 #include "util/error.h"
 
@@ -14,6 +15,7 @@ namespace {
 
 struct IndexFlags {
     std::vector<std::string> inputs;
+    bool null_separated = false;
     std::string store;
     std::string model;
     std::string index_kind;
@@ -42,20 +44,17 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
 
-    const bool show_progress = stderr_is_terminal() && !flags.verbosity.quiet;
+    ProgressBar progress("indexing", stderr_is_terminal() && !flags.verbosity.quiet);
     IndexCallbacks callbacks;
     callbacks.on_failure = [&](const std::filesystem::path& path, const std::string& reason) {
-        if (show_progress) std::fputs("\r\033[K", stderr);
+        progress.clear();
         std::fprintf(stderr, "cbir: skipped %s: %s\n", path.c_str(), reason.c_str());
     };
-    if (show_progress)
-        callbacks.on_progress = [](size_t done, size_t total) {
-            std::fprintf(stderr, "\r\033[Kindexing %zu/%zu", done, total);
-            if (done == total) std::fputs("\r\033[K", stderr);
-        };
+    callbacks.on_progress = [&](size_t done, size_t total) { progress.update(done, total); };
 
-    std::vector<std::filesystem::path> inputs(flags.inputs.begin(), flags.inputs.end());
+    const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     const IndexSummary s = run_index(inputs, options, callbacks);
+    progress.clear();
     if (!flags.verbosity.quiet) {
         const size_t embedded = s.added + s.updated;
         std::fprintf(stderr, "%s\n",
@@ -72,22 +71,24 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
 
 std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<IndexFlags>();
-    app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files to index")->required();
+    app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files; - reads paths from stdin")
+        ->required();
+    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated (find -print0)");
     app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward, else ./.cbir)")
         ->envname("CBIR_STORE");
     app.add_option("--model", flags->model,
                    "TorchScript model, [N,3,224,224] -> [N,D] (default: the store's model, else models/resnet18-*.pt)")
         ->envname("CBIR_MODEL");
     app.add_option("--index", flags->index_kind, "ANN index of a new store: hnsw or flat (exact) [hnsw]")
-        ->check(CLI::IsMember({"hnsw", "flat"}));
+        ->check(CLI::IsMember({"hnsw", "flat"}))->envname("CBIR_INDEX");
     app.add_option("--metric", flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]")
-        ->check(CLI::IsMember({"l2", "cosine", "ip"}));
+        ->check(CLI::IsMember({"l2", "cosine", "ip"}))->envname("CBIR_METRIC");
     app.add_option("--batch", flags->batch, "Images per inference batch")->check(CLI::Range(1, 1024))->capture_default_str()
         ->envname("CBIR_BATCH");
     app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
         ->capture_default_str()->envname("CBIR_THREADS");
     app.add_option("--readers", flags->readers, "Image decoding threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str();
+        ->capture_default_str()->envname("CBIR_READERS");
     app.add_option("--hnsw-m", flags->hnsw_m, "HNSW graph degree M of a new store")->check(CLI::Range(2, 256))
         ->capture_default_str();
     app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth of a new store")

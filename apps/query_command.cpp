@@ -9,7 +9,10 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "output/montage.h"
 #include "output/printer.h"
+#include "store/store.h"
+#include "util/error.h"
 #include "search/searcher.h"
 
 namespace cbir::cli {
@@ -17,6 +20,11 @@ namespace {
 
 struct QueryFlags {
     std::vector<std::string> images;
+    bool null_separated = false;
+    std::optional<float> max_distance;
+    std::optional<float> min_similarity;
+    std::string montage;
+    int batch = 8;
     std::string store;
     std::string model;
     std::string format;
@@ -28,6 +36,23 @@ struct QueryFlags {
     Verbosity verbosity;
 };
 
+std::string short_name(const std::string& path) {
+    const std::string name = std::filesystem::path(path).filename().string();
+    return name.size() > 22 ? name.substr(0, 19) + "..." : name;
+}
+
+void write_query_montage(const QueryReport& report, const std::string& output) {
+    std::vector<std::vector<MontageTile>> groups;
+    for (const auto& result : report.results) {
+        if (!result.error.empty()) continue;
+        std::vector<MontageTile> tiles{{result.query, "query " + short_name(result.query.string())}};
+        for (const auto& hit : result.hits)
+            tiles.push_back({hit.path, fmt::format("#{} {:.4g} {}", hit.rank, hit.distance, short_name(hit.path))});
+        groups.push_back(std::move(tiles));
+    }
+    write_montage(output, groups, MontageLayout{});
+}
+
 int run(const QueryFlags& flags) {
     apply_verbosity(flags.verbosity);
     ignore_sigpipe();
@@ -38,19 +63,27 @@ int run(const QueryFlags& flags) {
     options.ef = flags.ef;
     options.exact = flags.exact;
     options.threads = flags.threads;
+    options.batch = flags.batch;
+    options.max_distance = flags.max_distance;
     options.precision = parse_precision(flags.precision);
 
-    std::vector<std::filesystem::path> images(flags.images.begin(), flags.images.end());
+    if (flags.min_similarity) {
+        // Similarity is defined for the angular metrics, where distance = 1 - similarity.
+        auto store = Store::open(options.store_dir);
+        if (store->settings().metric == Metric::L2)
+            throw Error("--min-similarity needs a cosine or ip store; this one is l2 (use --max-distance)");
+        options.max_distance = 1.0f - *flags.min_similarity;
+    }
+    const auto images = expand_inputs(flags.images, flags.null_separated);
+    if (images.empty()) throw Error("no query images (stdin was empty)");
     const QueryReport report = run_query(images, options);
+    if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
-    // Table on a terminal, tab-separated values in a pipe, unless --format says otherwise.
-    const OutputFormat format = flags.format.empty()
-                                    ? (stdout_is_terminal() ? OutputFormat::Table : OutputFormat::Tsv)
-                                    : *parse_output_format(flags.format);
+    const OutputFormat format = resolve_format(flags.format);
     if (format == OutputFormat::Table && !flags.verbosity.quiet)
         std::cerr << fmt::format("cbir: distance is {} ({} index; smaller is closer)\n",
                                  metric_description(report.metric), report.index_kind);
-    auto printer = make_printer(format, std::cout, {"query", "rank", "distance", "path"});
+    auto printer = make_printer(format, std::cout, {"query", "rank", "distance", "path"}, flags.null_separated);
     bool any_hit = false;
     bool any_error = false;
     for (const auto& result : report.results) {
@@ -78,15 +111,22 @@ int run(const QueryFlags& flags) {
 
 std::function<int()> add_query_command(CLI::App& app) {
     auto flags = std::make_shared<QueryFlags>();
-    app.add_option("images", flags->images, "Query images")->required();
+    app.add_option("images", flags->images, "Query images; - reads paths from stdin, one per line")->required();
+    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin, and --format paths output, are NUL-separated");
+    app.add_option("--max-distance", flags->max_distance, "Print only hits at this distance or closer (exit 1 if none)")
+        ->check(CLI::NonNegativeNumber)->envname("CBIR_MAX_DISTANCE");
+    app.add_option("--min-similarity", flags->min_similarity,
+                   "Cosine/ip stores: print only hits with similarity (1 - distance) at least this")
+        ->check(CLI::Range(-1.0, 1.0))->excludes("--max-distance");
+    app.add_option("--montage", flags->montage, "Also write a contact sheet PNG: each query and its hits, captioned");
+    app.add_option("--batch", flags->batch, "Query images per inference batch")->check(CLI::Range(1, 1024))
+        ->capture_default_str()->envname("CBIR_BATCH");
     app.add_option("-k,--top-k", flags->top_k, "Neighbours to print per query")->check(CLI::Range(1, 100000))
         ->capture_default_str()->envname("CBIR_TOP_K");
     app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
     app.add_option("--model", flags->model, "Model to embed queries with (must be the store's; default: the store's)")
         ->envname("CBIR_MODEL");
-    app.add_option("--format", flags->format, "Output: table, tsv, csv, jsonl or paths (default: table on a terminal, "
-                                              "tsv otherwise)")
-        ->check(CLI::IsMember(output_format_names()))->envname("CBIR_FORMAT");
+    add_format_flag(app, flags->format);
     app.add_option("--ef", flags->ef, "HNSW search breadth (0 = the store's default, at least k)")
         ->check(CLI::Range(0, 100000))->capture_default_str();
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index");

@@ -52,4 +52,20 @@ float distance(Metric metric, const float* a, const float* b, size_t dimension) 
     return 1.0f - dot;
 }
 
+double cosine_similarity(const float* a, const float* b, size_t dimension) {
+    double dot = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < dimension; ++i) {
+        dot += double(a[i]) * b[i];
+        na += double(a[i]) * a[i];
+        nb += double(b[i]) * b[i];
+    }
+    return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
+}
+
+double squared_l2(const float* a, const float* b, size_t dimension) {
+    double sum = 0;
+    for (size_t i = 0; i < dimension; ++i) sum += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    return sum;
+}
+
 }  // namespace cbir

@@ -17,5 +17,8 @@ std::string metric_description(Metric metric);   // for output headers: "squared
 // The vector as the index stores it: unit-normalised for cosine, unchanged otherwise.
 void prepare_for_metric(Metric metric, float* vector, size_t dimension);
 float distance(Metric metric, const float* a, const float* b, size_t dimension);
+// Plain measures between two raw vectors, whatever a store's metric.
+double cosine_similarity(const float* a, const float* b, size_t dimension);
+double squared_l2(const float* a, const float* b, size_t dimension);
 
 }  // namespace cbir

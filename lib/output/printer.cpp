@@ -103,16 +103,22 @@ private:
     char separator_;
 };
 
+nlohmann::ordered_json to_object(const std::vector<std::string>& columns, const Record& values) {
+    nlohmann::ordered_json object;
+    for (size_t i = 0; i < values.size() && i < columns.size(); ++i)
+        std::visit([&](const auto& v) { object[columns[i]] = v; }, values[i]);
+    return object;
+}
+
+// Invalid UTF-8 (file names may hold any bytes) is replaced rather than failing the output.
+std::string dump(const nlohmann::ordered_json& value, int indent) {
+    return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 class JsonlPrinter final : public RecordPrinter {
 public:
     JsonlPrinter(std::ostream& out, std::vector<std::string> columns) : out_(out), columns_(std::move(columns)) {}
-    void record(const Record& values) override {
-        nlohmann::ordered_json object;
-        for (size_t i = 0; i < values.size() && i < columns_.size(); ++i)
-            std::visit([&](const auto& v) { object[columns_[i]] = v; }, values[i]);
-        // Replace invalid UTF-8 (file names may hold any bytes) rather than fail.
-        out_ << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-    }
+    void record(const Record& values) override { out_ << dump(to_object(columns_, values), -1) << '\n'; }
     void finish() override { out_.flush(); }
 
 private:
@@ -120,19 +126,33 @@ private:
     std::vector<std::string> columns_;
 };
 
+class JsonPrinter final : public RecordPrinter {
+public:
+    JsonPrinter(std::ostream& out, std::vector<std::string> columns) : out_(out), columns_(std::move(columns)) {}
+    void record(const Record& values) override { rows_.push_back(to_object(columns_, values)); }
+    void finish() override { out_ << dump(rows_, 1) << '\n' << std::flush; }
+
+private:
+    std::ostream& out_;
+    std::vector<std::string> columns_;
+    nlohmann::ordered_json rows_ = nlohmann::ordered_json::array();
+};
+
 class PathsPrinter final : public RecordPrinter {
 public:
-    PathsPrinter(std::ostream& out, const std::vector<std::string>& columns) : out_(out) {
+    PathsPrinter(std::ostream& out, const std::vector<std::string>& columns, char terminator)
+        : out_(out), terminator_(terminator) {
         for (size_t i = 0; i < columns.size(); ++i)
             if (columns[i] == "path") column_ = i;
     }
     void record(const Record& values) override {
-        if (column_ < values.size()) out_ << plain_text(values[column_]) << '\n';
+        if (column_ < values.size()) out_ << plain_text(values[column_]) << terminator_;
     }
     void finish() override { out_.flush(); }
 
 private:
     std::ostream& out_;
+    char terminator_;
     size_t column_ = static_cast<size_t>(-1);
 };
 
@@ -143,19 +163,22 @@ std::optional<OutputFormat> parse_output_format(const std::string& name) {
     if (name == "tsv") return OutputFormat::Tsv;
     if (name == "csv") return OutputFormat::Csv;
     if (name == "jsonl") return OutputFormat::Jsonl;
+    if (name == "json") return OutputFormat::Json;
     if (name == "paths") return OutputFormat::Paths;
     return std::nullopt;
 }
 
-std::vector<std::string> output_format_names() { return {"table", "tsv", "csv", "jsonl", "paths"}; }
+std::vector<std::string> output_format_names() { return {"table", "tsv", "csv", "jsonl", "json", "paths"}; }
 
-std::unique_ptr<RecordPrinter> make_printer(OutputFormat format, std::ostream& out, std::vector<std::string> columns) {
+std::unique_ptr<RecordPrinter> make_printer(OutputFormat format, std::ostream& out, std::vector<std::string> columns,
+                                            bool null_terminated) {
     switch (format) {
         case OutputFormat::Table: return std::make_unique<TablePrinter>(out, std::move(columns));
         case OutputFormat::Tsv: return std::make_unique<DelimitedPrinter>(out, std::move(columns), '\t');
         case OutputFormat::Csv: return std::make_unique<DelimitedPrinter>(out, std::move(columns), ',');
         case OutputFormat::Jsonl: return std::make_unique<JsonlPrinter>(out, std::move(columns));
-        case OutputFormat::Paths: return std::make_unique<PathsPrinter>(out, columns);
+        case OutputFormat::Json: return std::make_unique<JsonPrinter>(out, std::move(columns));
+        case OutputFormat::Paths: return std::make_unique<PathsPrinter>(out, columns, null_terminated ? '\0' : '\n');
     }
     return nullptr;
 }

@@ -11,7 +11,7 @@
 
 namespace cbir {
 
-enum class OutputFormat { Table, Tsv, Csv, Jsonl, Paths };
+enum class OutputFormat { Table, Tsv, Csv, Jsonl, Json, Paths };
 
 std::optional<OutputFormat> parse_output_format(const std::string& name);
 std::vector<std::string> output_format_names();
@@ -26,9 +26,10 @@ public:
     virtual void finish() = 0;  // the table prints here, once it knows the column widths
 };
 
-// columns: field names (the header of table/tsv/csv, the keys of jsonl). `paths` prints only the
-// column named "path".
-std::unique_ptr<RecordPrinter> make_printer(OutputFormat format, std::ostream& out, std::vector<std::string> columns);
+// columns: field names (the header of table/tsv/csv, the keys of json/jsonl). `paths` prints only
+// the column named "path", each ended by a newline, or by NUL with null_terminated (for xargs -0).
+std::unique_ptr<RecordPrinter> make_printer(OutputFormat format, std::ostream& out, std::vector<std::string> columns,
+                                            bool null_terminated = false);
 
 // A path as the user should see it: relative to the working directory when it lies inside it, so
 // that it can be passed straight to another command; absolute otherwise.

@@ -17,6 +17,8 @@ struct QueryOptions {
     int top_k = 10;
     int ef = 0;          // HNSW search breadth; 0 = the store's default
     bool exact = false;  // flat search regardless of the store's index
+    std::optional<float> max_distance;  // drop hits farther than this
+    int batch = 8;
     int threads = 0;
     Precision precision = Precision::Float32;
 };
@@ -31,6 +33,13 @@ struct QueryResult {
     std::filesystem::path query;  // as given
     std::vector<QueryHit> hits;
     std::string error;  // the query image could not be read; hits empty
+};
+
+// One query's vector: from the catalogue when the file is indexed and unchanged, else embedded.
+struct QueryVector {
+    std::filesystem::path query;
+    std::vector<float> vector;  // empty on error
+    std::string error;
 };
 
 struct QueryReport {

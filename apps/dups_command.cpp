@@ -1,0 +1,84 @@
+// `cbir dups`: near-duplicate groups within the store.
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "search/duplicates.h"
+
+namespace cbir::cli {
+namespace {
+
+struct DupsFlags {
+    std::string store;
+    double min_similarity = DuplicateOptions{}.min_similarity;
+    int candidates = DuplicateOptions{}.candidates;
+    std::string format;
+    bool null_separated = false;
+    Verbosity verbosity;
+};
+
+int run(const DupsFlags& flags) {
+    apply_verbosity(flags.verbosity);
+    ignore_sigpipe();
+    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false));
+    DuplicateOptions options;
+    options.min_similarity = flags.min_similarity;
+    options.candidates = flags.candidates;
+    const auto groups = find_duplicate_groups(*store, options);
+    const OutputFormat format = resolve_format(flags.format);
+    if (format == OutputFormat::Jsonl || format == OutputFormat::Json) {
+        // One object per group: scripts get the grouping directly.
+        nlohmann::ordered_json all = nlohmann::ordered_json::array();
+        for (size_t g = 0; g < groups.size(); ++g) {
+            nlohmann::ordered_json group{{"group", g + 1}, {"size", groups[g].size()}, {"paths", nlohmann::json::array()},
+                                         {"similarity", nlohmann::json::array()}};
+            for (const auto& m : groups[g]) {
+                group["paths"].push_back(display_path(m.path));
+                group["similarity"].push_back(m.similarity);
+            }
+            if (format == OutputFormat::Jsonl)
+                std::cout << group.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+            else
+                all.push_back(group);
+        }
+        if (format == OutputFormat::Json) std::cout << all.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    } else {
+        // `paths` prints every member but the first of each group: what `| xargs rm` would remove.
+        auto printer = make_printer(format, std::cout, {"group", "similarity", "path"}, flags.null_separated);
+        for (size_t g = 0; g < groups.size(); ++g)
+            for (size_t m = 0; m < groups[g].size(); ++m)
+                if (format != OutputFormat::Paths || m > 0)
+                    printer->record({static_cast<int64_t>(g + 1), groups[g][m].similarity, display_path(groups[g][m].path)});
+        printer->finish();
+    }
+    std::cout.flush();
+    return groups.empty() ? kNoResults : kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_dups_command(CLI::App& app) {
+    auto flags = std::make_shared<DupsFlags>();
+    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    app.add_option("--min-similarity", flags->min_similarity,
+                   "Cosine similarity at which two images count as duplicates (see the README for how it was chosen)")
+        ->check(CLI::Range(-1.0, 1.0))->capture_default_str()->envname("CBIR_MIN_SIMILARITY");
+    app.add_option("--candidates", flags->candidates, "Nearest neighbours examined per image")
+        ->check(CLI::Range(1, 1000))->capture_default_str();
+    add_format_flag(app, flags->format);
+    app.add_flag("-0,--null", flags->null_separated, "With --format paths: NUL-terminated (xargs -0)");
+    add_verbosity_flags(app, flags->verbosity);
+    return [flags] {
+        try {
+            return run(*flags);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

@@ -1,0 +1,70 @@
+// `cbir eval`: retrieval quality of a store on a labelled set.
+#include <iostream>
+#include <memory>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "search/evaluate.h"
+
+namespace cbir::cli {
+namespace {
+
+struct EvalFlags {
+    std::string store;
+    std::string labels;
+    std::string root;
+    int recall_k = 10;
+    int ef = 0;
+    bool per_class = false;
+    std::string format;
+    Verbosity verbosity;
+};
+
+int run(const EvalFlags& flags) {
+    apply_verbosity(flags.verbosity);
+    ignore_sigpipe();
+    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false));
+    EvalOptions options;
+    if (!flags.labels.empty()) options.labels = flags.labels;
+    if (!flags.root.empty()) options.root = flags.root;
+    options.recall_k = flags.recall_k;
+    options.ef = flags.ef;
+    const EvalReport r = evaluate_store(*store, options);
+    auto printer = make_printer(resolve_format(flags.format), std::cout,
+                                {"scope", "images", "metric", "index", "p_at_1", "p_at_5", "p_at_10", "map",
+                                 "recall_at_" + std::to_string(r.recall_k)});
+    printer->record({std::string("all"), static_cast<int64_t>(r.queries), r.metric, r.index_kind, r.precision_at_1,
+                     r.precision_at_5, r.precision_at_10, r.mean_average_precision, r.ann_recall});
+    if (flags.per_class)
+        for (const auto& c : r.classes)
+            printer->record({"class " + c.name, static_cast<int64_t>(c.images), r.metric, r.index_kind, std::string(""),
+                             std::string(""), std::string(""), c.average_precision, std::string("")});
+    printer->finish();
+    return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_eval_command(CLI::App& app) {
+    auto flags = std::make_shared<EvalFlags>();
+    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    app.add_option("--labels", flags->labels, "TSV of file<TAB>class (default: each image's folder name is its class)");
+    app.add_option("--root", flags->root, "Folder the label file's paths are relative to (default: the TSV's folder)");
+    app.add_option("--recall-k", flags->recall_k, "k of the ANN recall@k against exact search")
+        ->check(CLI::Range(1, 1000))->capture_default_str();
+    app.add_option("--ef", flags->ef, "HNSW search breadth for the recall (0 = the store's default)")
+        ->check(CLI::Range(0, 100000))->capture_default_str();
+    app.add_flag("--per-class", flags->per_class, "Also print each class's mean average precision");
+    add_format_flag(app, flags->format);
+    add_verbosity_flags(app, flags->verbosity);
+    return [flags] {
+        try {
+            return run(*flags);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

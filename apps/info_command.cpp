@@ -1,0 +1,57 @@
+// `cbir info`: what a store holds and how it was built.
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "store/store_info.h"
+
+namespace cbir::cli {
+namespace {
+
+struct InfoFlags {
+    std::string store;
+    std::string format;
+    Verbosity verbosity;
+};
+
+int run(const InfoFlags& flags) {
+    apply_verbosity(flags.verbosity);
+    ignore_sigpipe();
+    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false));
+    const auto facts = describe_store(*store);
+    const OutputFormat format = resolve_format(flags.format);
+    if (format == OutputFormat::Json || format == OutputFormat::Jsonl) {
+        nlohmann::ordered_json object;
+        for (const auto& [key, value] : facts) object[key] = value;
+        std::cout << object.dump(format == OutputFormat::Json ? 1 : -1, ' ', false,
+                                 nlohmann::json::error_handler_t::replace)
+                  << '\n';
+    } else {
+        auto printer = make_printer(format, std::cout, {"key", "value"});
+        for (const auto& [key, value] : facts) printer->record({key, value});
+        printer->finish();
+    }
+    return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_info_command(CLI::App& app) {
+    auto flags = std::make_shared<InfoFlags>();
+    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_format_flag(app, flags->format);
+    add_verbosity_flags(app, flags->verbosity);
+    return [flags] {
+        try {
+            return run(*flags);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

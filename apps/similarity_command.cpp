@@ -1,0 +1,86 @@
+// `cbir similarity A B [C…]`: the notebook's first cells — pairwise cosine similarity and squared L2.
+#include <iostream>
+#include <memory>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "index/metric.h"
+#include "pipeline/embed_files.h"
+#include "util/error.h"
+
+namespace cbir::cli {
+namespace {
+
+struct SimilarityFlags {
+    std::vector<std::string> images;
+    std::string model;
+    std::string format;
+    std::string matrix;  // "", "cosine" or "l2"
+    Verbosity verbosity;
+};
+
+int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
+    apply_verbosity(flags.verbosity);
+    ignore_sigpipe();
+    EmbedFilesOptions options;
+    if (!flags.model.empty()) options.model = flags.model;
+    options.executable_dir = exe_dir;
+    bool failed = false;
+    std::vector<std::filesystem::path> images(flags.images.begin(), flags.images.end());
+    for (const auto& image : images)
+        if (std::filesystem::is_directory(image)) throw Error(image.string() + ": similarity takes image files, not folders");
+    const auto embedded = embed_files(images, options, [&](const std::filesystem::path& path, const std::string& why) {
+        failed = true;
+        print_error(path.string() + ": " + why);
+    });
+    if (failed) return kError;
+    const size_t n = embedded.size();
+    const size_t d = n ? embedded[0].vector.size() : 0;
+    const OutputFormat format = resolve_format(flags.format);
+    if (!flags.matrix.empty()) {
+        std::vector<std::string> columns{"image"};
+        for (const auto& e : embedded) columns.push_back(e.path.string());
+        auto printer = make_printer(format, std::cout, columns);
+        for (const auto& a : embedded) {
+            Record row{a.path.string()};
+            for (const auto& b : embedded)
+                row.emplace_back(flags.matrix == "l2" ? squared_l2(a.vector.data(), b.vector.data(), d)
+                                                      : cosine_similarity(a.vector.data(), b.vector.data(), d));
+            printer->record(row);
+        }
+        printer->finish();
+    } else {
+        auto printer = make_printer(format, std::cout, {"a", "b", "cosine", "squared_l2"});
+        for (size_t i = 0; i < n; ++i)
+            for (size_t j = i + 1; j < n; ++j)
+                printer->record({embedded[i].path.string(), embedded[j].path.string(),
+                                 cosine_similarity(embedded[i].vector.data(), embedded[j].vector.data(), d),
+                                 squared_l2(embedded[i].vector.data(), embedded[j].vector.data(), d)});
+        printer->finish();
+    }
+    return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_similarity_command(CLI::App& app, const char* argv0) {
+    auto flags = std::make_shared<SimilarityFlags>();
+    app.add_option("images", flags->images, "Two or more images")->required()->expected(2, -1);
+    app.add_option("--model", flags->model, "TorchScript model (default: models/resnet18-*.pt)")->envname("CBIR_MODEL");
+    app.add_option("--matrix", flags->matrix, "Print a matrix of cosine similarities or squared L2 distances instead "
+                                              "of one row per pair")
+        ->check(CLI::IsMember({"cosine", "l2"}));
+    add_format_flag(app, flags->format);
+    add_verbosity_flags(app, flags->verbosity);
+    const std::filesystem::path exe_dir = executable_dir(argv0);
+    return [flags, exe_dir] {
+        try {
+            return run(*flags, exe_dir);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

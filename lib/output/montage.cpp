@@ -1,0 +1,69 @@
+#include "output/montage.h"
+
+#include <fstream>
+#include <iterator>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "image/decode.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace cbir {
+namespace {
+
+constexpr int kPadding = 6;
+constexpr int kCaptionHeight = 26;
+
+cv::Mat load_thumbnail(const std::filesystem::path& path, int side) {
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    DecodedImage decoded = decode_image_bytes(bytes);
+    if (!decoded.ok()) return {};
+    const double scale = static_cast<double>(side) / std::max(decoded.rgb.cols, decoded.rgb.rows);
+    cv::Mat small;
+    cv::resize(decoded.rgb, small, cv::Size(std::max(1, int(decoded.rgb.cols * scale)), std::max(1, int(decoded.rgb.rows * scale))),
+               0, 0, cv::INTER_AREA);
+    cv::Mat bgr;
+    cv::cvtColor(small, bgr, cv::COLOR_RGB2BGR);
+    return bgr;
+}
+
+}  // namespace
+
+int montage_tile_width(const MontageLayout& layout) { return layout.thumbnail + 2 * kPadding; }
+int montage_tile_height(const MontageLayout& layout) { return layout.thumbnail + kCaptionHeight + 2 * kPadding; }
+
+std::pair<int, int> write_montage(const std::filesystem::path& output, const std::vector<std::vector<MontageTile>>& groups,
+                                  const MontageLayout& layout) {
+    const int columns = std::max(1, layout.columns);
+    int rows = 0;
+    for (const auto& group : groups) rows += std::max<int>(1, (static_cast<int>(group.size()) + columns - 1) / columns);
+    const int tile_w = montage_tile_width(layout), tile_h = montage_tile_height(layout);
+    cv::Mat sheet(std::max(1, rows) * tile_h, columns * tile_w, CV_8UC3, cv::Scalar(255, 255, 255));
+    int row = 0;
+    for (const auto& group : groups) {
+        for (size_t i = 0; i < group.size(); ++i) {
+            const int x0 = static_cast<int>(i % columns) * tile_w, y0 = (row + static_cast<int>(i / columns)) * tile_h;
+            cv::Mat thumb = load_thumbnail(group[i].image, layout.thumbnail);
+            if (thumb.empty()) thumb = cv::Mat(layout.thumbnail, layout.thumbnail, CV_8UC3, cv::Scalar(200, 200, 200));
+            // Centred in the thumbnail square.
+            const int x = x0 + kPadding + (layout.thumbnail - thumb.cols) / 2;
+            const int y = y0 + kPadding + (layout.thumbnail - thumb.rows) / 2;
+            thumb.copyTo(sheet(cv::Rect(x, y, thumb.cols, thumb.rows)));
+            if (i == 0) cv::rectangle(sheet, cv::Rect(x0 + 1, y0 + 1, tile_w - 2, tile_h - 2), cv::Scalar(0, 140, 255), 2);
+            cv::putText(sheet, group[i].caption, cv::Point(x0 + kPadding, y0 + kPadding + layout.thumbnail + 19),
+                        cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
+        }
+        row += std::max<int>(1, (static_cast<int>(group.size()) + columns - 1) / columns);
+    }
+    std::vector<uchar> png;
+    if (!cv::imencode(".png", sheet, png)) throw Error(output.string() + ": cannot encode PNG");
+    AtomicFileWriter out(output);
+    out.write(png.data(), png.size());
+    out.commit();
+    return {sheet.cols, sheet.rows};
+}
+
+}  // namespace cbir

@@ -1,0 +1,56 @@
+#include "store/store_info.h"
+
+#include <filesystem>
+
+#include "embed/model_file.h"
+#include "index/index_file.h"
+
+namespace cbir {
+namespace {
+
+uint64_t file_size_or_zero(const std::filesystem::path& p) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(p, ec);
+    return ec ? 0 : size;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
+    const StoreSettings& s = store.settings();
+    std::vector<std::pair<std::string, std::string>> out;
+    out.emplace_back("store", store.dir().string());
+    out.emplace_back("format_version", std::to_string(kStoreFormatVersion));
+    out.emplace_back("images", std::to_string(store.catalogue().count()));
+    out.emplace_back("generation", std::to_string(store.catalogue().generation()));
+    out.emplace_back("model", s.model_path);
+    out.emplace_back("model_sha256", s.model_sha256);
+    out.emplace_back("model_untrained", looks_untrained(s.model_path, s.model_sha256) ? "yes" : "no");
+    out.emplace_back("dimension", std::to_string(s.dimension));
+    out.emplace_back("metric", metric_name(s.metric) + " (" + metric_description(s.metric) + ")");
+    out.emplace_back("preprocessing", s.preprocessing);
+    out.emplace_back("index", s.index_kind);
+    if (s.index_kind == "hnsw") {
+        out.emplace_back("hnsw_m", std::to_string(s.hnsw.m));
+        out.emplace_back("hnsw_ef_construction", std::to_string(s.hnsw.ef_construction));
+        out.emplace_back("hnsw_ef_search", std::to_string(s.hnsw.ef_search));
+        std::string state;
+        try {
+            const IndexFileHeader header = read_index_file_header(store.index_file());
+            state = header.catalogue_generation == store.catalogue().generation()
+                        ? "current (" + std::to_string(header.count) + " vectors)"
+                        : "stale (built from generation " + std::to_string(header.catalogue_generation) +
+                              "; rebuilt by the next query)";
+        } catch (const IndexFileError& e) {
+            state = std::string("unusable: ") + e.what() + " (rebuilt by the next query)";
+        }
+        out.emplace_back("index_file", state);
+        out.emplace_back("index_bytes", std::to_string(file_size_or_zero(store.index_file())));
+    }
+    const auto catalogue = catalogue_file(store.dir());
+    out.emplace_back("catalogue_bytes", std::to_string(file_size_or_zero(catalogue) +
+                                                       file_size_or_zero(catalogue.string() + "-wal")));
+    return out;
+}
+
+}  // namespace cbir

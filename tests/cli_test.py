@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""End-to-end tests of cbir in shell pipelines and of its everyday commands: stdin path lists,
+every output format read back with a real parser, exit codes 0/1/2, a closed pipe, --max-distance,
+similarity, dups, info, embed and the montage. Run by ctest with Debian's /usr/bin/python3 (PIL
+makes the near-duplicate copies)."""
+import csv
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import unittest
+
+from PIL import Image
+
+BIN = os.environ.get("CBIR_BIN_DIR", "build/apps")
+SOURCE = os.environ.get("CBIR_SOURCE_DIR", ".")
+MODEL = os.path.join(SOURCE, "models", "resnet18-untrained-features.pt")
+SEED = os.path.join(SOURCE, "images")
+NAMES = ["dog1", "dog2", "dog3", "cat1", "cat2", "person1", "person2"]
+CBIR = os.path.join(BIN, "cbir")
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        header = f.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+class Pipelines(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cbir-cli-")
+        os.makedirs(os.path.join(cls.tmp, "photos"))
+        for n in NAMES:
+            shutil.copy(os.path.join(SEED, n + ".jpg"), os.path.join(cls.tmp, "photos", n + ".jpg"))
+        # A name with spaces, and a second folder of queries that are not in the store.
+        shutil.copy(os.path.join(SEED, "cat1.jpg"), os.path.join(cls.tmp, "photos", "a cat, copied.jpg"))
+        os.makedirs(os.path.join(cls.tmp, "queries"))
+        for n in ("dog2", "person1", "cat2"):
+            shutil.copy(os.path.join(SEED, n + ".jpg"), os.path.join(cls.tmp, "queries", n + ".jpg"))
+        Image.new("RGB", (300, 200), (128, 128, 128)).save(os.path.join(cls.tmp, "queries", "grey.png"))
+        cls.env = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+        cls.env["CBIR_MODEL"] = MODEL
+        listing = subprocess.run(["find", "photos", "-name", "*.jpg", "-print0"], cwd=cls.tmp, capture_output=True,
+                                 check=True).stdout
+        cls.index_run = cls.run_cbir("index", "-", "-0", stdin=listing)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def run_cbir(cls, *args, stdin=None, text=True):
+        if isinstance(stdin, bytes):
+            text = False
+        return subprocess.run([CBIR, *args], cwd=cls.tmp, env=cls.env, input=stdin, capture_output=True, text=text,
+                              timeout=600)
+
+    def test_index_reads_nul_separated_paths_from_stdin(self):
+        self.assertEqual(self.index_run.returncode, 0, self.index_run.stderr)
+        self.assertIn(b"indexed 8 new", self.index_run.stderr)
+
+    def test_several_queries_from_stdin_each_row_names_its_query(self):
+        listing = "queries/dog2.jpg\nqueries/person1.jpg\nqueries/cat2.jpg\n"
+        r = self.run_cbir("query", "-", "--format", "jsonl", "-k", "3", stdin=listing)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([row["query"] for row in rows], ["queries/dog2.jpg"] * 3 + ["queries/person1.jpg"] * 3 +
+                         ["queries/cat2.jpg"] * 3)
+        for row in rows[::3]:  # each copy finds its original first
+            self.assertEqual(os.path.basename(row["path"]), os.path.basename(row["query"]))
+            self.assertLess(row["distance"], 1e-3)
+
+    def test_every_format_parses(self):
+        args = ["query", "photos/dog1.jpg", "-k", "4"]
+        tsv = list(csv.DictReader(io.StringIO(self.run_cbir(*args, "--format", "tsv").stdout), delimiter="\t"))
+        rows = list(csv.DictReader(io.StringIO(self.run_cbir(*args, "--format", "csv").stdout)))
+        jsonl = [json.loads(l) for l in self.run_cbir(*args, "--format", "jsonl").stdout.splitlines()]
+        array = json.loads(self.run_cbir(*args, "--format", "json").stdout)
+        paths = self.run_cbir(*args, "--format", "paths", "-0").stdout.split("\0")[:-1]
+        table = self.run_cbir(*args, "--format", "table").stdout.splitlines()
+        expected = [r["path"] for r in jsonl]
+        self.assertEqual(len(expected), 4)
+        self.assertEqual([r["path"] for r in tsv], expected)
+        self.assertEqual([r["path"] for r in rows], expected)
+        self.assertEqual([r["path"] for r in array], expected)
+        self.assertEqual(paths, expected)
+        self.assertEqual(len(table), 5)
+        for parsed in (tsv, rows, array):
+            for a, b in zip(parsed, jsonl):
+                self.assertAlmostEqual(float(a["distance"]), b["distance"], places=4)
+
+    def test_csv_quotes_a_path_with_a_comma(self):
+        r = self.run_cbir("query", "photos/a cat, copied.jpg", "-k", "2", "--format", "csv")
+        rows = list(csv.DictReader(io.StringIO(r.stdout)))
+        self.assertEqual({row["path"] for row in rows}, {"photos/a cat, copied.jpg", "photos/cat1.jpg"})
+
+    def test_exit_codes(self):
+        self.assertEqual(self.run_cbir("query", "photos/dog1.jpg").returncode, 0)
+        self.assertEqual(self.run_cbir("query", "photos/dog1.jpg", "--top-k", "0").returncode, 2)
+        self.assertEqual(self.run_cbir("query", "photos/dog1.jpg", "--threads", "-1").returncode, 2)
+        self.assertEqual(self.run_cbir("query", "photos/dog1.jpg", "--format", "xml").returncode, 2)
+        self.assertEqual(self.run_cbir("index", "photos", "--metric", "hamming").returncode, 2)
+        self.assertEqual(self.run_cbir("query", "-", stdin="").returncode, 2)
+        self.assertEqual(self.run_cbir("query", "photos/dog1.jpg", "--min-similarity", "0.9").returncode, 2)  # l2 store
+
+    def test_max_distance_filters_and_exit_1_when_nothing_passes(self):
+        # A copy of person1 from outside the store is at ~0 from photos/person1.jpg; every other photo is >= 25.
+        r = self.run_cbir("query", "queries/person1.jpg", "--max-distance", "1", "--format", "paths")
+        self.assertEqual((r.returncode, r.stdout), (0, "photos/person1.jpg\n"))
+        r = self.run_cbir("query", "photos/dog3.jpg", "--max-distance", "0", "--format", "paths")
+        self.assertEqual((r.returncode, r.stdout), (0, "photos/dog3.jpg\n"))  # itself, at exactly 0
+        r = self.run_cbir("query", "queries/grey.png", "--max-distance", "1", "--format", "paths")
+        self.assertEqual((r.returncode, r.stdout), (1, ""))  # like grep: nothing passed
+
+    def test_closed_pipe_is_quiet_and_exit_0(self):
+        process = subprocess.Popen([CBIR, "embed", "photos", "--format", "jsonl", "-q"], cwd=self.tmp, env=self.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()  # the reader goes away before anything is written, like `| head -0`
+        _, err = process.communicate(timeout=300)
+        self.assertEqual(process.returncode, 0, err)
+        self.assertEqual(err, b"")
+
+    def test_similarity_matches_the_reference_table(self):
+        r = self.run_cbir("similarity", "photos/dog1.jpg", "photos/dog2.jpg", "photos/person1.jpg", "--format", "jsonl")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = {(os.path.basename(x["a"]), os.path.basename(x["b"])): x for x in map(json.loads, r.stdout.splitlines())}
+        self.assertEqual(len(rows), 3)
+        self.assertAlmostEqual(rows[("dog1.jpg", "dog2.jpg")]["cosine"], 0.968118, delta=0.001)
+        self.assertAlmostEqual(rows[("dog1.jpg", "dog2.jpg")]["squared_l2"], 16.145108, delta=0.16)
+        self.assertAlmostEqual(rows[("dog1.jpg", "person1.jpg")]["squared_l2"], 27.190037, delta=0.27)
+        matrix = self.run_cbir("similarity", "photos/dog1.jpg", "photos/dog2.jpg", "--matrix", "cosine",
+                               "--format", "tsv").stdout
+        lines = [l.split("\t") for l in matrix.splitlines()]
+        self.assertEqual(float(lines[1][1]), 1.0)
+        self.assertAlmostEqual(float(lines[1][2]), 0.968118, delta=0.001)
+
+    def test_info_describes_the_store(self):
+        r = self.run_cbir("info", "--format", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        info = json.loads(r.stdout)
+        self.assertEqual(info["images"], "8")
+        self.assertEqual(info["dimension"], "512")
+        self.assertTrue(info["metric"].startswith("l2"))
+        self.assertEqual(info["model_untrained"], "yes")
+        self.assertTrue(info["index_file"].startswith("current"))
+
+    def test_embed_npy_is_readable_and_matches_jsonl(self):
+        out = os.path.join(self.tmp, "v.npy")
+        r = self.run_cbir("embed", "photos/dog1.jpg", "photos/cat1.jpg", "--format", "npy", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["photos/dog1.jpg", "photos/cat1.jpg"])
+        with open(out, "rb") as f:
+            data = f.read()
+        self.assertEqual(data[:6], b"\x93NUMPY")
+        header_length = struct.unpack("<H", data[8:10])[0]
+        header = data[10:10 + header_length].decode()
+        self.assertIn("'shape': (2, 512)", header)
+        self.assertEqual((10 + header_length) % 64, 0)
+        values = struct.unpack("<1024f", data[10 + header_length:])
+        jsonl = [json.loads(l) for l in self.run_cbir("embed", "photos/dog1.jpg", "photos/cat1.jpg").stdout.splitlines()]
+        for got, want in zip(values[:512], jsonl[0]["vector"]):
+            self.assertAlmostEqual(got, want, places=5)
+
+    def test_montage_is_a_png_of_the_expected_grid(self):
+        out = os.path.join(self.tmp, "sheet.png")
+        r = self.run_cbir("query", "photos/dog1.jpg", "-k", "7", "--montage", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # 8 tiles (the query and 7 hits), 6 per row: 6 x 2 tiles of 204 x 230 pixels.
+        self.assertEqual(png_size(out), (6 * 204, 2 * 230))
+        with Image.open(out) as image:
+            image.load()  # decodes completely
+            self.assertEqual(image.mode, "RGB")
+
+    def test_help_lists_every_command_and_environment_variables(self):
+        r = self.run_cbir("--help")
+        for command in ("index", "query", "embed", "similarity", "dups", "info", "eval", "bench"):
+            self.assertIn(command, r.stdout)
+        q = self.run_cbir("query", "--help").stdout
+        for text in ("--top-k", "CBIR_TOP_K", "CBIR_STORE", "CBIR_FORMAT", "--max-distance", "--montage", "--null"):
+            self.assertIn(text, q)
+
+
+class Duplicates(unittest.TestCase):
+    """A resized and recompressed copy, and a copy stored sideways with an EXIF rotation tag, are
+    duplicates at the default threshold; other photos, of dogs too, are not (the threshold's
+    measurements: scripts/measure_dups_threshold.py, in the README)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cbir-dups-")
+        photos = os.path.join(self.tmp, "photos")
+        os.makedirs(photos)
+        for n in NAMES:
+            shutil.copy(os.path.join(SEED, n + ".jpg"), os.path.join(photos, n + ".jpg"))
+        with Image.open(os.path.join(SEED, "dog1.jpg")) as image:
+            image = image.convert("RGB")
+            image.resize((image.width // 2, image.height // 2), Image.LANCZOS).save(
+                os.path.join(photos, "dog1-copy.jpg"), quality=70)
+            # Pixels turned 90 degrees counter-clockwise, tagged "rotate 90 CW to display" (EXIF 6).
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            image.transpose(Image.ROTATE_90).save(os.path.join(photos, "dog1-sideways.jpg"), quality=95,
+                                                  exif=exif.tobytes())
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+        self.env["CBIR_MODEL"] = MODEL
+        subprocess.run([CBIR, "index", "photos", "-q"], cwd=self.tmp, env=self.env, check=True)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_default_threshold_finds_the_copy_and_only_it(self):
+        r = subprocess.run([CBIR, "dups", "--format", "jsonl"], cwd=self.tmp, env=self.env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        groups = [json.loads(l) for l in r.stdout.splitlines()]
+        self.assertEqual(len(groups), 1, groups)
+        self.assertEqual(sorted(groups[0]["paths"]), ["photos/dog1-copy.jpg", "photos/dog1-sideways.jpg",
+                                                      "photos/dog1.jpg"])
+        paths = subprocess.run([CBIR, "dups", "--format", "paths"], cwd=self.tmp, env=self.env, capture_output=True,
+                               text=True).stdout
+        self.assertEqual(len(paths.splitlines()), 2)  # all but one of the group: what `| xargs rm` would remove
+        self.assertNotIn(paths.splitlines()[0], paths.splitlines()[1:])
+
+    def test_no_duplicates_exits_1(self):
+        r = subprocess.run([CBIR, "dups", "--min-similarity", "0.99999"], cwd=self.tmp, env=self.env,
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
