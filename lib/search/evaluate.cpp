@@ -37,6 +37,7 @@ std::unordered_map<std::string, std::string> read_labels(const std::filesystem::
 
 struct QueryScores {
     double p1 = 0, p5 = 0, p10 = 0, ap = 0, recall = 0;
+    double index_p1 = 0, index_p5 = 0, index_p10 = 0;
 };
 
 }  // namespace
@@ -82,6 +83,8 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
     for (size_t q : queries) ++class_size[class_of[q]];
 
     auto index = open_search_index(store, s.hnsw.ef_search, /*save=*/true);
+    std::unordered_map<int64_t, size_t> slot_of;
+    for (size_t i = 0; i < ids.size(); ++i) slot_of[ids[i]] = i;
     const int k = std::max(1, options.recall_k);
     std::vector<QueryScores> scores(queries.size());
     auto evaluate_range = [&](size_t begin, size_t end) {
@@ -120,13 +123,18 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
             std::set<int64_t> truth;
             for (size_t j = 0; j < kk; ++j) truth.insert(exact[j].second);
             SearchParams params;
-            params.k = k + 1;
+            params.k = std::max(k, 10) + 1;
             params.ef = options.ef;
-            size_t found = 0, taken = 0;
+            size_t found = 0, taken = 0, relevant_seen = 0;
             for (const auto& n : index->search(query, params)) {
-                if (n.id == ids[q] || taken == kk) continue;
+                if (n.id == ids[q]) continue;
                 ++taken;
-                found += truth.count(n.id);
+                if (taken <= kk) found += truth.count(n.id);
+                const auto slot = slot_of.find(n.id);
+                if (slot != slot_of.end() && class_of[slot->second] == class_of[q]) ++relevant_seen;
+                if (taken == 1) out.index_p1 = relevant_seen / 1.0;
+                if (taken == 5) out.index_p5 = relevant_seen / 5.0;
+                if (taken == 10) out.index_p10 = relevant_seen / 10.0;
             }
             out.recall = kk ? double(found) / double(kk) : 1.0;
         }
@@ -154,6 +162,9 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
         report.precision_at_10 += scores[qi].p10;
         report.mean_average_precision += scores[qi].ap;
         report.ann_recall += scores[qi].recall;
+        report.index_precision_at_1 += scores[qi].index_p1;
+        report.index_precision_at_5 += scores[qi].index_p5;
+        report.index_precision_at_10 += scores[qi].index_p10;
         class_ap[class_of[queries[qi]]] += scores[qi].ap;
     }
     const double n = double(queries.size());
@@ -162,6 +173,9 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
     report.precision_at_10 /= n;
     report.mean_average_precision /= n;
     report.ann_recall /= n;
+    report.index_precision_at_1 /= n;
+    report.index_precision_at_5 /= n;
+    report.index_precision_at_10 /= n;
     for (size_t c = 0; c < class_names.size(); ++c)
         report.classes.push_back({class_names[c], class_size[c], class_ap[c] / double(class_size[c])});
     std::sort(report.classes.begin(), report.classes.end(), [](const auto& a, const auto& b) { return a.name < b.name; });

@@ -36,6 +36,9 @@ struct EvalReport {
     double precision_at_1 = 0, precision_at_5 = 0, precision_at_10 = 0, mean_average_precision = 0;
     int recall_k = 10;
     double ann_recall = 1.0;  // of the store's index against exact search
+    // The same precisions from the index's own top-k (what `cbir query` returns); equal to the exact
+    // ones for a flat index.
+    double index_precision_at_1 = 0, index_precision_at_5 = 0, index_precision_at_10 = 0;
     std::vector<ClassScore> classes;
 };
 
