@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
     auto* bench = app.add_subcommand("bench", "Measure inference, decoding and synthetic stores (for scripts/bench-*)");
     auto* similarity = app.add_subcommand("similarity", "Pairwise cosine similarity and squared L2 of images");
     auto* dups = app.add_subcommand("dups", "Near-duplicate groups within the store");
-    auto* info = app.add_subcommand("info", "The store's model, metric, index, counts and sizes");
+    auto* info = app.add_subcommand("info", "The store's model, metric, index, counts and sizes (alias: stats)");
+    info->alias("stats");
     auto* eval = app.add_subcommand("eval", "Retrieval quality of the store on labelled images (P@k, mAP, ANN recall)");
     auto run_index = cbir::cli::add_index_command(*index, argv[0]);
     auto run_query = cbir::cli::add_query_command(*query);

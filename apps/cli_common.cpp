@@ -13,8 +13,10 @@
 namespace cbir::cli {
 
 void add_verbosity_flags(CLI::App& app, Verbosity& verbosity) {
-    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors on stderr (no summary, no warnings)");
-    app.add_flag("-v,--verbose", verbosity.verbose, "Print more detail on stderr");
+    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors on stderr (no summary, no warnings)")
+        ->envname("CBIR_QUIET");
+    app.add_flag("-v,--verbose", verbosity.verbose, "Print more detail on stderr (timings of each step)")
+        ->envname("CBIR_VERBOSE");
 }
 
 void apply_verbosity(const Verbosity& verbosity) {

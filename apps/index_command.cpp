@@ -90,9 +90,9 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     app.add_option("--readers", flags->readers, "Image decoding threads (0 = all cores)")->check(CLI::Range(0, 1024))
         ->capture_default_str()->envname("CBIR_READERS");
     app.add_option("--hnsw-m", flags->hnsw_m, "HNSW graph degree M of a new store")->check(CLI::Range(2, 256))
-        ->capture_default_str();
+        ->capture_default_str()->envname("CBIR_HNSW_M");
     app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth of a new store")
-        ->check(CLI::Range(4, 4096))->capture_default_str();
+        ->check(CLI::Range(4, 4096))->capture_default_str()->envname("CBIR_EF_CONSTRUCTION");
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);

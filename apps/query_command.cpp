@@ -128,8 +128,8 @@ std::function<int()> add_query_command(CLI::App& app) {
         ->envname("CBIR_MODEL");
     add_format_flag(app, flags->format);
     app.add_option("--ef", flags->ef, "HNSW search breadth (0 = the store's default, at least k)")
-        ->check(CLI::Range(0, 100000))->capture_default_str();
-    app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index");
+        ->check(CLI::Range(0, 100000))->capture_default_str()->envname("CBIR_EF");
+    app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index")->envname("CBIR_EXACT");
     app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
         ->capture_default_str()->envname("CBIR_THREADS");
     add_precision_flag(app, flags->precision);
