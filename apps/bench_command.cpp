@@ -54,8 +54,8 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
     synth->add_option("--store", flags->store, "New store directory")->required();
     synth->add_option("--count", flags->count, "Vectors")->capture_default_str();
     synth->add_option("--dimension", flags->dimension, "Dimension (must match the model for queries)")->capture_default_str();
-    synth->add_option("--index", flags->index_kind, "hnsw or flat")->check(CLI::IsMember({"hnsw", "flat"}))
-        ->capture_default_str();
+    synth->add_option("--index", flags->index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
+        ->check(index_spec_validator())->capture_default_str();
     synth->add_option("--metric", flags->metric, "l2, cosine or ip")->check(CLI::IsMember({"l2", "cosine", "ip"}))
         ->capture_default_str();
     synth->add_option("--model", flags->model, "Model recorded as the store's (default: models/resnet18-*.pt)");
@@ -85,7 +85,8 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
                 std::cout << row.dump() << std::endl;
             } else if (synth->parsed()) {
                 make_synthetic_store(std::filesystem::absolute(flags->store), model_path(*flags, exe_dir), flags->count,
-                                     flags->dimension, *parse_metric(flags->metric), flags->index_kind, HnswParams{});
+                                     flags->dimension, *parse_metric(flags->metric),
+                                     *parse_index_spec(flags->index_kind, IndexSpec{}, nullptr));
             }
             return static_cast<int>(kOk);
         } catch (const std::exception& e) {

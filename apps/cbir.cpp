@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     auto* dups = app.add_subcommand("dups", "Near-duplicate groups within the store");
     auto* info = app.add_subcommand("info", "The store's model, metric, index, counts and sizes (alias: stats)");
     info->alias("stats");
+    auto* reindex = app.add_subcommand("reindex", "Rebuild the ANN index from the catalogue, or switch its kind");
     auto* eval = app.add_subcommand("eval", "Retrieval quality of the store on labelled images (P@k, mAP, ANN recall)");
     auto run_index = cbir::cli::add_index_command(*index, argv[0]);
     auto run_query = cbir::cli::add_query_command(*query);
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     auto run_dups = cbir::cli::add_dups_command(*dups);
     auto run_info = cbir::cli::add_info_command(*info);
     auto run_eval = cbir::cli::add_eval_command(*eval);
+    auto run_reindex = cbir::cli::add_reindex_command(*reindex);
     if (auto code = cbir::cli::parse(app, argc, argv)) return *code;
     if (index->parsed()) return run_index();
     if (embed->parsed()) return run_embed();
@@ -35,5 +37,6 @@ int main(int argc, char** argv) {
     if (dups->parsed()) return run_dups();
     if (info->parsed()) return run_info();
     if (eval->parsed()) return run_eval();
+    if (reindex->parsed()) return run_reindex();
     return run_query();
 }

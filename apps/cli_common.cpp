@@ -88,6 +88,37 @@ OutputFormat resolve_format(const std::string& flag) {
     return stdout_is_terminal() ? OutputFormat::Table : OutputFormat::Tsv;
 }
 
+void add_ivf_flags(CLI::App& app, int& nlist, int& pq_m, int& pq_bits) {
+    app.add_option("--nlist", nlist, "IVF lists (0 = about 4 sqrt(N), at least 39 vectors per list)")
+        ->check(CLI::Range(0, 1 << 20))->capture_default_str()->envname("CBIR_NLIST");
+    app.add_option("--pq-m", pq_m, "IVF-PQ sub-quantizers (bytes per vector at 8 bits)")->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    app.add_option("--pq-bits", pq_bits, "IVF-PQ bits per sub-quantizer code")->check(CLI::Range(4, 12))
+        ->capture_default_str();
+}
+
+CLI::Validator index_spec_validator() {
+    return CLI::Validator(
+        [](std::string& text) {
+            std::string error;
+            return parse_index_spec(text, IndexSpec{}, &error) ? std::string() : error;
+        },
+        "SPEC");
+}
+
+IndexSpec parse_index_flags(const std::string& text, int hnsw_m, int ef_construction, int nlist, int pq_m, int pq_bits) {
+    IndexSpec defaults;
+    defaults.hnsw_m = hnsw_m;
+    defaults.hnsw_ef_construction = ef_construction;
+    defaults.ivf_nlist = nlist;
+    defaults.pq_m = pq_m;
+    defaults.pq_bits = pq_bits;
+    std::string error;
+    auto spec = parse_index_spec(text, defaults, &error);
+    if (!spec) throw Error(error);
+    return *spec;
+}
+
 void add_precision_flag(CLI::App& app, std::string& precision) {
     app.add_option("--precision", precision,
                    "Inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16; vectors within ~1% of fp32)")

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "embed/embedder.h"
+#include "index/index_spec.h"
 #include "output/printer.h"
 
 namespace cbir::cli {
@@ -39,6 +40,13 @@ std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>&
 void add_format_flag(CLI::App& app, std::string& format);
 // The chosen format: the flag's, else a table on a terminal and tab-separated values in a pipe.
 OutputFormat resolve_format(const std::string& flag);
+
+// --nlist, --pq-m, --pq-bits: IVF parameters given apart from the --index string.
+void add_ivf_flags(CLI::App& app, int& nlist, int& pq_m, int& pq_bits);
+// Checks an --index value at parse time, so a bad one is a usage error (exit 2).
+CLI::Validator index_spec_validator();
+// --index text with the separate parameter flags as its defaults; throws cbir::Error if invalid.
+IndexSpec parse_index_flags(const std::string& text, int hnsw_m, int ef_construction, int nlist, int pq_m, int pq_bits);
 
 // --precision fp32|bf16, shared by every command that runs the model.
 void add_precision_flag(CLI::App& app, std::string& precision);

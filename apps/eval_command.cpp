@@ -15,6 +15,7 @@ struct EvalFlags {
     std::string root;
     int recall_k = 10;
     int ef = 0;
+    int nprobe = 0;
     bool per_class = false;
     std::string format;
     Verbosity verbosity;
@@ -29,6 +30,7 @@ int run(const EvalFlags& flags) {
     if (!flags.root.empty()) options.root = flags.root;
     options.recall_k = flags.recall_k;
     options.ef = flags.ef;
+    options.nprobe = flags.nprobe;
     const EvalReport r = evaluate_store(*store, options);
     // Row "exact": the exact ranking (mAP over all of it). Row "<index>": the index's own top-10, as
     // `cbir query` returns it, and its recall@k against exact search.
@@ -59,6 +61,8 @@ std::function<int()> add_eval_command(CLI::App& app) {
         ->check(CLI::Range(1, 1000))->capture_default_str();
     app.add_option("--ef", flags->ef, "HNSW search breadth for the recall (0 = the store's default)")
         ->check(CLI::Range(0, 100000))->capture_default_str();
+    app.add_option("--nprobe", flags->nprobe, "IVF lists visited for the recall (0 = the store's default)")
+        ->check(CLI::Range(0, 1 << 20))->capture_default_str();
     app.add_flag("--per-class", flags->per_class, "Also print each class's mean average precision");
     add_format_flag(app, flags->format);
     add_verbosity_flags(app, flags->verbosity);

@@ -23,8 +23,11 @@ struct IndexFlags {
     int batch = 8;
     int threads = 0;
     int readers = 0;
-    int hnsw_m = HnswParams{}.m;
-    int ef_construction = HnswParams{}.ef_construction;
+    int hnsw_m = IndexSpec{}.hnsw_m;
+    int ef_construction = IndexSpec{}.hnsw_ef_construction;
+    int nlist = 0;
+    int pq_m = IndexSpec{}.pq_m;
+    int pq_bits = IndexSpec{}.pq_bits;
     std::string precision = "fp32";
     Verbosity verbosity;
 };
@@ -36,9 +39,8 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     if (!flags.model.empty()) options.model = flags.model;
     options.executable_dir = exe_dir;
     if (!flags.metric.empty()) options.metric = parse_metric(flags.metric);
-    if (!flags.index_kind.empty()) options.index_kind = flags.index_kind;
-    options.hnsw.m = flags.hnsw_m;
-    options.hnsw.ef_construction = flags.ef_construction;
+    if (!flags.index_kind.empty()) options.index = parse_index_flags(flags.index_kind, flags.hnsw_m, flags.ef_construction,
+                                                                      flags.nlist, flags.pq_m, flags.pq_bits);
     options.batch = flags.batch;
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
@@ -79,8 +81,10 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     app.add_option("--model", flags->model,
                    "TorchScript model, [N,3,224,224] -> [N,D] (default: the store's model, else models/resnet18-*.pt)")
         ->envname("CBIR_MODEL");
-    app.add_option("--index", flags->index_kind, "ANN index of a new store: hnsw or flat (exact) [hnsw]")
-        ->check(CLI::IsMember({"hnsw", "flat"}))->envname("CBIR_INDEX");
+    app.add_option("--index", flags->index_kind,
+                   "ANN index of a new store: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, "
+                   "IVF1024,PQ64) [HNSW16]")
+        ->check(index_spec_validator())->envname("CBIR_INDEX");
     app.add_option("--metric", flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]")
         ->check(CLI::IsMember({"l2", "cosine", "ip"}))->envname("CBIR_METRIC");
     app.add_option("--batch", flags->batch, "Images per inference batch")->check(CLI::Range(1, 1024))->capture_default_str()
@@ -93,6 +97,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
         ->capture_default_str()->envname("CBIR_HNSW_M");
     app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth of a new store")
         ->check(CLI::Range(4, 4096))->capture_default_str()->envname("CBIR_EF_CONSTRUCTION");
+    add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);

@@ -9,5 +9,6 @@ std::function<int()> add_similarity_command(CLI::App& app, const char* argv0);
 std::function<int()> add_dups_command(CLI::App& app);
 std::function<int()> add_info_command(CLI::App& app);
 std::function<int()> add_eval_command(CLI::App& app);
+std::function<int()> add_reindex_command(CLI::App& app);
 
 }  // namespace cbir::cli

@@ -30,6 +30,7 @@ struct QueryFlags {
     std::string format;
     int top_k = 10;
     int ef = 0;
+    int nprobe = 0;
     int threads = 0;
     bool exact = false;
     std::string precision = "fp32";
@@ -61,6 +62,7 @@ int run(const QueryFlags& flags) {
     if (!flags.model.empty()) options.model = flags.model;
     options.top_k = flags.top_k;
     options.ef = flags.ef;
+    options.nprobe = flags.nprobe;
     options.exact = flags.exact;
     options.threads = flags.threads;
     options.batch = flags.batch;
@@ -129,6 +131,8 @@ std::function<int()> add_query_command(CLI::App& app) {
     add_format_flag(app, flags->format);
     app.add_option("--ef", flags->ef, "HNSW search breadth (0 = the store's default, at least k)")
         ->check(CLI::Range(0, 100000))->capture_default_str()->envname("CBIR_EF");
+    app.add_option("--nprobe", flags->nprobe, "IVF lists visited per query (0 = the store's default, 16)")
+        ->check(CLI::Range(0, 1 << 20))->capture_default_str()->envname("CBIR_NPROBE");
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index")->envname("CBIR_EXACT");
     app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
         ->capture_default_str()->envname("CBIR_THREADS");

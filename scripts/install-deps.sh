@@ -11,7 +11,7 @@ packages=(
   libtorch-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev libhnswlib-dev libfmt-dev doctest-dev
-  libfaiss-dev libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
+  libfaiss-dev libopenblas0-pthread libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
   python3 python3-pil
 )
 if [[ "${1:-}" == "--python" ]]; then

@@ -277,5 +277,69 @@ class IndexLifecycle(unittest.TestCase):
             self.assertAlmostEqual(row["distance"], 1 - cosines[name], delta=0.03 * (1 - cosines[name]))
 
 
+class IndexKinds(unittest.TestCase):
+    """IVF stores (FAISS), the flat fallback while they are small, and `cbir reindex` between kinds."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cbir-kinds-")
+        cls.cbir = Cbir(cls.tmp)
+        cls.cbir.env["CBIR_MODEL"] = MODEL
+        # 20000 synthetic clustered vectors recorded as made by the model, and the seven photos.
+        r = cls.cbir.run("bench", "synth-store", "--store", "synth", "--count", "20000", "--index", "hnsw")
+        assert r.returncode == 0, r.stderr
+        r = cls.cbir.run("index", SEED, "--store", "synth")
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def top(self, store, *extra, k=10):
+        r = self.cbir.run("query", os.path.join(SEED, "dog1.jpg"), "--store", store, "-k", str(k), "--format", "jsonl",
+                          *extra)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [json.loads(line)["path"] for line in r.stdout.splitlines()], r.stderr
+
+    def test_reindex_switches_kinds_without_re_embedding(self):
+        exact, _ = self.top("synth", "--exact")
+        self.assertEqual(len(exact), 10)
+        self.assertTrue(exact[0].endswith("dog1.jpg"))
+        for spec, search in [("IVF128,Flat", ["--nprobe", "128"]), ("IVF128,PQ32", ["--nprobe", "128"]),
+                             ("HNSW32", ["--ef", "200"]), ("flat", [])]:
+            r = self.cbir.run("reindex", "--store", "synth", "--index", spec)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("reindexed 20007 vectors", r.stderr)
+            self.assertNotIn("WARNING", r.stderr)  # enough training points for every quantizer
+            info = json.loads(self.cbir.run("info", "--store", "synth", "--format", "json").stdout)
+            self.assertEqual(info["index"], spec if spec != "flat" else "Flat")
+            found, _ = self.top("synth", *search)
+            if spec.endswith("PQ32"):
+                # Compressed codes are approximate; the exact re-ranking still puts the photo itself
+                # first, at distance 0.
+                self.assertEqual(found[0], exact[0])
+            else:
+                # Visiting every list, or a wide HNSW search, gives the exact neighbours.
+                self.assertEqual(found, exact, spec)
+        # The last kind is flat: no index file is left behind by the earlier kinds.
+        self.assertEqual(sorted(f for f in os.listdir(os.path.join(self.tmp, "synth")) if f.startswith("index.")), [])
+
+    def test_small_ivf_store_searches_exactly_and_says_so(self):
+        photos = os.path.join(self.tmp, "seven")
+        os.makedirs(photos, exist_ok=True)
+        for n in NAMES:
+            shutil.copy(os.path.join(SEED, n + ".jpg"), os.path.join(photos, n + ".jpg"))
+        r = self.cbir.run("index", "seven", "--store", "small", "--index", "IVF1024,Flat")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("searching exactly", r.stderr)
+        found, _ = self.top("small", k=7)
+        exact, _ = self.top("small", "--exact", k=7)
+        self.assertEqual(found, exact)
+        again = self.cbir.run("index", "seven", "--store", "small", "--index", "hnsw")
+        self.assertEqual(again.returncode, 2)
+        self.assertIn("cbir reindex", again.stderr)
+        self.assertEqual(self.cbir.run("index", "seven", "--store", "x", "--index", "IVF,PQ").returncode, 2)
+
+
 if __name__ == "__main__":
     unittest.main()

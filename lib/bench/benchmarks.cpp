@@ -78,7 +78,7 @@ DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int re
 }
 
 void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,
-                          int dimension, Metric metric, const std::string& index_kind, const HnswParams& hnsw) {
+                          int dimension, Metric metric, const IndexSpec& index) {
     if (Store::exists(store_dir)) throw Error(store_dir.string() + ": a store already exists here");
     const ModelFile described = describe_model(model);
     StoreSettings settings;
@@ -91,8 +91,7 @@ void make_synthetic_store(const std::filesystem::path& store_dir, const std::fil
     settings.dimension = dimension;
     settings.metric = metric;
     settings.preprocessing = PreprocessSpec::name();
-    settings.index_kind = index_kind;
-    settings.hnsw = hnsw;
+    settings.set_index_spec(index);
     auto store = Store::create(store_dir, settings);
 
     // Clusters with a low intrinsic dimension, like image features (see tests/test_index.cpp).

@@ -6,6 +6,7 @@
 
 #include "embed/embedder.h"
 #include "index/hnsw_index.h"
+#include "index/index_spec.h"
 #include "index/metric.h"
 
 namespace cbir {
@@ -37,6 +38,6 @@ DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int re
 // A store of `count` synthetic clustered vectors (paths /synthetic/N.jpg) recorded as built by
 // `model`, with its index built. For timing queries and index builds.
 void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,
-                          int dimension, Metric metric, const std::string& index_kind, const HnswParams& hnsw);
+                          int dimension, Metric metric, const IndexSpec& index);
 
 }  // namespace cbir

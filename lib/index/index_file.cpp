@@ -145,6 +145,17 @@ void write_index_file(const std::filesystem::path& target, const IndexFileHeader
     out.commit();
 }
 
+void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const void* payload, size_t size) {
+    AtomicFileWriter out(target);
+    unsigned char bytes[kHeaderSize];
+    Xxh3Stream checksum;
+    checksum.update(payload, size);
+    encode(header, size, checksum.digest(), bytes);
+    out.write(bytes, kHeaderSize);
+    out.write(payload, size);
+    out.commit();
+}
+
 IndexFileHeader read_index_file_header(const std::filesystem::path& path) {
     InputFile in(path);
     return in.header().header;

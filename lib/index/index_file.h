@@ -50,6 +50,7 @@ private:
 
 // Writes header + payload atomically (temporary file, fsync, rename).
 void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const PayloadFile& payload);
+void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const void* payload, size_t size);
 
 // Reads only the header; checks magic, version and that the file is as long as the header says.
 IndexFileHeader read_index_file_header(const std::filesystem::path& path);

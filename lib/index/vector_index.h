@@ -18,7 +18,8 @@ struct Neighbor {
 
 struct SearchParams {
     int k = 10;
-    int ef = 0;  // HNSW breadth of search; 0 = the index's default (never below k)
+    int ef = 0;      // HNSW breadth of search; 0 = the index's default (never below k)
+    int nprobe = 0;  // IVF lists visited; 0 = the index's default
 };
 
 class VectorIndex {

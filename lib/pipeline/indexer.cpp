@@ -31,9 +31,9 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
     if (options.metric && *options.metric != s.metric)
         throw Error(fmt::format("{}: the store uses metric '{}'; it cannot be changed to '{}' (use a new --store)",
                                 store.dir().string(), metric_name(s.metric), metric_name(*options.metric)));
-    if (options.index_kind && *options.index_kind != s.index_kind)
-        throw Error(fmt::format("{}: the store uses index '{}'; it cannot be changed to '{}' here (use a new --store)",
-                                store.dir().string(), s.index_kind, *options.index_kind));
+    if (options.index && options.index->describe() != s.index_spec().describe())
+        throw Error(fmt::format("{}: the store uses index {}; change it with 'cbir reindex --index {}' (no re-embedding)",
+                                store.dir().string(), s.index_spec().describe(), options.index->describe()));
 }
 
 // The files that are new or changed (size or mtime differ from the catalogue row).
@@ -102,8 +102,8 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
             settings.dimension = embedder->dimension();
             settings.metric = options.metric.value_or(Metric::L2);
             settings.preprocessing = PreprocessSpec::name();
-            settings.index_kind = options.index_kind.value_or("hnsw");
-            settings.hnsw = options.hnsw;
+            settings.set_index_spec(options.index.value_or(IndexSpec{}));
+            settings.hnsw.ef_search = options.hnsw_ef_search;
             store = Store::create(options.store_dir, settings);
         } else if (store->settings().dimension != embedder->dimension()) {
             throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors",

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "index/hnsw_index.h"
+#include "index/index_spec.h"
 #include "embed/embedder.h"
 #include "index/metric.h"
 
@@ -19,8 +20,8 @@ struct IndexOptions {
     std::filesystem::path executable_dir;        // where to look for the default model
     // Settings of a new store; for an existing store they must match it when given.
     std::optional<Metric> metric;
-    std::optional<std::string> index_kind;  // "hnsw" or "flat"
-    HnswParams hnsw;
+    std::optional<IndexSpec> index;  // default: HNSW16
+    int hnsw_ef_search = HnswParams{}.ef_search;
     int batch = 8;
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores

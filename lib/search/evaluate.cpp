@@ -82,7 +82,7 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
     std::vector<size_t> class_size(class_names.size(), 0);
     for (size_t q : queries) ++class_size[class_of[q]];
 
-    auto index = open_search_index(store, s.hnsw.ef_search, /*save=*/true);
+    auto index = open_search_index(store, /*save=*/true);
     std::unordered_map<int64_t, size_t> slot_of;
     for (size_t i = 0; i < ids.size(); ++i) slot_of[ids[i]] = i;
     const int k = std::max(1, options.recall_k);
@@ -125,6 +125,7 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
             SearchParams params;
             params.k = std::max(k, 10) + 1;
             params.ef = options.ef;
+            params.nprobe = options.nprobe > 0 ? options.nprobe : s.ivf_nprobe;
             size_t found = 0, taken = 0, relevant_seen = 0;
             for (const auto& n : index->search(query, params)) {
                 if (n.id == ids[q]) continue;

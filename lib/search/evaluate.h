@@ -19,7 +19,8 @@ struct EvalOptions {
     std::optional<std::filesystem::path> labels;
     std::optional<std::filesystem::path> root;
     int recall_k = 10;
-    int ef = 0;  // HNSW search breadth for the recall measurement; 0 = the store's default
+    int ef = 0;      // HNSW search breadth for the recall measurement; 0 = the store's default
+    int nprobe = 0;  // IVF lists visited; 0 = the store's default
 };
 
 struct ClassScore {

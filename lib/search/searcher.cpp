@@ -43,7 +43,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     // costs overlap instead of adding up.
     std::future<std::unique_ptr<VectorIndex>> index_loading = std::async(std::launch::async, [&]() -> std::unique_ptr<VectorIndex> {
         if (options.exact) return build_flat_index(*store);
-        return open_search_index(*store, settings.hnsw.ef_search, /*save=*/true);
+        return open_search_index(*store, /*save=*/true);
     });
 
     std::vector<QueryResult> results(images.size());
@@ -99,6 +99,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     SearchParams params;
     params.k = options.top_k;
     params.ef = options.ef;
+    params.nprobe = options.nprobe > 0 ? options.nprobe : settings.ivf_nprobe;
     for (size_t i = 0; i < images.size(); ++i) {
         if (!results[i].error.empty() || vectors[i].empty()) continue;
         auto neighbors = index->search(vectors[i].data(), params);

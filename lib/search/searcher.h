@@ -16,6 +16,7 @@ struct QueryOptions {
     std::optional<std::filesystem::path> model;  // must be the store's model when given
     int top_k = 10;
     int ef = 0;          // HNSW search breadth; 0 = the store's default
+    int nprobe = 0;      // IVF lists visited; 0 = the store's default
     bool exact = false;  // flat search regardless of the store's index
     std::optional<float> max_distance;  // drop hits farther than this
     int batch = 8;

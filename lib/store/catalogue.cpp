@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <limits>
 
 #include "util/error.h"
 
@@ -200,6 +201,18 @@ std::vector<std::string> Catalogue::paths_of(const std::vector<int64_t>& ids) co
         out.push_back(sqlite3_step(stmt) == SQLITE_ROW ? column_text(stmt, 0) : std::string());
     }
     return out;
+}
+
+void Catalogue::vectors_of(const std::vector<int64_t>& ids, int dimension, std::vector<float>& out) const {
+    out.assign(ids.size() * static_cast<size_t>(dimension), std::numeric_limits<float>::quiet_NaN());
+    Statement stmt(prepare("SELECT vector FROM images WHERE id = ?"));
+    for (size_t i = 0; i < ids.size(); ++i) {
+        sqlite3_reset(stmt);
+        sqlite3_bind_int64(stmt, 1, ids[i]);
+        if (sqlite3_step(stmt) != SQLITE_ROW) continue;
+        if (sqlite3_column_bytes(stmt, 0) != dimension * static_cast<int>(sizeof(float))) continue;
+        std::memcpy(&out[i * dimension], sqlite3_column_blob(stmt, 0), dimension * sizeof(float));
+    }
 }
 
 void Catalogue::for_each_vector_since(uint64_t generation,

@@ -62,6 +62,8 @@ public:
     std::unordered_map<std::string, FileState> file_states() const;
     std::optional<ImageRecord> find_by_path(const std::string& path) const;
     std::vector<std::string> paths_of(const std::vector<int64_t>& ids) const;
+    // ids.size() * dimension floats in the order of ids; NaNs for an id that is not there.
+    void vectors_of(const std::vector<int64_t>& ids, int dimension, std::vector<float>& out) const;
 
     // Visits rows changed after `generation` (all rows for 0), in id order; the vector is only
     // valid during the call.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "index/hnsw_index.h"
+#include "index/index_spec.h"
 #include "index/metric.h"
 #include "store/catalogue.h"
 
@@ -23,8 +24,15 @@ struct StoreSettings {
     int dimension = 0;
     Metric metric = Metric::L2;
     std::string preprocessing;
-    std::string index_kind = "hnsw";  // "hnsw" or "flat"
+    std::string index_kind = "hnsw";  // flat | hnsw | ivf | ivfpq
     HnswParams hnsw;
+    int ivf_nlist = 0;  // 0 = chosen from the collection's size when trained
+    int ivf_nprobe = 16;
+    int pq_m = 64;
+    int pq_bits = 8;
+
+    IndexSpec index_spec() const;
+    void set_index_spec(const IndexSpec& spec);
 };
 
 class Store {
@@ -41,7 +49,10 @@ public:
     const std::filesystem::path& dir() const { return dir_; }
     Catalogue& catalogue() { return *catalogue_; }
     const StoreSettings& settings() const { return settings_; }
-    std::filesystem::path index_file() const { return dir_ / "index.hnsw"; }
+    // The derived index file of the store's kind ("index.hnsw", "index.ivf", "index.ivfpq").
+    std::filesystem::path index_file() const { return dir_ / ("index." + settings_.index_kind); }
+    // Records a new index choice (cbir reindex); the caller rebuilds the index.
+    void update_index_settings(const StoreSettings& settings);
 
     // Records where the model now is and its file identity (after verifying its hash).
     void update_model_identity(const std::string& path, int64_t size, int64_t mtime_ns);

@@ -29,11 +29,14 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     out.emplace_back("dimension", std::to_string(s.dimension));
     out.emplace_back("metric", metric_name(s.metric) + " (" + metric_description(s.metric) + ")");
     out.emplace_back("preprocessing", s.preprocessing);
-    out.emplace_back("index", s.index_kind);
+    out.emplace_back("index", s.index_spec().describe());
     if (s.index_kind == "hnsw") {
         out.emplace_back("hnsw_m", std::to_string(s.hnsw.m));
         out.emplace_back("hnsw_ef_construction", std::to_string(s.hnsw.ef_construction));
         out.emplace_back("hnsw_ef_search", std::to_string(s.hnsw.ef_search));
+    }
+    if (s.index_kind == "ivf" || s.index_kind == "ivfpq") out.emplace_back("ivf_nprobe", std::to_string(s.ivf_nprobe));
+    if (s.index_kind != "flat") {
         std::string state;
         try {
             const IndexFileHeader header = read_index_file_header(store.index_file());
@@ -42,7 +45,9 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
                         : "stale (built from generation " + std::to_string(header.catalogue_generation) +
                               "; rebuilt by the next query)";
         } catch (const IndexFileError& e) {
-            state = std::string("unusable: ") + e.what() + " (rebuilt by the next query)";
+            state = (s.index_kind != "hnsw" && store.catalogue().count() < kIvfMinimumVectors)
+                        ? "none: too few vectors to train, searching exactly"
+                        : std::string("unusable: ") + e.what() + " (rebuilt by the next query)";
         }
         out.emplace_back("index_file", state);
         out.emplace_back("index_bytes", std::to_string(file_size_or_zero(store.index_file())));

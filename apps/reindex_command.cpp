@@ -1,0 +1,67 @@
+// `cbir reindex`: rebuild the store's derived index from the catalogue, optionally of another kind.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "store/derived_index.h"
+
+namespace cbir::cli {
+namespace {
+
+struct ReindexFlags {
+    std::string store;
+    std::string index;
+    int hnsw_m = IndexSpec{}.hnsw_m;
+    int ef_construction = IndexSpec{}.hnsw_ef_construction;
+    int nlist = 0;
+    int pq_m = IndexSpec{}.pq_m;
+    int pq_bits = IndexSpec{}.pq_bits;
+    Verbosity verbosity;
+};
+
+int run(const ReindexFlags& flags) {
+    apply_verbosity(flags.verbosity);
+    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/true));
+    const IndexSpec spec = flags.index.empty() ? store->settings().index_spec()
+                                               : parse_index_flags(flags.index, flags.hnsw_m, flags.ef_construction,
+                                                                   flags.nlist, flags.pq_m, flags.pq_bits);
+    const auto started = std::chrono::steady_clock::now();
+    reindex_store(*store, spec);
+    if (!flags.verbosity.quiet)
+        std::fprintf(stderr, "%s\n",
+                     fmt::format("cbir: reindexed {} vectors as {} in {:.1f} s", store->catalogue().count(),
+                                 spec.describe(),
+                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
+                         .c_str());
+    return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_reindex_command(CLI::App& app) {
+    auto flags = std::make_shared<ReindexFlags>();
+    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    app.add_option("--index", flags->index,
+                   "New index: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, IVF1024,PQ64); "
+                   "default: rebuild the current one")
+        ->check(index_spec_validator());
+    app.add_option("--hnsw-m", flags->hnsw_m, "HNSW graph degree M")->check(CLI::Range(2, 256))->capture_default_str();
+    app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth")->check(CLI::Range(4, 4096))
+        ->capture_default_str();
+    add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
+    add_verbosity_flags(app, flags->verbosity);
+    return [flags] {
+        try {
+            return run(*flags);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+}  // namespace cbir::cli

@@ -1,0 +1,64 @@
+#include "index/index_spec.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <regex>
+
+namespace cbir {
+
+std::string IndexSpec::describe() const {
+    const std::string lists = ivf_nlist > 0 ? std::to_string(ivf_nlist) : "auto";
+    if (kind == "flat") return "Flat";
+    if (kind == "hnsw") return "HNSW" + std::to_string(hnsw_m);
+    if (kind == "ivf") return "IVF" + lists + ",Flat";
+    if (kind == "ivfpq")  // 8 bits is FAISS's default and is left out, as its factory strings do
+        return "IVF" + lists + ",PQ" + std::to_string(pq_m) + (pq_bits == 8 ? "" : "x" + std::to_string(pq_bits));
+    return kind;
+}
+
+std::optional<IndexSpec> parse_index_spec(const std::string& text, const IndexSpec& defaults, std::string* error) {
+    IndexSpec spec = defaults;
+    std::string lower = text;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::smatch m;
+    auto fail = [&](const std::string& why) -> std::optional<IndexSpec> {
+        if (error) *error = why;
+        return std::nullopt;
+    };
+    if (lower == "flat") {
+        spec.kind = "flat";
+    } else if (std::regex_match(lower, m, std::regex("hnsw(\\d*)"))) {
+        spec.kind = "hnsw";
+        if (m[1].length()) spec.hnsw_m = std::stoi(m[1]);
+    } else if (lower == "ivf") {
+        spec.kind = "ivf";
+    } else if (lower == "ivfpq") {
+        spec.kind = "ivfpq";
+    } else if (std::regex_match(lower, m, std::regex("ivf(\\d+|auto),flat"))) {
+        spec.kind = "ivf";
+        spec.ivf_nlist = m[1] == "auto" ? 0 : std::stoi(m[1]);
+    } else if (std::regex_match(lower, m, std::regex("ivf(\\d+|auto),pq(\\d+)(?:x(\\d+))?"))) {
+        spec.kind = "ivfpq";
+        spec.ivf_nlist = m[1] == "auto" ? 0 : std::stoi(m[1]);
+        spec.pq_m = std::stoi(m[2]);
+        if (m[3].length()) spec.pq_bits = std::stoi(m[3]);
+    } else {
+        return fail("unknown index '" + text + "': use flat, hnsw, ivf, ivfpq or a factory string such as HNSW32, "
+                    "IVF2048,Flat, IVF1024,PQ64");
+    }
+    if (spec.hnsw_m < 2 || spec.hnsw_m > 256) return fail("HNSW M must be 2..256");
+    if (spec.ivf_nlist < 0 || spec.ivf_nlist > (1 << 20)) return fail("IVF nlist must be 1..1048576");
+    if (spec.pq_m < 1 || spec.pq_m > 1024) return fail("PQ m must be 1..1024");
+    if (spec.pq_bits < 4 || spec.pq_bits > 12) return fail("PQ bits must be 4..12");
+    return spec;
+}
+
+int choose_ivf_nlist(size_t n) {
+    int nlist = 1;
+    while (nlist * 2 <= 4.0 * std::sqrt(static_cast<double>(n))) nlist *= 2;
+    while (nlist > 1 && n / static_cast<size_t>(nlist) < 39) nlist /= 2;
+    return std::min(nlist, 65536);
+}
+
+}  // namespace cbir

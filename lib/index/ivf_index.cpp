@@ -1,0 +1,160 @@
+#include "index/ivf_index.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace cbir {
+namespace {
+
+faiss::MetricType faiss_metric(Metric metric) {
+    return metric == Metric::L2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
+}
+
+// A FAISS reader over a verified, memory-mapped payload: no copy of the file into a buffer first.
+struct SpanReader : faiss::IOReader {
+    const unsigned char* data;
+    size_t size;
+    size_t position = 0;
+    SpanReader(const unsigned char* d, size_t s) : data(d), size(s) { name = "cbir index payload"; }
+    size_t operator()(void* ptr, size_t item_size, size_t items) override {
+        if (item_size == 0 || items == 0) return 0;
+        const size_t available = (size - position) / item_size;
+        const size_t n = std::min(items, available);
+        std::memcpy(ptr, data + position, n * item_size);
+        position += n * item_size;
+        return n;
+    }
+};
+
+std::vector<float> prepared(Metric metric, const float* vectors, size_t count, int dimension) {
+    std::vector<float> out(vectors, vectors + count * dimension);
+    for (size_t i = 0; i < count; ++i) prepare_for_metric(metric, &out[i * dimension], dimension);
+    return out;
+}
+
+}  // namespace
+
+IvfIndex::IvfIndex(int dimension, Metric metric, const IndexSpec& spec, std::unique_ptr<faiss::Index> index)
+    : dimension_(dimension), metric_(metric), spec_(spec), index_(std::move(index)) {
+    ivf_ = dynamic_cast<faiss::IndexIVF*>(index_.get());
+    if (!ivf_) throw IndexFileError("not an IVF index");
+}
+
+IvfIndex::IvfIndex(int dimension, Metric metric, const IndexSpec& spec) : dimension_(dimension), metric_(metric), spec_(spec) {
+    if (spec.ivf_nlist <= 0) throw Error("IVF index needs nlist");
+    auto* quantizer = metric == Metric::L2 ? static_cast<faiss::IndexFlat*>(new faiss::IndexFlatL2(dimension))
+                                           : static_cast<faiss::IndexFlat*>(new faiss::IndexFlatIP(dimension));
+    faiss::IndexIVF* ivf;
+    try {
+        if (spec.kind == "ivfpq")
+            ivf = new faiss::IndexIVFPQ(quantizer, dimension, spec.ivf_nlist, spec.pq_m, spec.pq_bits, faiss_metric(metric));
+        else
+            ivf = new faiss::IndexIVFFlat(quantizer, dimension, spec.ivf_nlist, faiss_metric(metric));
+    } catch (const faiss::FaissException& e) {
+        delete quantizer;
+        throw Error(std::string("cannot create ") + spec.describe() + ": " + e.what());
+    }
+    ivf->own_fields = true;  // the IVF index deletes its quantizer
+    ivf->nprobe = kDefaultNprobe;
+    // A hash table from id to list position makes replacing an id cheap (no scan of every list).
+    ivf->set_direct_map_type(faiss::DirectMap::Hashtable);
+    index_.reset(ivf);
+    ivf_ = ivf;
+}
+
+IvfIndex::~IvfIndex() = default;
+
+size_t IvfIndex::size() const { return static_cast<size_t>(index_->ntotal); }
+bool IvfIndex::trained() const { return index_->is_trained; }
+int IvfIndex::nlist() const { return static_cast<int>(ivf_->nlist); }
+
+void IvfIndex::train(const float* vectors, size_t count) {
+    const auto data = prepared(metric_, vectors, count, dimension_);
+    try {
+        index_->train(static_cast<faiss::Index::idx_t>(count), data.data());
+    } catch (const faiss::FaissException& e) {
+        throw Error(std::string("training ") + spec_.describe() + " failed: " + e.what());
+    }
+    trained_on_ = count;
+}
+
+void IvfIndex::add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace) {
+    if (count == 0) return;
+    const auto data = prepared(metric_, vectors, count, dimension_);
+    std::vector<faiss::Index::idx_t> labels(ids, ids + count);
+    // Replace, not duplicate: ids that are already in the lists go first.
+    if (replace && index_->ntotal > 0) {
+        faiss::IDSelectorArray existing(static_cast<size_t>(count), labels.data());
+        index_->remove_ids(existing);
+    }
+    index_->add_with_ids(static_cast<faiss::Index::idx_t>(count), data.data(), labels.data());
+}
+
+std::vector<Neighbor> IvfIndex::search(const float* query, const SearchParams& params) const {
+    const auto q = prepared(metric_, query, 1, dimension_);
+    const int k = std::max(0, std::min<int>(params.k, static_cast<int>(size())));
+    if (k == 0) return {};
+    std::vector<float> distances(k);
+    std::vector<faiss::Index::idx_t> labels(k);
+    faiss::SearchParametersIVF search_params;
+    search_params.nprobe = static_cast<size_t>(params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+    index_->search(1, q.data(), k, distances.data(), labels.data(), &search_params);
+    std::vector<Neighbor> out;
+    for (int i = 0; i < k; ++i) {
+        if (labels[i] < 0) continue;  // fewer than k in the lists probed
+        // FAISS reports inner products as similarities; cbir's convention is 1 - similarity.
+        const float d = metric_ == Metric::L2 ? distances[i] : 1.0f - distances[i];
+        out.push_back({static_cast<int64_t>(labels[i]), d});
+    }
+    std::stable_sort(out.begin(), out.end(), [](const Neighbor& a, const Neighbor& b) {
+        return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
+    });
+    return out;
+}
+
+void IvfIndex::save(const std::filesystem::path& path, uint64_t catalogue_generation) const {
+    faiss::VectorIOWriter writer;
+    faiss::write_index(index_.get(), &writer);
+    IndexFileHeader header;
+    header.kind = spec_.kind;
+    header.dimension = static_cast<uint32_t>(dimension_);
+    header.metric = metric_;
+    header.count = size();
+    header.catalogue_generation = catalogue_generation;
+    header.params = {static_cast<uint32_t>(ivf_->nlist), static_cast<uint32_t>(spec_.pq_m),
+                     static_cast<uint32_t>(spec_.pq_bits), static_cast<uint32_t>(std::min<size_t>(trained_on_, UINT32_MAX))};
+    write_index_file(path, header, writer.data.data(), writer.data.size());
+}
+
+std::unique_ptr<IvfIndex> IvfIndex::load(const std::filesystem::path& path, IndexFileHeader& header) {
+    MappedPayload payload = map_index_file(path, header);
+    if (header.kind != "ivf" && header.kind != "ivfpq")
+        throw IndexFileError(path.string() + ": holds a '" + header.kind + "' index, not ivf");
+    SpanReader reader(payload.data(), payload.size());
+    std::unique_ptr<faiss::Index> index;
+    try {
+        index.reset(faiss::read_index(&reader));
+    } catch (const faiss::FaissException& e) {
+        throw IndexFileError(path.string() + ": FAISS could not read the index: " + e.what());
+    }
+    IndexSpec spec;
+    spec.kind = header.kind;
+    spec.ivf_nlist = static_cast<int>(header.params[0]);
+    spec.pq_m = static_cast<int>(header.params[1]);
+    spec.pq_bits = static_cast<int>(header.params[2]);
+    if (index->d != static_cast<int>(header.dimension) || static_cast<uint64_t>(index->ntotal) != header.count)
+        throw IndexFileError(path.string() + ": FAISS index does not match its header");
+    std::unique_ptr<IvfIndex> out(new IvfIndex(static_cast<int>(header.dimension), header.metric, spec, std::move(index)));
+    out->trained_on_ = header.params[3];
+    return out;
+}
+
+}  // namespace cbir
