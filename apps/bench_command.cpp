@@ -5,10 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/ann_bench.h"
 #include "bench/benchmarks.h"
 #include "cli_common.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/walk.h"
+#include "store/store.h"
+#include "util/error.h"
 
 namespace cbir::cli {
 namespace {
@@ -27,7 +30,22 @@ struct BenchFlags {
     int dimension = 512;
     std::string index_kind = "hnsw";
     std::string metric = "l2";
+    std::vector<std::string> ann_specs{"HNSW16", "IVFauto,Flat", "IVFauto,PQ64"};
+    size_t queries = 200;
+    std::string work_dir = ".";
+    std::string vectors_from;
 };
+
+// Every vector of a store, for benchmarking its real data.
+std::vector<float> store_vectors(const std::filesystem::path& dir, int& dimension) {
+    auto store = Store::open(dir);
+    dimension = store->settings().dimension;
+    std::vector<float> out;
+    store->catalogue().for_each_vector_since(0, [&](int64_t, const float* v, int d) {
+        if (d == dimension) out.insert(out.end(), v, v + d);
+    });
+    return out;
+}
 
 std::filesystem::path model_path(const BenchFlags& flags, const std::filesystem::path& exe_dir) {
     return model_for_new_store(flags.model.empty() ? std::nullopt : std::optional<std::filesystem::path>(flags.model),
@@ -59,8 +77,20 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
     synth->add_option("--metric", flags->metric, "l2, cosine or ip")->check(CLI::IsMember({"l2", "cosine", "ip"}))
         ->capture_default_str();
     synth->add_option("--model", flags->model, "Model recorded as the store's (default: models/resnet18-*.pt)");
+    auto* ann = app.add_subcommand("ann", "Index kinds on the same vectors: build, size, load, memory, queries/s, recall@10");
+    ann->add_option("--count", flags->count, "Synthetic vectors (ignored with --vectors-from)")->capture_default_str();
+    ann->add_option("--dimension", flags->dimension, "Dimension of synthetic vectors")->capture_default_str();
+    ann->add_option("--queries", flags->queries, "Queries (from the same distribution, not in the base set)")
+        ->capture_default_str();
+    ann->add_option("--index", flags->ann_specs, "Index specs to measure (repeat the flag)")
+        ->check(index_spec_validator())->capture_default_str();
+    ann->add_option("--metric", flags->metric, "l2, cosine or ip")->check(CLI::IsMember({"l2", "cosine", "ip"}))
+        ->capture_default_str();
+    ann->add_option("--vectors-from", flags->vectors_from, "Use a store's real vectors: the last --queries of them "
+                                                           "query the others");
+    ann->add_option("--work-dir", flags->work_dir, "Where index files are written while measured")->capture_default_str();
     const std::filesystem::path exe_dir = executable_dir(argv0);
-    return [flags, exe_dir, inference, decode, synth] {
+    return [flags, exe_dir, inference, decode, synth, ann] {
         try {
             if (inference->parsed()) {
                 const auto model = model_path(*flags, exe_dir);
@@ -83,6 +113,30 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
                                            {"readers", r.readers}, {"seconds", r.seconds},
                                            {"images_per_second", r.images_per_second}};
                 std::cout << row.dump() << std::endl;
+            } else if (ann->parsed()) {
+                AnnBenchOptions options;
+                options.count = flags->count;
+                options.dimension = flags->dimension;
+                options.queries = flags->queries;
+                options.metric = *parse_metric(flags->metric);
+                options.work_dir = flags->work_dir;
+                for (const auto& text : flags->ann_specs) options.specs.push_back(*parse_index_spec(text, IndexSpec{}, nullptr));
+                if (!flags->vectors_from.empty()) {
+                    auto all = store_vectors(flags->vectors_from, options.dimension);
+                    const size_t n = all.size() / options.dimension;
+                    if (n <= options.queries) throw Error("the store has too few vectors for that many queries");
+                    options.query_vectors.assign(all.end() - static_cast<long>(options.queries * options.dimension), all.end());
+                    all.resize((n - options.queries) * options.dimension);
+                    options.base = std::move(all);
+                }
+                bench_ann(options, [](const AnnBenchRow& r) {
+                    nlohmann::ordered_json row{{"bench", "ann"}, {"index", r.index}, {"knob", r.knob}, {"vectors", r.count},
+                                               {"build_seconds", r.build_seconds}, {"file_mib", r.file_bytes / 1048576.0},
+                                               {"load_seconds", r.load_seconds}, {"resident_mib", r.resident_mib},
+                                               {"queries_per_second", r.queries_per_second},
+                                               {"recall_at_10", r.recall_at_10}};
+                    std::cout << row.dump() << std::endl;
+                });
             } else if (synth->parsed()) {
                 make_synthetic_store(std::filesystem::absolute(flags->store), model_path(*flags, exe_dir), flags->count,
                                      flags->dimension, *parse_metric(flags->metric),

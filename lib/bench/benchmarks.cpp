@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "bench/synthetic.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/prepare.h"
@@ -94,27 +95,17 @@ void make_synthetic_store(const std::filesystem::path& store_dir, const std::fil
     settings.set_index_spec(index);
     auto store = Store::create(store_dir, settings);
 
-    // Clusters with a low intrinsic dimension, like image features (see tests/test_index.cpp).
-    constexpr int kClusters = 100, kLatent = 8;
-    std::mt19937 rng(11);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> centres(static_cast<size_t>(kClusters) * dimension), directions(centres.size() * kLatent);
-    for (auto& v : centres) v = 1.0f + 0.5f * normal(rng);
-    for (auto& v : directions) v = 0.15f * normal(rng);
     const uint64_t generation_before = store->catalogue().generation();
     ImageRecord record;
     record.sha256 = "synthetic";
-    record.vector.resize(static_cast<size_t>(dimension));
+    constexpr size_t kChunk = 10000;  // generated and committed a chunk at a time: bounded memory
     for (size_t i = 0; i < count;) {
+        const size_t n = std::min(kChunk, count - i);
+        const auto vectors = synthetic_features(n, dimension, static_cast<unsigned>(1000 + i / kChunk));
         Transaction txn(store->catalogue());
-        for (size_t end = std::min(count, i + 10000); i < end; ++i) {
-            const size_t cluster = i % kClusters;
-            for (int d = 0; d < dimension; ++d) record.vector[d] = centres[cluster * dimension + d] + 0.02f * normal(rng);
-            for (int l = 0; l < kLatent; ++l) {
-                const float w = normal(rng);
-                const float* dir = &directions[(cluster * kLatent + l) * dimension];
-                for (int d = 0; d < dimension; ++d) record.vector[d] += w * dir[d];
-            }
+        for (size_t j = 0; j < n; ++j, ++i) {
+            record.vector.assign(vectors.begin() + static_cast<long>(j * dimension),
+                                 vectors.begin() + static_cast<long>((j + 1) * dimension));
             record.path = "/synthetic/" + std::to_string(i) + ".jpg";
             store->catalogue().upsert(record);
         }

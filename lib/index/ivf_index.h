@@ -43,6 +43,7 @@ public:
 
 private:
     IvfIndex(int dimension, Metric metric, const IndexSpec& spec, std::unique_ptr<faiss::Index> index);
+    void skip_precomputed_tables();
     int dimension_;
     Metric metric_;
     IndexSpec spec_;
