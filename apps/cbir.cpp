@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
     auto* info = app.add_subcommand("info", "The store's model, metric, index, counts and sizes (alias: stats)");
     info->alias("stats");
     auto* reindex = app.add_subcommand("reindex", "Rebuild the ANN index from the catalogue, or switch its kind");
+    auto* check = app.add_subcommand("check", "Verify the store: catalogue, model, index file, a sample of searches");
+    auto* repair = app.add_subcommand("repair", "Rebuild the store's derived index from the catalogue, then check");
+    auto* remove = app.add_subcommand("remove", "Remove images from the store (not from disk)");
+    auto* prune = app.add_subcommand("prune", "Remove store entries whose files are gone");
     auto* eval = app.add_subcommand("eval", "Retrieval quality of the store on labelled images (P@k, mAP, ANN recall)");
     auto run_index = cbir::cli::add_index_command(*index, argv[0]);
     auto run_query = cbir::cli::add_query_command(*query);
@@ -29,6 +33,10 @@ int main(int argc, char** argv) {
     auto run_info = cbir::cli::add_info_command(*info);
     auto run_eval = cbir::cli::add_eval_command(*eval);
     auto run_reindex = cbir::cli::add_reindex_command(*reindex);
+    auto run_check = cbir::cli::add_check_command(*check);
+    auto run_repair = cbir::cli::add_repair_command(*repair);
+    auto run_remove = cbir::cli::add_remove_command(*remove);
+    auto run_prune = cbir::cli::add_prune_command(*prune);
     if (auto code = cbir::cli::parse(app, argc, argv)) return *code;
     if (index->parsed()) return run_index();
     if (embed->parsed()) return run_embed();
@@ -38,5 +46,9 @@ int main(int argc, char** argv) {
     if (info->parsed()) return run_info();
     if (eval->parsed()) return run_eval();
     if (reindex->parsed()) return run_reindex();
+    if (check->parsed()) return run_check();
+    if (repair->parsed()) return run_repair();
+    if (remove->parsed()) return run_remove();
+    if (prune->parsed()) return run_prune();
     return run_query();
 }

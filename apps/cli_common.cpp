@@ -8,6 +8,7 @@
 
 #include "store/store.h"
 #include "util/error.h"
+#include "util/cancel.h"
 #include "util/log.h"
 
 namespace cbir::cli {
@@ -130,6 +131,18 @@ Precision parse_precision(const std::string& precision) {
 }
 
 void print_error(const std::string& message) { std::fprintf(stderr, "cbir: error: %s\n", message.c_str()); }
+
+namespace {
+extern "C" void on_stop_signal(int signal_number) {
+    cbir::stop_requested() = true;
+    std::signal(signal_number, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+}  // namespace
+
+void stop_cleanly_on_signals() {
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+}
 
 void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }

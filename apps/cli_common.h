@@ -15,7 +15,11 @@
 namespace cbir::cli {
 
 // Documented in the README.
-enum ExitCode : int { kOk = 0, kNoResults = 1, kError = 2 };
+enum ExitCode : int { kOk = 0, kNoResults = 1, kError = 2, kInterrupted = 130 };
+
+// SIGINT/SIGTERM ask long operations to stop at the next batch boundary (committed work is kept);
+// a second signal ends the process at once.
+void stop_cleanly_on_signals();
 
 struct Verbosity {
     bool quiet = false;

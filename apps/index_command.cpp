@@ -16,6 +16,7 @@ namespace {
 struct IndexFlags {
     std::vector<std::string> inputs;
     bool null_separated = false;
+    bool prune = false;
     std::string store;
     std::string model;
     std::string index_kind;
@@ -45,6 +46,8 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
+    options.prune = flags.prune;
+    stop_cleanly_on_signals();
 
     ProgressBar progress("indexing", stderr_is_terminal() && !flags.verbosity.quiet);
     IndexCallbacks callbacks;
@@ -60,11 +63,15 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     if (!flags.verbosity.quiet) {
         const size_t embedded = s.added + s.updated;
         std::fprintf(stderr, "%s\n",
-                     fmt::format("cbir: indexed {} new, {} changed, {} unchanged, {} skipped; {} images in {}; "
-                                 "{:.1f} s, {:.1f} images/s",
-                                 s.added, s.updated, s.unchanged, s.failed, s.store_count,
+                     fmt::format("cbir: indexed {} new, {} changed, {} unchanged, {} moved, {} copied, {} pruned, {} "
+                                 "skipped; {} images in {}; {:.1f} s, {:.1f} images/s",
+                                 s.added, s.updated, s.unchanged, s.moved, s.copied, s.pruned, s.failed, s.store_count,
                                  options.store_dir.string(), s.seconds, s.seconds > 0 ? embedded / s.seconds : 0.0)
                          .c_str());
+    }
+    if (s.interrupted) {
+        std::fprintf(stderr, "cbir: interrupted: every finished batch is committed; run the same command to resume\n");
+        return kInterrupted;
     }
     return kOk;
 }
@@ -76,6 +83,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files; - reads paths from stdin")
         ->required();
     app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated (find -print0)");
+    app.add_flag("--prune", flags->prune, "Also remove entries under the given folders whose files are gone");
     app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward, else ./.cbir)")
         ->envname("CBIR_STORE");
     app.add_option("--model", flags->model,

@@ -10,5 +10,9 @@ std::function<int()> add_dups_command(CLI::App& app);
 std::function<int()> add_info_command(CLI::App& app);
 std::function<int()> add_eval_command(CLI::App& app);
 std::function<int()> add_reindex_command(CLI::App& app);
+std::function<int()> add_check_command(CLI::App& app);
+std::function<int()> add_repair_command(CLI::App& app);
+std::function<int()> add_remove_command(CLI::App& app);
+std::function<int()> add_prune_command(CLI::App& app);
 
 }  // namespace cbir::cli

@@ -8,6 +8,7 @@
 #include "cli_common.h"
 #include "more_commands.h"
 #include "store/derived_index.h"
+#include "store/writer_lock.h"
 
 namespace cbir::cli {
 namespace {
@@ -25,7 +26,9 @@ struct ReindexFlags {
 
 int run(const ReindexFlags& flags) {
     apply_verbosity(flags.verbosity);
-    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/true));
+    const auto dir = resolve_store(flags.store, /*for_writing=*/true);
+    WriterLock lock(dir);
+    auto store = Store::open(dir);
     const IndexSpec spec = flags.index.empty() ? store->settings().index_spec()
                                                : parse_index_flags(flags.index, flags.hnsw_m, flags.ef_construction,
                                                                    flags.nlist, flags.pq_m, flags.pq_bits);

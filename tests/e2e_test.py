@@ -88,7 +88,8 @@ class EndToEnd(unittest.TestCase):
         for broken in ["empty.jpg", "notes.jpg", "truncated.jpg"]:
             self.assertRegex(r.stderr, rf"skipped \S*{broken}: ", broken)
         self.assertNotIn("readme.txt", r.stderr)
-        self.assertIn("indexed 7 new, 0 changed, 0 unchanged, 3 skipped; 7 images", r.stderr)
+        self.assertIn("indexed 7 new, 0 changed, 0 unchanged, 0 moved, 0 copied, 0 pruned, 3 skipped; 7 images",
+                      r.stderr)
         self.assertIn("UNTRAINED", r.stderr)  # the stand-in model is announced
         self.assertTrue(os.path.isfile(os.path.join(self.tmp, ".cbir", "catalogue.sqlite")))
         self.assertTrue(os.path.isfile(os.path.join(self.tmp, ".cbir", "index.hnsw")))
@@ -256,6 +257,76 @@ class IndexLifecycle(unittest.TestCase):
             if path.endswith("dog2.jpg"):
                 expected = reference_distances_from("dog1")["person2"]
                 self.assertAlmostEqual(float(distance), expected, delta=0.03 * expected)
+
+    def index(self):
+        r = self.cbir.run("index", "photos", "--store", "store")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stderr
+
+    def paths_for(self, image, k=10):
+        r = self.cbir.run("query", image, "--store", "store", "-k", str(k), "--format", "paths")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.splitlines()
+
+    def test_moved_and_copied_files_reuse_their_vectors(self):
+        os.makedirs(os.path.join(self.tmp, "photos", "sub"))
+        os.rename(os.path.join(self.tmp, "photos", "dog2.jpg"), os.path.join(self.tmp, "photos", "sub", "moved.jpg"))
+        shutil.copy(os.path.join(SEED, "cat1.jpg"), os.path.join(self.tmp, "photos", "sub", "copy.jpg"))
+        summary = self.index()
+        self.assertIn("0 new, 0 changed, 4 unchanged, 1 moved, 1 copied", summary)
+        found = self.paths_for(os.path.join("photos", "dog1.jpg"))
+        self.assertIn("photos/sub/moved.jpg", found)
+        self.assertNotIn("photos/dog2.jpg", found)
+        self.assertIn("photos/sub/copy.jpg", found)
+
+    def test_remove_and_prune_reach_the_index(self):
+        r = self.cbir.run("remove", os.path.join("photos", "cat2.jpg"), "--store", "store")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("removed 1 of 1", r.stderr)
+        self.assertNotIn("photos/cat2.jpg", self.paths_for(os.path.join("photos", "dog1.jpg")))
+        os.remove(os.path.join(self.tmp, "photos", "cat1.jpg"))
+        dry = self.cbir.run("prune", "--store", "store", "--dry-run")
+        self.assertEqual(dry.stdout.splitlines(), ["photos/cat1.jpg"])
+        self.assertIn("photos/cat1.jpg", self.paths_for(os.path.join("photos", "dog1.jpg")))  # dry run: still there
+        pruned = self.cbir.run("prune", "--store", "store")
+        self.assertEqual(pruned.returncode, 0, pruned.stderr)
+        found = self.paths_for(os.path.join("photos", "dog1.jpg"))
+        self.assertEqual(sorted(found), ["photos/dog1.jpg", "photos/dog2.jpg", "photos/dog3.jpg"])
+        self.assertNotIn("stale", self.query().stderr)  # the deletions were applied to the saved index
+        self.assertEqual(self.cbir.run("check", "--store", "store").returncode, 0)
+        self.assertEqual(self.cbir.run("prune", "--store", "store").returncode, 1)  # nothing left to prune
+
+    def test_index_prune_flag(self):
+        os.remove(os.path.join(self.tmp, "photos", "dog3.jpg"))
+        r = self.cbir.run("index", "photos", "--store", "store", "--prune")
+        self.assertIn("1 pruned", r.stderr)
+        self.assertNotIn("photos/dog3.jpg", self.paths_for(os.path.join("photos", "dog1.jpg")))
+
+    def test_a_second_writer_is_refused_with_the_holder(self):
+        import fcntl
+        with open(os.path.join(self.tmp, "store", "lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.truncate(0)
+            lock.write("4242")
+            lock.flush()
+            r = self.cbir.run("index", "photos", "--store", "store")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("another cbir (pid 4242) is writing", r.stderr)
+            self.assertEqual(self.query().returncode, 0)  # readers are not blocked
+        self.assertEqual(self.cbir.run("index", "photos", "--store", "store").returncode, 0)
+
+    def test_check_finds_damage_and_repair_mends_it(self):
+        self.assertEqual(self.cbir.run("check", "--store", "store").returncode, 0)
+        with open(self.index_file, "r+b") as f:
+            f.seek(200)
+            f.write(b"\xa5" * 64)
+        r = self.cbir.run("check", "--store", "store")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("checksum", r.stderr)
+        self.assertIn("cbir repair", r.stderr)
+        r = self.cbir.run("repair", "--store", "store")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.cbir.run("check", "--store", "store").returncode, 0)
 
     def test_metric_of_an_existing_store_cannot_change(self):
         r = self.cbir.run("index", "photos", "--store", "store", "--metric", "cosine")

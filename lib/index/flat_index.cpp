@@ -19,6 +19,24 @@ void FlatIndex::add(int64_t id, const float* vector) {
     vectors_.insert(vectors_.end(), prepared.begin(), prepared.end());
 }
 
+void FlatIndex::remove(const std::vector<int64_t>& ids) {
+    for (int64_t id : ids) {
+        auto found = slot_of_id_.find(id);
+        if (found == slot_of_id_.end()) continue;
+        const size_t slot = found->second, last = ids_.size() - 1;
+        if (slot != last) {  // the last vector takes the freed slot
+            std::copy(vectors_.begin() + static_cast<long>(last * dimension_),
+                      vectors_.begin() + static_cast<long>((last + 1) * dimension_),
+                      vectors_.begin() + static_cast<long>(slot * dimension_));
+            ids_[slot] = ids_[last];
+            slot_of_id_[ids_[slot]] = slot;
+        }
+        ids_.pop_back();
+        vectors_.resize(ids_.size() * dimension_);
+        slot_of_id_.erase(found);
+    }
+}
+
 std::vector<Neighbor> FlatIndex::search(const float* query, const SearchParams& params) const {
     std::vector<float> q(query, query + dimension_);
     prepare_for_metric(metric_, q.data(), q.size());

@@ -15,6 +15,7 @@ public:
     int dimension() const override { return dimension_; }
     size_t size() const override { return ids_.size(); }
     void add(int64_t id, const float* vector) override;
+    void remove(const std::vector<int64_t>& ids) override;
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
 
 private:

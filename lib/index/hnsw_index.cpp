@@ -113,7 +113,7 @@ HnswIndex::HnswIndex(int dimension, Metric metric, const HnswParams& params, siz
 
 HnswIndex::~HnswIndex() = default;
 
-size_t HnswIndex::size() const { return graph_->cur_element_count; }
+size_t HnswIndex::size() const { return graph_->cur_element_count - graph_->num_deleted_; }
 
 void HnswIndex::add(int64_t id, const float* vector) {
     std::vector<float> prepared(vector, vector + dimension_);
@@ -125,6 +125,16 @@ void HnswIndex::add(int64_t id, const float* vector) {
     }
     graph_->addPoint(prepared.data(), static_cast<hnswlib::labeltype>(id));
 }
+
+void HnswIndex::remove(const std::vector<int64_t>& ids) {
+    for (int64_t id : ids) {
+        auto found = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
+        if (found != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(found->second))
+            graph_->markDeletedInternal(found->second);
+    }
+}
+
+size_t HnswIndex::tombstones() const { return graph_->num_deleted_; }
 
 void HnswIndex::reserve(size_t capacity) {
     std::lock_guard<std::mutex> lock(resize_mutex_);
@@ -160,7 +170,7 @@ void HnswIndex::save(const std::filesystem::path& path, uint64_t catalogue_gener
     header.kind = kind();
     header.dimension = static_cast<uint32_t>(dimension_);
     header.metric = metric_;
-    header.count = size();
+    header.count = graph_->cur_element_count;  // tombstones included: what the file holds
     header.catalogue_generation = catalogue_generation;
     header.params = {static_cast<uint32_t>(params_.m), static_cast<uint32_t>(params_.ef_construction), 0, 0};
     write_index_file(path, header, payload);
@@ -176,7 +186,7 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::filesystem::path& path, in
     params.ef_search = ef_search;
     std::unique_ptr<HnswIndex> index(new HnswIndex(static_cast<int>(header.dimension), header.metric, params));
     index->graph_ = read_graph(payload, index->space_.get(), path.string());
-    if (index->size() != header.count)
+    if (index->graph_->cur_element_count != header.count)
         throw IndexFileError(path.string() + ": header says " + std::to_string(header.count) + " vectors, graph holds " +
                              std::to_string(index->size()));
     return index;

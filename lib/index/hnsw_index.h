@@ -34,6 +34,10 @@ public:
     // Thread-safe for distinct ids once capacity is reserved.
     void add(int64_t id, const float* vector) override;
     void reserve(size_t capacity);
+    // Tombstones: hnswlib marks the nodes deleted and skips them in results; the graph keeps them
+    // until a rebuild compacts it.
+    void remove(const std::vector<int64_t>& ids) override;
+    size_t tombstones() const;
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
     const HnswParams& params() const { return params_; }
 

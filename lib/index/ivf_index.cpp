@@ -126,6 +126,13 @@ void IvfIndex::add_batch(const int64_t* ids, const float* vectors, size_t count,
     index_->add_with_ids(static_cast<faiss::Index::idx_t>(count), data.data(), labels.data());
 }
 
+void IvfIndex::remove(const std::vector<int64_t>& ids) {
+    if (ids.empty() || index_->ntotal == 0) return;
+    std::vector<faiss::Index::idx_t> labels(ids.begin(), ids.end());
+    faiss::IDSelectorBatch selector(labels.size(), labels.data());
+    index_->remove_ids(selector);
+}
+
 std::vector<Neighbor> IvfIndex::search(const float* query, const SearchParams& params) const {
     const auto q = prepared(metric_, query, 1, dimension_);
     const int k = std::max(0, std::min<int>(params.k, static_cast<int>(size())));

@@ -36,6 +36,7 @@ public:
     int dimension() const override { return dimension_; }
     size_t size() const override;
     void add(int64_t id, const float* vector) override { add_batch(&id, vector, 1); }
+    void remove(const std::vector<int64_t>& ids) override;
     // params.nprobe lists are visited; 0 = the default.
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
     const IndexSpec& spec() const { return spec_; }

@@ -20,6 +20,7 @@ public:
     int dimension() const override { return inner_->dimension(); }
     size_t size() const override { return inner_->size(); }
     void add(int64_t id, const float* vector) override { inner_->add(id, vector); }
+    void remove(const std::vector<int64_t>& ids) override { inner_->remove(ids); }
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
 
 private:

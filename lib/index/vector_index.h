@@ -32,6 +32,8 @@ public:
     // Adds or replaces the vector stored under id. The vector is as the model produced it; the index
     // applies the metric's preparation (normalisation for cosine) itself.
     virtual void add(int64_t id, const float* vector) = 0;
+    // Drops ids (absent ones are ignored); they never appear in results again.
+    virtual void remove(const std::vector<int64_t>& ids) = 0;
     // Nearest first; at most k results.
     virtual std::vector<Neighbor> search(const float* query, const SearchParams& params) const = 0;
 };

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "util/bounded_queue.h"
+#include "util/cancel.h"
 
 namespace cbir {
 
@@ -22,7 +23,7 @@ void run_embedding_pipeline(const std::vector<std::filesystem::path>& files, Emb
     std::vector<std::thread> threads;
     for (unsigned t = 0; t < readers; ++t) {
         threads.emplace_back([&] {
-            for (size_t i; (i = next.fetch_add(1)) < files.size();)
+            for (size_t i; !stop_requested() && (i = next.fetch_add(1)) < files.size();)
                 if (!prepared.push({i, prepare_image(files[i], spec)})) break;
             if (readers_left.fetch_sub(1) == 1) prepared.close();
         });
@@ -53,8 +54,10 @@ void run_embedding_pipeline(const std::vector<std::filesystem::path>& files, Emb
                 if (images.size() == batch_size) flush();
             }
             if (callbacks.on_progress) callbacks.on_progress(done, files.size());
+            if (stop_requested()) break;  // what is prepared is still embedded and committed below
         }
         flush();
+        prepared.close();
     } catch (...) {
         prepared.close();  // readers blocked on a full queue wake up and stop
         for (auto& t : threads) t.join();

@@ -27,6 +27,7 @@ struct PipelineCallbacks {
     std::function<void(size_t done, size_t total)> on_progress;
 };
 
+// Stops early, after embedding what was already prepared, once stop_requested() is set.
 void run_embedding_pipeline(const std::vector<std::filesystem::path>& files, Embedder& embedder,
                             const PreprocessSpec& spec, const PipelineOptions& options,
                             const PipelineCallbacks& callbacks);

@@ -9,7 +9,11 @@
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
 #include "store/derived_index.h"
+#include "store/maintenance.h"
 #include "store/store.h"
+#include "store/writer_lock.h"
+#include "util/cancel.h"
+#include "util/hash.h"
 #include "util/error.h"
 #include "util/file_stat.h"
 
@@ -26,6 +30,20 @@ std::string catalogue_key(const std::filesystem::path& p) {
     return std::filesystem::absolute(p).lexically_normal().string();
 }
 
+// --prune: rows under the input folders whose files are gone.
+size_t prune_inputs(Store& store, const std::vector<std::filesystem::path>& inputs) {
+    std::vector<std::string> roots;
+    for (const auto& input : inputs)
+        if (std::filesystem::is_directory(input)) roots.push_back(catalogue_key(input));
+    if (roots.empty()) return 0;
+    const auto gone = prune_store(store, roots, /*dry_run=*/true);
+    if (gone.empty()) return 0;
+    Transaction txn(store.catalogue());
+    const size_t removed = store.catalogue().remove_paths(gone).size();
+    txn.commit();
+    return removed;
+}
+
 void check_requested_settings(const Store& store, const IndexOptions& options) {
     const auto& s = store.settings();
     if (options.metric && *options.metric != s.metric)
@@ -34,6 +52,35 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
     if (options.index && options.index->describe() != s.index_spec().describe())
         throw Error(fmt::format("{}: the store uses index {}; change it with 'cbir reindex --index {}' (no re-embedding)",
                                 store.dir().string(), s.index_spec().describe(), options.index->describe()));
+}
+
+// A file whose content the catalogue already has (same sha256) takes that row's vector: a moved
+// file's row follows it, a copy gets a row of its own. Nothing is decoded or embedded.
+bool reuse_known_content(Store& store, const Candidate& c, IndexSummary& summary) {
+    std::string sha256;
+    try {
+        sha256 = sha256_file_hex(c.path);
+    } catch (const Error&) {
+        return false;  // unreadable: the pipeline reports it
+    }
+    auto twin = store.catalogue().find_by_sha256(sha256);
+    if (!twin || twin->vector.size() != static_cast<size_t>(store.settings().dimension)) return false;
+    auto st = stat_file(c.path);
+    if (!st) return false;
+    Transaction txn(store.catalogue());
+    if (!stat_file(twin->path)) {
+        store.catalogue().move_row(twin->id, c.catalogue_path, st->size, st->mtime_ns);
+        ++summary.moved;
+    } else {
+        ImageRecord copy = *twin;
+        copy.path = c.catalogue_path;
+        copy.size = st->size;
+        copy.mtime_ns = st->mtime_ns;
+        store.catalogue().upsert(copy);
+        ++summary.copied;
+    }
+    txn.commit();
+    return true;
 }
 
 // The files that are new or changed (size or mtime differ from the catalogue row).
@@ -53,6 +100,8 @@ std::vector<Candidate> select_changed(const std::vector<std::filesystem::path>& 
                 continue;
             }
             c.known = true;
+        } else if (store && reuse_known_content(*store, c, summary)) {
+            continue;
         }
         out.push_back(std::move(c));
     }
@@ -70,11 +119,16 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         if (callbacks.on_failure) callbacks.on_failure(path, reason);
     };
 
+    // One writer at a time; held until the run ends (or the process dies).
+    WriterLock lock(options.store_dir);
     std::unique_ptr<Store> store;
     if (Store::exists(options.store_dir)) {
         store = Store::open(options.store_dir);
         check_requested_settings(*store, options);
     }
+    // The index is brought up from this state at the end: everything this run changes (copies of
+    // known content included) is after it.
+    const uint64_t generation_before = store ? store->catalogue().generation() : 0;
 
     const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
     std::vector<Candidate> todo = select_changed(files, store.get(), summary);
@@ -113,7 +167,6 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
             throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}'",
                                     store->dir().string(), store->settings().preprocessing, PreprocessSpec::name()));
 
-        const uint64_t generation_before = store->catalogue().generation();
         std::vector<std::filesystem::path> paths;
         for (const auto& c : todo) paths.push_back(c.path);
         PipelineOptions pipeline;
@@ -143,10 +196,13 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
             txn.commit();
         };
         run_embedding_pipeline(paths, *embedder, spec, pipeline, pipeline_callbacks);
+        summary.interrupted = stop_requested();
+        if (options.prune) summary.pruned = prune_inputs(*store, inputs);
         update_index_file(*store, generation_before);
     } else if (store) {
-        // Nothing new, but a missing or stale index file is still brought up to date.
-        update_index_file(*store, store->catalogue().generation());
+        if (options.prune) summary.pruned = prune_inputs(*store, inputs);
+        // Nothing to embed, but copies, deletions, or a missing or stale index file still reach it.
+        update_index_file(*store, generation_before);
     }
 
     summary.store_count = store ? store->catalogue().count() : 0;

@@ -26,6 +26,7 @@ struct IndexOptions {
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores
     Precision precision = Precision::Float32;
+    bool prune = false;  // also remove rows under the input folders whose files are gone
 };
 
 struct IndexSummary {
@@ -33,6 +34,10 @@ struct IndexSummary {
     size_t added = 0;
     size_t updated = 0;
     size_t unchanged = 0;
+    size_t moved = 0;   // known content at a new path: the row follows the file, nothing embedded
+    size_t copied = 0;  // known content at a second path: the vector is reused, nothing embedded
+    size_t pruned = 0;
+    bool interrupted = false;
     size_t failed = 0;
     double seconds = 0.0;
     size_t store_count = 0;

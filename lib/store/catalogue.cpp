@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS meta(
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS images(
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     path       TEXT NOT NULL UNIQUE,
     size       INTEGER NOT NULL,
     mtime_ns   INTEGER NOT NULL,
@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS images(
     generation INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS images_generation ON images(generation);
+CREATE TABLE IF NOT EXISTS deleted(
+    id         INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
 INSERT OR IGNORE INTO meta(key, value) VALUES('generation', '0');
 )sql";
@@ -75,6 +79,9 @@ Catalogue::Catalogue(const std::filesystem::path& file, bool create) : file_(fil
             Statement check(prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('meta','images')"));
             if (sqlite3_step(check) != SQLITE_ROW || sqlite3_column_int(check, 0) != 2)
                 throw Error(file.string() + ": not a cbir catalogue (tables missing)");
+            // Added after the first stores were made; a read-only store simply has no deletions.
+            sqlite3_exec(db_, "CREATE TABLE IF NOT EXISTS deleted(id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)",
+                         nullptr, nullptr, nullptr);
         }
     } catch (...) {
         sqlite3_close(db_);
@@ -201,6 +208,73 @@ std::vector<std::string> Catalogue::paths_of(const std::vector<int64_t>& ids) co
         out.push_back(sqlite3_step(stmt) == SQLITE_ROW ? column_text(stmt, 0) : std::string());
     }
     return out;
+}
+
+std::vector<int64_t> Catalogue::remove_paths(const std::vector<std::string>& paths) {
+    std::vector<int64_t> removed;
+    Statement find(prepare("SELECT id FROM images WHERE path = ?"));
+    Statement erase(prepare("DELETE FROM images WHERE id = ?"));
+    Statement record(prepare("INSERT OR REPLACE INTO deleted(id, generation) "
+                             "VALUES(?, (SELECT CAST(value AS INTEGER) + 1 FROM meta WHERE key = 'generation'))"));
+    for (const auto& path : paths) {
+        sqlite3_reset(find);
+        sqlite3_bind_text(find, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+        if (sqlite3_step(find) != SQLITE_ROW) continue;
+        const int64_t id = sqlite3_column_int64(find, 0);
+        for (sqlite3_stmt* stmt : {static_cast<sqlite3_stmt*>(erase), static_cast<sqlite3_stmt*>(record)}) {
+            sqlite3_reset(stmt);
+            sqlite3_bind_int64(stmt, 1, id);
+            if (sqlite3_step(stmt) != SQLITE_DONE) throw Error(file_.string() + ": cannot delete row: " + sqlite3_errmsg(db_));
+        }
+        removed.push_back(id);
+        changed_in_transaction_ = true;
+    }
+    return removed;
+}
+
+std::vector<int64_t> Catalogue::deleted_since(uint64_t generation) const {
+    std::vector<int64_t> out;
+    Statement stmt(prepare("SELECT id FROM deleted WHERE generation > ? ORDER BY id"));
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(generation));
+    while (sqlite3_step(stmt) == SQLITE_ROW) out.push_back(sqlite3_column_int64(stmt, 0));
+    return out;
+}
+
+std::optional<ImageRecord> Catalogue::find_by_sha256(const std::string& sha256) const {
+    Statement stmt(prepare("SELECT path FROM images WHERE sha256 = ? ORDER BY id LIMIT 1"));
+    sqlite3_bind_text(stmt, 1, sha256.c_str(), static_cast<int>(sha256.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) != SQLITE_ROW) return std::nullopt;
+    return find_by_path(column_text(stmt, 0));
+}
+
+void Catalogue::move_row(int64_t id, const std::string& path, int64_t size, int64_t mtime_ns) {
+    Statement stmt(prepare("UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?"));
+    sqlite3_bind_text(stmt, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 2, size);
+    sqlite3_bind_int64(stmt, 3, mtime_ns);
+    sqlite3_bind_int64(stmt, 4, id);
+    if (sqlite3_step(stmt) != SQLITE_DONE) throw Error(file_.string() + ": cannot move row: " + sqlite3_errmsg(db_));
+}
+
+std::vector<std::pair<int64_t, std::string>> Catalogue::all_paths() const {
+    std::vector<std::pair<int64_t, std::string>> out;
+    Statement stmt(prepare("SELECT id, path FROM images ORDER BY id"));
+    while (sqlite3_step(stmt) == SQLITE_ROW) out.emplace_back(sqlite3_column_int64(stmt, 0), column_text(stmt, 1));
+    return out;
+}
+
+std::string Catalogue::integrity_check() const {
+    Statement stmt(prepare("PRAGMA integrity_check"));
+    std::string out;
+    while (sqlite3_step(stmt) == SQLITE_ROW) out += (out.empty() ? "" : "; ") + column_text(stmt, 0);
+    return out;
+}
+
+size_t Catalogue::rows_with_wrong_dimension(int dimension) const {
+    Statement stmt(prepare("SELECT count(*) FROM images WHERE length(vector) != ?"));
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(dimension) * 4);
+    sqlite3_step(stmt);
+    return static_cast<size_t>(sqlite3_column_int64(stmt, 0));
 }
 
 void Catalogue::vectors_of(const std::vector<int64_t>& ids, int dimension, std::vector<float>& out) const {

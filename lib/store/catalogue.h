@@ -65,6 +65,20 @@ public:
     // ids.size() * dimension floats in the order of ids; NaNs for an id that is not there.
     void vectors_of(const std::vector<int64_t>& ids, int dimension, std::vector<float>& out) const;
 
+    // Deletes the rows of these paths (absent ones are ignored) and records their ids as deleted in
+    // this transaction's generation, so derived indexes can drop them. Returns the ids removed.
+    std::vector<int64_t> remove_paths(const std::vector<std::string>& paths);
+    std::vector<int64_t> deleted_since(uint64_t generation) const;
+    // A row with this content, for reusing a moved or copied file's vector.
+    std::optional<ImageRecord> find_by_sha256(const std::string& sha256) const;
+    // Points a row at a new path (a moved file): the vector is unchanged, so indexes are unaffected.
+    void move_row(int64_t id, const std::string& path, int64_t size, int64_t mtime_ns);
+    std::vector<std::pair<int64_t, std::string>> all_paths() const;
+    // SQLite's own check of the file: "ok", or what is wrong.
+    std::string integrity_check() const;
+    // Rows whose vector is not dimension floats.
+    size_t rows_with_wrong_dimension(int dimension) const;
+
     // Visits rows changed after `generation` (all rows for 0), in id order; the vector is only
     // valid during the call.
     void for_each_vector_since(uint64_t generation, const std::function<void(int64_t id, const float* vector, int dimension)>& visit) const;

@@ -15,6 +15,7 @@ namespace {
 
 constexpr size_t kChunk = 8192;  // rows read from the catalogue at a time: bounded memory
 constexpr size_t kRetrainGrowth = 10;
+constexpr double kMaxTombstoneShare = 0.1;  // HNSW is rebuilt (compacted) past 10 % deleted nodes
 
 bool is_ivf(const std::string& kind) { return kind == "ivf" || kind == "ivfpq"; }
 
@@ -52,7 +53,7 @@ void add_to_hnsw(HnswIndex& index, const std::vector<int64_t>& ids, const std::v
 void add_rows_since(Store& store, uint64_t generation, VectorIndex& index, bool replace) {
     const int dimension = store.settings().dimension;
     if (auto* hnsw = dynamic_cast<HnswIndex*>(&index)) {
-        hnsw->reserve(hnsw->size() + store.catalogue().count());
+        hnsw->reserve(hnsw->size() + hnsw->tombstones() + store.catalogue().count());
         for_each_chunk_since(store, generation, [&](const auto& ids, const auto& vectors) {
             add_to_hnsw(*hnsw, ids, vectors, dimension);
         });
@@ -205,7 +206,17 @@ void update_index_file(Store& store, uint64_t generation_before) {
     if (outgrown)
         log_notice(fmt::format("{} vectors are more than {}x the {} the IVF index was trained on: retraining", count,
                                kRetrainGrowth, ivf->trained_on()));
-    if (index && header.catalogue_generation == generation_before && !outgrown)
+    bool incremental = index && header.catalogue_generation == generation_before && !outgrown;
+    if (incremental) {
+        index->remove(store.catalogue().deleted_since(generation_before));
+        if (auto* hnsw = dynamic_cast<HnswIndex*>(index.get());
+            hnsw && hnsw->tombstones() > kMaxTombstoneShare * double(hnsw->size() + hnsw->tombstones())) {
+            log_notice(fmt::format("{} deleted images are more than 10% of the HNSW graph: rebuilding it",
+                                   hnsw->tombstones()));
+            incremental = false;
+        }
+    }
+    if (incremental)
         add_rows_since(store, generation_before, *index, /*replace=*/true);
     else
         index = rebuild(store);

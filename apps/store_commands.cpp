@@ -1,0 +1,117 @@
+// Commands that keep a store honest: check, repair, remove, prune.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "store/derived_index.h"
+#include "store/maintenance.h"
+#include "store/writer_lock.h"
+
+namespace cbir::cli {
+namespace {
+
+struct StoreFlags {
+    std::string store;
+    std::vector<std::string> paths;
+    bool dry_run = false;
+    bool null_separated = false;
+    Verbosity verbosity;
+};
+
+template <typename Run>
+std::function<int()> guarded(std::shared_ptr<StoreFlags> flags, Run run) {
+    return [flags, run] {
+        try {
+            apply_verbosity(flags->verbosity);
+            return run(*flags);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return static_cast<int>(kError);
+        }
+    };
+}
+
+std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
+    auto flags = std::make_shared<StoreFlags>();
+    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_verbosity_flags(app, flags->verbosity);
+    return flags;
+}
+
+}  // namespace
+
+std::function<int()> add_check_command(CLI::App& app) {
+    auto flags = common_flags(app);
+    return guarded(flags, [](const StoreFlags& f) {
+        auto store = Store::open(resolve_store(f.store, /*for_writing=*/false));
+        const CheckReport report = check_store(*store);
+        for (const auto& note : report.notes)
+            if (!f.verbosity.quiet) std::fprintf(stderr, "cbir: %s\n", note.c_str());
+        for (const auto& problem : report.problems) print_error(problem);
+        if (!f.verbosity.quiet)
+            std::fprintf(stderr, "cbir: check %s: %s\n", report.ok() ? "passed" : "FAILED", store->dir().c_str());
+        return report.ok() ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
+    });
+}
+
+std::function<int()> add_repair_command(CLI::App& app) {
+    auto flags = common_flags(app);
+    return guarded(flags, [](const StoreFlags& f) {
+        const auto dir = resolve_store(f.store, /*for_writing=*/true);
+        WriterLock lock(dir);
+        auto store = Store::open(dir);
+        reindex_store(*store, store->settings().index_spec());
+        const CheckReport report = check_store(*store);
+        for (const auto& problem : report.problems) print_error(problem);
+        if (!f.verbosity.quiet)
+            std::fprintf(stderr, "cbir: rebuilt the index of %zu images; check %s\n", store->catalogue().count(),
+                         report.ok() ? "passed" : "still fails (see above)");
+        return report.ok() ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
+    });
+}
+
+std::function<int()> add_remove_command(CLI::App& app) {
+    auto flags = common_flags(app);
+    app.add_option("paths", flags->paths, "Images to remove from the store (the files are not touched); - reads stdin")
+        ->required();
+    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated");
+    return guarded(flags, [](const StoreFlags& f) {
+        const auto dir = resolve_store(f.store, /*for_writing=*/true);
+        WriterLock lock(dir);
+        auto store = Store::open(dir);
+        std::vector<std::string> keys;
+        for (const auto& p : expand_inputs(f.paths, f.null_separated))
+            keys.push_back(std::filesystem::absolute(p).lexically_normal().string());
+        const size_t removed = remove_from_store(*store, keys);
+        if (!f.verbosity.quiet)
+            std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(),
+                         store->catalogue().count());
+        return removed ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
+    });
+}
+
+std::function<int()> add_prune_command(CLI::App& app) {
+    auto flags = common_flags(app);
+    app.add_option("folders", flags->paths, "Only entries under these folders (default: all)");
+    app.add_flag("-n,--dry-run", flags->dry_run, "Print what would be removed, remove nothing");
+    return guarded(flags, [](const StoreFlags& f) {
+        const auto dir = resolve_store(f.store, /*for_writing=*/!f.dry_run);
+        std::unique_ptr<WriterLock> lock;
+        if (!f.dry_run) lock = std::make_unique<WriterLock>(dir);
+        auto store = Store::open(dir);
+        std::vector<std::string> roots;
+        for (const auto& p : f.paths) roots.push_back(std::filesystem::absolute(p).lexically_normal().string());
+        const auto gone = prune_store(*store, roots, f.dry_run);
+        for (const auto& path : gone) std::cout << display_path(path) << '\n';
+        if (!f.verbosity.quiet)
+            std::fprintf(stderr, "cbir: %s %zu entries whose files are gone\n", f.dry_run ? "would remove" : "removed",
+                         gone.size());
+        return gone.empty() ? static_cast<int>(kNoResults) : static_cast<int>(kOk);
+    });
+}
+
+}  // namespace cbir::cli

@@ -1,0 +1,119 @@
+#include "store/maintenance.h"
+
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "index/index_file.h"
+#include "index/ivf_index.h"
+#include "store/derived_index.h"
+#include "util/file_stat.h"
+#include "util/hash.h"
+#include "util/log.h"
+
+namespace cbir {
+
+CheckReport check_store(Store& store, size_t samples) {
+    CheckReport report;
+    const StoreSettings& s = store.settings();
+    Catalogue& catalogue = store.catalogue();
+    const std::string catalogue_name = catalogue.file().string();
+
+    const std::string integrity = catalogue.integrity_check();
+    if (integrity != "ok")
+        report.problems.push_back(fmt::format("{}: SQLite integrity check failed ({}); the catalogue is damaged: copy "
+                                              "what reads (sqlite3 .recover) or index the photos into a new store",
+                                              catalogue_name, integrity));
+    if (const size_t wrong = catalogue.rows_with_wrong_dimension(s.dimension))
+        report.problems.push_back(fmt::format("{}: {} rows hold vectors of the wrong size (store dimension {}); remove "
+                                              "them with 'cbir remove' and index those files again",
+                                              catalogue_name, wrong, s.dimension));
+
+    if (auto st = stat_file(s.model_path); !st) {
+        report.problems.push_back(fmt::format("{}: the store's model is missing; queries of new images will need "
+                                              "--model with sha256 {}", s.model_path, s.model_sha256));
+    } else if (sha256_file_hex(s.model_path) != s.model_sha256) {
+        report.problems.push_back(fmt::format("{}: the model file changed (sha256 differs from the store's {}); put the "
+                                              "original back or build a new store", s.model_path, s.model_sha256));
+    }
+
+    const size_t count = catalogue.count();
+    const bool has_index_file = s.index_kind == "hnsw" || ((s.index_kind == "ivf" || s.index_kind == "ivfpq") &&
+                                                           count >= kIvfMinimumVectors);
+    if (has_index_file) {
+        std::error_code ec;
+        if (!std::filesystem::exists(store.index_file(), ec)) {
+            report.notes.push_back(fmt::format("{}: missing; the next query (or 'cbir repair') builds it",
+                                               store.index_file().string()));
+        } else {
+            try {
+                IndexFileHeader header;
+                map_index_file(store.index_file(), header);  // header and whole-file checksum
+                if (header.catalogue_generation != catalogue.generation())
+                    report.notes.push_back(fmt::format("{}: stale (built from generation {}, catalogue at {}); the next "
+                                                       "query (or 'cbir repair') rebuilds it",
+                                                       store.index_file().string(), header.catalogue_generation,
+                                                       catalogue.generation()));
+            } catch (const IndexFileError& e) {
+                report.problems.push_back(fmt::format("{}; run 'cbir repair' to rebuild it from the catalogue", e.what()));
+            }
+        }
+    }
+
+    // Each sampled vector must come back as its own nearest neighbour.
+    if (report.problems.empty() && count > 0) {
+        auto index = open_search_index(store, /*save=*/false);
+        std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
+        std::shuffle(rows.begin(), rows.end(), std::mt19937(12345));
+        rows.resize(std::min(rows.size(), samples));
+        std::vector<int64_t> ids;
+        for (const auto& row : rows) ids.push_back(row.first);
+        std::vector<float> vectors;
+        catalogue.vectors_of(ids, s.dimension, vectors);
+        size_t misses = 0;
+        SearchParams params;
+        params.k = 1;
+        params.ef = 64;
+        params.nprobe = s.ivf_nprobe;
+        for (size_t i = 0; i < ids.size(); ++i) {
+            const auto hits = index->search(&vectors[i * s.dimension], params);
+            // Exact duplicates may come first in another's place: same distance 0 is as good.
+            if (hits.empty() || (hits[0].id != ids[i] && hits[0].distance > 1e-4f)) ++misses;
+        }
+        if (misses > ids.size() / 20)  // approximate indexes may miss a few; more means a broken index
+            report.problems.push_back(fmt::format("{}: {} of {} sampled images do not find themselves in the {} index; "
+                                                  "run 'cbir repair'", store.dir().string(), misses, ids.size(),
+                                                  index->kind()));
+        else
+            report.notes.push_back(fmt::format("{} of {} sampled images found themselves first", ids.size() - misses,
+                                               ids.size()));
+    }
+    return report;
+}
+
+size_t remove_from_store(Store& store, const std::vector<std::string>& paths) {
+    const uint64_t generation_before = store.catalogue().generation();
+    size_t removed = 0;
+    {
+        Transaction txn(store.catalogue());
+        removed = store.catalogue().remove_paths(paths).size();
+        txn.commit();
+    }
+    if (removed) update_index_file(store, generation_before);
+    return removed;
+}
+
+std::vector<std::string> prune_store(Store& store, const std::vector<std::string>& roots, bool dry_run) {
+    std::vector<std::string> gone;
+    for (const auto& [id, path] : store.catalogue().all_paths()) {
+        const bool under_a_root = roots.empty() || std::any_of(roots.begin(), roots.end(), [&](const std::string& root) {
+            return path.compare(0, root.size(), root) == 0 && (path.size() == root.size() || path[root.size()] == '/');
+        });
+        if (under_a_root && !stat_file(path)) gone.push_back(path);
+    }
+    if (!dry_run && !gone.empty()) remove_from_store(store, gone);
+    return gone;
+}
+
+}  // namespace cbir

@@ -1,0 +1,29 @@
+#pragma once
+// Keeping a store honest: `cbir check` (is everything consistent?), `cbir remove` and `cbir prune`
+// (deletes that reach the index), and the repair (`cbir repair`, a rebuild of the derived index).
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+
+namespace cbir {
+
+struct CheckReport {
+    std::vector<std::string> problems;  // each names the file, the fault and the repair
+    std::vector<std::string> notes;     // fine but worth knowing (a stale index is rebuilt by a query)
+    bool ok() const { return problems.empty(); }
+};
+
+// Catalogue integrity (SQLite's check, metadata, vector sizes), the model file against its recorded
+// sha256, the index file's header and checksum against the catalogue, and a sample of up to
+// `samples` vectors, each of which must find itself first in the index.
+CheckReport check_store(Store& store, size_t samples = 100);
+
+// Deletes these paths' rows (absolute paths); returns how many there were. The index follows.
+size_t remove_from_store(Store& store, const std::vector<std::string>& paths);
+
+// Rows whose file no longer exists (under `roots` when given, else anywhere); removed unless
+// dry_run. Returns their paths.
+std::vector<std::string> prune_store(Store& store, const std::vector<std::string>& roots, bool dry_run);
+
+}  // namespace cbir

@@ -1,0 +1,39 @@
+#include "store/writer_lock.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "util/error.h"
+
+namespace cbir {
+
+WriterLock::WriterLock(const std::filesystem::path& store_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(store_dir, ec);
+    const auto path = store_dir / "lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error(path.string() + ": cannot open the store's lock file: " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        char holder[32] = {0};
+        const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        throw Error(store_dir.string() + ": another cbir (pid " + std::string(holder, n > 0 ? size_t(n) : 0) +
+                    ") is writing to this store; wait for it to finish, or stop it");
+    }
+    const std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) == 0) {
+        [[maybe_unused]] ssize_t written = ::pwrite(fd_, pid.data(), pid.size(), 0);
+    }
+}
+
+WriterLock::~WriterLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+}  // namespace cbir
