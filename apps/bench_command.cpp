@@ -30,7 +30,7 @@ struct BenchFlags {
     int dimension = 512;
     std::string index_kind = "hnsw";
     std::string metric = "l2";
-    std::vector<std::string> ann_specs{"HNSW16", "IVFauto,Flat", "IVFauto,PQ64"};
+    std::vector<std::string> ann_specs{"HNSW32", "IVFauto,Flat", "IVFauto,PQ64"};
     size_t queries = 200;
     std::string work_dir = ".";
     std::string vectors_from;

@@ -131,6 +131,12 @@ Precision parse_precision(const std::string& precision) {
 }
 
 void print_error(const std::string& message) { std::fprintf(stderr, "cbir: error: %s\n", message.c_str()); }
+void print_error_message(const std::string& message) { print_error(message); }
+
+void add_store_flag(CLI::App& app, std::string& store) {
+    app.add_option("--store", store, "Store directory (default: the nearest .cbir in this directory or above)")
+        ->envname("CBIR_STORE");
+}
 
 namespace {
 extern "C" void on_stop_signal(int signal_number) {

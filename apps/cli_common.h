@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
+
 #include "embed/embedder.h"
 #include "index/index_spec.h"
 #include "output/printer.h"
@@ -15,6 +17,8 @@
 namespace cbir::cli {
 
 // Documented in the README.
+void print_error_message(const std::string& message);  // see print_error below
+
 enum ExitCode : int { kOk = 0, kNoResults = 1, kError = 2, kInterrupted = 130 };
 
 // SIGINT/SIGTERM ask long operations to stop at the next batch boundary (committed work is kept);
@@ -55,6 +59,22 @@ IndexSpec parse_index_flags(const std::string& text, int hnsw_m, int ef_construc
 // --precision fp32|bf16, shared by every command that runs the model.
 void add_precision_flag(CLI::App& app, std::string& precision);
 Precision parse_precision(const std::string& precision);
+
+// Wraps a command's body: any exception becomes one "cbir: error: …" line and exit code 2.
+template <typename Body>
+std::function<int()> guarded_command(Body body) {
+    return [body]() -> int {
+        try {
+            return body();
+        } catch (const std::exception& e) {
+            print_error_message(e.what());
+            return kError;
+        }
+    };
+}
+
+// --store / CBIR_STORE, the same wording everywhere.
+void add_store_flag(CLI::App& app, std::string& store);
 
 // Prints "cbir: <message>" on stderr.
 void print_error(const std::string& message);

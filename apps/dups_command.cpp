@@ -62,7 +62,7 @@ int run(const DupsFlags& flags) {
 
 std::function<int()> add_dups_command(CLI::App& app) {
     auto flags = std::make_shared<DupsFlags>();
-    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_store_flag(app, flags->store);
     app.add_option("--min-similarity", flags->min_similarity,
                    "Cosine similarity at which two images count as duplicates (see the README for how it was chosen)")
         ->check(CLI::Range(-1.0, 1.0))->capture_default_str()->envname("CBIR_MIN_SIMILARITY");
@@ -71,14 +71,7 @@ std::function<int()> add_dups_command(CLI::App& app) {
     add_format_flag(app, flags->format);
     app.add_flag("-0,--null", flags->null_separated, "With --format paths: NUL-terminated (xargs -0)");
     add_verbosity_flags(app, flags->verbosity);
-    return [flags] {
-        try {
-            return run(*flags);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags] { return run(*flags); });
 }
 
 }  // namespace cbir::cli

@@ -54,7 +54,7 @@ int run(const EvalFlags& flags) {
 
 std::function<int()> add_eval_command(CLI::App& app) {
     auto flags = std::make_shared<EvalFlags>();
-    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_store_flag(app, flags->store);
     app.add_option("--labels", flags->labels, "TSV of file<TAB>class (default: each image's folder name is its class)");
     app.add_option("--root", flags->root, "Folder the label file's paths are relative to (default: the TSV's folder)");
     app.add_option("--recall-k", flags->recall_k, "k of the ANN recall@k against exact search")
@@ -66,14 +66,7 @@ std::function<int()> add_eval_command(CLI::App& app) {
     app.add_flag("--per-class", flags->per_class, "Also print each class's mean average precision");
     add_format_flag(app, flags->format);
     add_verbosity_flags(app, flags->verbosity);
-    return [flags] {
-        try {
-            return run(*flags);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags] { return run(*flags); });
 }
 
 }  // namespace cbir::cli

@@ -91,7 +91,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
         ->envname("CBIR_MODEL");
     app.add_option("--index", flags->index_kind,
                    "ANN index of a new store: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, "
-                   "IVF1024,PQ64) [HNSW16]")
+                   "IVF1024,PQ64) [HNSW32]")
         ->check(index_spec_validator())->envname("CBIR_INDEX");
     app.add_option("--metric", flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]")
         ->check(CLI::IsMember({"l2", "cosine", "ip"}))->envname("CBIR_METRIC");
@@ -109,14 +109,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
-    return [flags, exe_dir] {
-        try {
-            return run(*flags, exe_dir);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });
 }
 
 }  // namespace cbir::cli

@@ -41,17 +41,10 @@ int run(const InfoFlags& flags) {
 
 std::function<int()> add_info_command(CLI::App& app) {
     auto flags = std::make_shared<InfoFlags>();
-    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_store_flag(app, flags->store);
     add_format_flag(app, flags->format);
     add_verbosity_flags(app, flags->verbosity);
-    return [flags] {
-        try {
-            return run(*flags);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags] { return run(*flags); });
 }
 
 }  // namespace cbir::cli

@@ -125,7 +125,7 @@ std::function<int()> add_query_command(CLI::App& app) {
         ->capture_default_str()->envname("CBIR_BATCH");
     app.add_option("-k,--top-k", flags->top_k, "Neighbours to print per query")->check(CLI::Range(1, 100000))
         ->capture_default_str()->envname("CBIR_TOP_K");
-    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_store_flag(app, flags->store);
     app.add_option("--model", flags->model, "Model to embed queries with (must be the store's; default: the store's)")
         ->envname("CBIR_MODEL");
     add_format_flag(app, flags->format);
@@ -138,14 +138,7 @@ std::function<int()> add_query_command(CLI::App& app) {
         ->capture_default_str()->envname("CBIR_THREADS");
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
-    return [flags] {
-        try {
-            return run(*flags);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags] { return run(*flags); });
 }
 
 }  // namespace cbir::cli

@@ -47,7 +47,7 @@ int run(const ReindexFlags& flags) {
 
 std::function<int()> add_reindex_command(CLI::App& app) {
     auto flags = std::make_shared<ReindexFlags>();
-    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_store_flag(app, flags->store);
     app.add_option("--index", flags->index,
                    "New index: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, IVF1024,PQ64); "
                    "default: rebuild the current one")
@@ -57,14 +57,7 @@ std::function<int()> add_reindex_command(CLI::App& app) {
         ->capture_default_str();
     add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
     add_verbosity_flags(app, flags->verbosity);
-    return [flags] {
-        try {
-            return run(*flags);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags] { return run(*flags); });
 }
 
 }  // namespace cbir::cli

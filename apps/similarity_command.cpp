@@ -73,14 +73,7 @@ std::function<int()> add_similarity_command(CLI::App& app, const char* argv0) {
     add_format_flag(app, flags->format);
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
-    return [flags, exe_dir] {
-        try {
-            return run(*flags, exe_dir);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });
 }
 
 }  // namespace cbir::cli

@@ -24,20 +24,15 @@ struct StoreFlags {
 
 template <typename Run>
 std::function<int()> guarded(std::shared_ptr<StoreFlags> flags, Run run) {
-    return [flags, run] {
-        try {
-            apply_verbosity(flags->verbosity);
-            return run(*flags);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    return guarded_command([flags, run] {
+        apply_verbosity(flags->verbosity);
+        return run(*flags);
+    });
 }
 
 std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
     auto flags = std::make_shared<StoreFlags>();
-    app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward)")->envname("CBIR_STORE");
+    add_store_flag(app, flags->store);
     add_verbosity_flags(app, flags->verbosity);
     return flags;
 }

@@ -9,13 +9,13 @@ namespace cbir {
 
 struct IndexSpec {
     std::string kind = "hnsw";  // flat | hnsw | ivf | ivfpq
-    int hnsw_m = 16;
+    int hnsw_m = 32;  // see HnswParams
     int hnsw_ef_construction = 200;
     int ivf_nlist = 0;  // 0 = chosen from the collection's size when trained
     int pq_m = 64;      // sub-quantizers (bytes per vector at 8 bits)
     int pq_bits = 8;
 
-    // The canonical factory-style name: "Flat", "HNSW16", "IVF1024,Flat", "IVFauto,PQ64".
+    // The canonical factory-style name: "Flat", "HNSW32", "IVF1024,Flat", "IVFauto,PQ64".
     std::string describe() const;
 };
 

@@ -20,7 +20,7 @@ struct IndexOptions {
     std::filesystem::path executable_dir;        // where to look for the default model
     // Settings of a new store; for an existing store they must match it when given.
     std::optional<Metric> metric;
-    std::optional<IndexSpec> index;  // default: HNSW16
+    std::optional<IndexSpec> index;  // default: HNSW32
     int hnsw_ef_search = HnswParams{}.ef_search;
     int batch = 8;
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
