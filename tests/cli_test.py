@@ -185,6 +185,73 @@ class Pipelines(unittest.TestCase):
             self.assertIn(text, q)
 
 
+class BrokenAndOddInputs(unittest.TestCase):
+    """A corpus of broken and unusual files made here: each is embedded or skipped with one line
+    naming it; nothing crashes or hangs, and the rest is indexed."""
+
+    def test_corpus(self):
+        tmp = tempfile.mkdtemp(prefix="cbir-corpus-")
+        try:
+            photos = os.path.join(tmp, "photos")
+            os.makedirs(photos)
+            with Image.open(os.path.join(SEED, "dog1.jpg")) as dog:
+                dog = dog.convert("RGB")
+                small = dog.resize((320, 240))
+            jpeg = open(os.path.join(SEED, "dog2.jpg"), "rb").read()
+            png_buffer = io.BytesIO()
+            small.save(png_buffer, "PNG")
+            png = png_buffer.getvalue()
+            bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+                    + b"\0" * 4 + struct.pack(">I", 0) + b"IEND" + b"\0" * 4)
+            files = {
+                "empty.jpg": b"",
+                "truncated.jpg": jpeg[: len(jpeg) // 3],
+                "truncated.png": png[: len(png) // 2],
+                "noise.jpg": os.urandom(5000),
+                "bomb.png": bomb,
+                "png-named.jpg": png,
+            }
+            for name, data in files.items():
+                with open(os.path.join(photos, name), "wb") as f:
+                    f.write(data)
+            small.convert("L").save(os.path.join(photos, "gray.jpg"))
+            small.convert("L").convert("I").point(lambda v: v * 257).save(os.path.join(photos, "gray16.png"))  # 16-bit
+            small.convert("CMYK").save(os.path.join(photos, "cmyk.jpg"))
+            small.convert("RGBA").save(os.path.join(photos, "rgba.png"))
+            small.save(os.path.join(photos, "pages.tiff"), save_all=True, append_images=[small.rotate(90)])
+            small.save(os.path.join(photos, "anim.gif"), save_all=True, append_images=[small.rotate(90)], duration=100)
+            small.save(os.path.join(photos, "a name with spaces.jpg"))
+            small.save(os.path.join(photos, "new\nline.jpg"))
+            small.save(os.path.join(photos.encode(), b"bytes-\xff\xfe.jpg"), format="JPEG")  # a name that is not UTF-8
+            os.symlink("..", os.path.join(photos, "loop"))  # a symlinked folder is not followed
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+            env["CBIR_MODEL"] = MODEL
+            r = subprocess.run([CBIR, "index", "photos"], cwd=tmp, env=env, capture_output=True, timeout=300)
+            err = r.stderr.decode(errors="replace")
+            self.assertEqual(r.returncode, 0, err)
+            self.assertIn("indexed 9 new", err)
+            self.assertIn("6 skipped", err)
+            for name, reason in [("empty.jpg", "empty file"), ("truncated.jpg", "truncated JPEG"),
+                                 ("truncated.png", "not a decodable image"), ("noise.jpg", "not a decodable image"),
+                                 ("bomb.png", "decompression bomb"), ("anim.gif", "GIF is not supported")]:
+                lines = [l for l in err.splitlines() if l.startswith(f"cbir: skipped photos/{name}: ")]
+                self.assertEqual(len(lines), 1, (name, err))
+                self.assertIn(reason, lines[0])
+            # A PNG named .jpg is read by its content: the same vector as the PNG itself.
+            r = subprocess.run([CBIR, "similarity", "photos/png-named.jpg", "photos/rgba.png", "--format", "tsv"],
+                               cwd=tmp, env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertAlmostEqual(float(r.stdout.splitlines()[1].split("\t")[2]), 1.0, places=5)
+            out = subprocess.run([CBIR, "query", "photos/a name with spaces.jpg", "-k", "20", "--format", "jsonl"],
+                                 cwd=tmp, env=env, capture_output=True, text=True)
+            paths = [json.loads(l)["path"] for l in out.stdout.splitlines()]
+            self.assertEqual(len(paths), 9)
+            self.assertIn("photos/new\nline.jpg", paths)
+            self.assertTrue(any(p.startswith("photos/bytes-") for p in paths))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class Duplicates(unittest.TestCase):
     """A resized and recompressed copy, and a copy stored sideways with an EXIF rotation tag, are
     duplicates at the default threshold; other photos, of dogs too, are not (the threshold's

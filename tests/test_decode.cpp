@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "image/decode.h"
+#include "image/image_header.h"
 #include "test_support.h"
 
 using namespace cbir;
@@ -64,4 +65,25 @@ TEST_CASE("decode: extensions the walk picks up") {
     CHECK(has_image_extension("x.tiff"));
     CHECK_FALSE(has_image_extension("notes.txt"));
     CHECK_FALSE(has_image_extension("jpg"));
+}
+
+TEST_CASE("decode: image sizes are read from headers, and a decompression bomb is refused undecoded") {
+    const cv::Mat image(37, 91, CV_8UC3, cv::Scalar(9, 99, 199));
+    for (const char* ext : {".jpg", ".png", ".bmp", ".webp"}) {
+        CAPTURE(ext);
+        const auto size = read_image_size(encode(image, ext));
+        REQUIRE(size);
+        CHECK(size->width == 91);
+        CHECK(size->height == 37);
+    }
+    const auto progressive = read_image_size(read_bytes(test::seed_dir() / "cat2.jpg"));  // 2800x1575, EXIF first
+    REQUIRE(progressive);
+    CHECK(progressive->width == 2800);
+    CHECK(progressive->height == 1575);
+    // A PNG header claiming 100000 x 100000 pixels: refused from the header alone.
+    std::string bomb = encode(cv::Mat(4, 4, CV_8UC3, cv::Scalar(0)), ".png");
+    for (int i = 0; i < 4; ++i) bomb[16 + i] = bomb[20 + i] = "\x00\x01\x86\xa0"[i];
+    const auto refused = decode_image_bytes(bomb);
+    CHECK(refused.error.find("decompression bomb") != std::string::npos);
+    CHECK_FALSE(read_image_size("not an image at all, just text"));
 }

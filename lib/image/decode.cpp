@@ -1,6 +1,10 @@
 #include "image/decode.h"
 
+#include "image/image_header.h"
+
 #include <array>
+
+#include <cstdlib>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -33,11 +37,32 @@ bool jpeg_has_end_after_last_scan(const std::string& bytes) {
 
 }  // namespace
 
+long long max_image_pixels() {
+    static const long long limit = [] {
+        const char* env = std::getenv("CBIR_MAX_PIXELS");
+        const long long value = env ? std::atoll(env) : 0;
+        return value > 0 ? value : kDefaultMaxPixels;
+    }();
+    return limit;
+}
+
 DecodedImage decode_image_bytes(const std::string& bytes) {
     DecodedImage out;
     if (bytes.empty()) {
         out.error = "empty file";
         return out;
+    }
+    if (auto size = read_image_size(bytes)) {
+        if (size->width <= 0 || size->height <= 0) {
+            out.error = "header gives no image size";
+            return out;
+        }
+        if (size->width * size->height > max_image_pixels()) {
+            out.error = "image is " + std::to_string(size->width) + "x" + std::to_string(size->height) +
+                        " pixels, above the limit of " + std::to_string(max_image_pixels()) +
+                        " (a decompression bomb? raise CBIR_MAX_PIXELS to allow it)";
+            return out;
+        }
     }
     if (is_jpeg(bytes) && !jpeg_has_end_after_last_scan(bytes)) {
         out.error = "truncated JPEG (no end-of-image marker after the last scan)";
@@ -52,7 +77,9 @@ DecodedImage decode_image_bytes(const std::string& bytes) {
         return out;
     }
     if (bgr.empty()) {
-        out.error = "not a decodable image (unknown format or corrupt data)";
+        const bool gif = bytes.size() >= 6 && (bytes.compare(0, 6, "GIF87a") == 0 || bytes.compare(0, 6, "GIF89a") == 0);
+        out.error = gif ? "GIF is not supported (this OpenCV has no GIF decoder); convert it to PNG"
+                        : "not a decodable image (unknown format or corrupt data)";
         return out;
     }
     cv::cvtColor(bgr, out.rgb, cv::COLOR_BGR2RGB);
@@ -60,8 +87,9 @@ DecodedImage decode_image_bytes(const std::string& bytes) {
 }
 
 bool has_image_extension(const std::filesystem::path& path) {
-    static const std::array<const char*, 9> known = {".jpg", ".jpeg", ".jpe", ".png", ".bmp",
-                                                     ".tif", ".tiff", ".webp", ".ppm"};
+    // GIF is walked so that its files are reported (OpenCV 4.6 has no GIF decoder), not silently missed.
+    static const std::array<const char*, 10> known = {".jpg", ".jpeg", ".jpe", ".png", ".bmp",
+                                                      ".tif", ".tiff", ".webp", ".ppm", ".gif"};
     std::string ext = path.extension().string();
     for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     for (const char* k : known)

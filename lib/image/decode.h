@@ -14,6 +14,11 @@ struct DecodedImage {
     bool ok() const { return error.empty(); }
 };
 
+// Images above this many pixels are refused before decoding (a 24 MP photo has 24e6; the cap
+// leaves room for large panoramas and stops decompression bombs). Override with $CBIR_MAX_PIXELS.
+inline constexpr long long kDefaultMaxPixels = 250'000'000;
+long long max_image_pixels();
+
 DecodedImage decode_image_bytes(const std::string& bytes);
 
 // The file extensions the folder walk picks up (lower case, with the dot).
