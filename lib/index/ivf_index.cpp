@@ -108,7 +108,7 @@ void IvfIndex::skip_precomputed_tables() {
     // more than the codes of a million vectors; searching without them costs a little time instead.
     if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(index_.get())) {
         pq->use_precomputed_table = -1;
-        pq->precomputed_table = faiss::AlignedTable<float>();  // frees the table
+        pq->precomputed_table.resize(0);  // frees the table
     }
 }
 
