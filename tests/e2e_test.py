@@ -328,6 +328,19 @@ class IndexLifecycle(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.cbir.run("check", "--store", "store").returncode, 0)
 
+    def test_truncated_catalogue_is_reported_with_the_file_and_what_to_do(self):
+        catalogue = os.path.join(self.tmp, "store", "catalogue.sqlite")
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(catalogue + suffix):
+                os.remove(catalogue + suffix)
+        with open(catalogue, "r+b") as f:
+            f.truncate(os.path.getsize(catalogue) // 3)
+        r = self.cbir.run("query", os.path.join("photos", "dog1.jpg"), "--store", "store")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("catalogue.sqlite", r.stderr)
+        self.assertIn("cbir check", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)  # one line, no stack trace
+
     def test_metric_of_an_existing_store_cannot_change(self):
         r = self.cbir.run("index", "photos", "--store", "store", "--metric", "cosine")
         self.assertEqual(r.returncode, 2)

@@ -46,6 +46,15 @@ private:
     sqlite3_stmt* stmt_;
 };
 
+// What to tell the user when SQLite says the file is not (or no longer) a database.
+std::string damage_hint(sqlite3* db) {
+    const int code = db ? sqlite3_errcode(db) : SQLITE_OK;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        return " — the catalogue is damaged: run 'cbir check'; if it fails, index the photos into a new store "
+               "(the old file can be salvaged with sqlite3's .recover)";
+    return "";
+}
+
 std::string column_text(sqlite3_stmt* stmt, int column) {
     const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
     return text ? std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt, column))) : std::string();
@@ -97,7 +106,7 @@ Catalogue::~Catalogue() {
 sqlite3_stmt* Catalogue::prepare(const char* sql) const {
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK)
-        throw Error(file_.string() + ": catalogue error: " + sqlite3_errmsg(db_));
+        throw Error(file_.string() + ": catalogue error: " + sqlite3_errmsg(db_) + damage_hint(db_));
     return stmt;
 }
 
@@ -106,7 +115,7 @@ void Catalogue::exec(const char* sql) {
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
         std::string why = message ? message : sqlite3_errmsg(db_);
         sqlite3_free(message);
-        throw Error(file_.string() + ": catalogue error: " + why);
+        throw Error(file_.string() + ": catalogue error: " + why + damage_hint(db_));
     }
 }
 

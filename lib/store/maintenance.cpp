@@ -106,7 +106,8 @@ size_t remove_from_store(Store& store, const std::vector<std::string>& paths) {
 
 std::vector<std::string> prune_store(Store& store, const std::vector<std::string>& roots, bool dry_run) {
     std::vector<std::string> gone;
-    for (const auto& [id, path] : store.catalogue().all_paths()) {
+    for (const auto& row : store.catalogue().all_paths()) {
+        const std::string& path = row.second;  // a named variable: lambdas cannot capture bindings in C++17
         const bool under_a_root = roots.empty() || std::any_of(roots.begin(), roots.end(), [&](const std::string& root) {
             return path.compare(0, root.size(), root) == 0 && (path.size() == root.size() || path[root.size()] == '/');
         });
