@@ -40,10 +40,9 @@ struct BenchFlags {
 std::vector<float> store_vectors(const std::filesystem::path& dir, int& dimension) {
     auto store = Store::open(dir);
     dimension = store->settings().dimension;
+    std::vector<int64_t> ids;
     std::vector<float> out;
-    store->catalogue().for_each_vector_since(0, [&](int64_t, const float* v, int d) {
-        if (d == dimension) out.insert(out.end(), v, v + d);
-    });
+    store->catalogue().all_vectors(dimension, ids, out);
     return out;
 }
 

@@ -81,18 +81,7 @@ DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int re
 void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,
                           int dimension, Metric metric, const IndexSpec& index) {
     if (Store::exists(store_dir)) throw Error(store_dir.string() + ": a store already exists here");
-    const ModelFile described = describe_model(model);
-    StoreSettings settings;
-    settings.model_path = described.path.string();
-    settings.model_sha256 = described.sha256;
-    if (auto st = stat_file(described.path)) {
-        settings.model_size = st->size;
-        settings.model_mtime_ns = st->mtime_ns;
-    }
-    settings.dimension = dimension;
-    settings.metric = metric;
-    settings.preprocessing = PreprocessSpec::name();
-    settings.set_index_spec(index);
+    const StoreSettings settings = new_store_settings(describe_model(model), dimension, metric, index);
     auto store = Store::create(store_dir, settings);
 
     const uint64_t generation_before = store->catalogue().generation();

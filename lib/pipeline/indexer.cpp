@@ -146,17 +146,8 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         const PreprocessSpec spec;
 
         if (!store) {
-            StoreSettings settings;
-            settings.model_path = model.path.string();
-            settings.model_sha256 = model.sha256;
-            if (auto st = stat_file(model.path)) {
-                settings.model_size = st->size;
-                settings.model_mtime_ns = st->mtime_ns;
-            }
-            settings.dimension = embedder->dimension();
-            settings.metric = options.metric.value_or(Metric::L2);
-            settings.preprocessing = PreprocessSpec::name();
-            settings.set_index_spec(options.index.value_or(IndexSpec{}));
+            StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
+                                                        options.index.value_or(IndexSpec{}));
             settings.hnsw.ef_search = options.hnsw_ef_search;
             store = Store::create(options.store_dir, settings);
         } else if (store->settings().dimension != embedder->dimension()) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "image/preprocess.h"
 #include "util/error.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
@@ -55,6 +56,21 @@ ModelFile model_for_existing_store(Store& store, const std::optional<std::filesy
         }
     }
     return model;
+}
+
+StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric metric, const IndexSpec& index) {
+    StoreSettings settings;
+    settings.model_path = model.path.string();
+    settings.model_sha256 = model.sha256;
+    if (auto st = stat_file(model.path)) {
+        settings.model_size = st->size;
+        settings.model_mtime_ns = st->mtime_ns;
+    }
+    settings.dimension = dimension;
+    settings.metric = metric;
+    settings.preprocessing = PreprocessSpec::name();
+    settings.set_index_spec(index);
+    return settings;
 }
 
 void warn_if_untrained(const ModelFile& model) {

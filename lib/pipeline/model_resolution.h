@@ -21,6 +21,10 @@ ModelFile model_for_new_store(const std::optional<std::filesystem::path>& reques
 // the store's recorded model is used, re-hashed only if its size or mtime changed.
 ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested);
 
+// The settings of a new store built by `model`: its identity (path, sha256, size, mtime), the
+// dimension, metric and index, and the preprocessing recipe of this cbir.
+StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric metric, const IndexSpec& index);
+
 // Warns once when the model is the untrained stand-in.
 void warn_if_untrained(const ModelFile& model);
 

@@ -30,11 +30,7 @@ std::vector<std::vector<DuplicateMember>> find_duplicate_groups(Store& store, co
     const int dimension = store.settings().dimension;
     std::vector<int64_t> ids;
     std::vector<float> vectors;
-    store.catalogue().for_each_vector_since(0, [&](int64_t id, const float* v, int d) {
-        if (d != dimension) return;
-        ids.push_back(id);
-        vectors.insert(vectors.end(), v, v + d);
-    });
+    store.catalogue().all_vectors(dimension, ids, vectors);
     std::unordered_map<int64_t, size_t> slot;
     for (size_t i = 0; i < ids.size(); ++i) slot[ids[i]] = i;
     auto index = open_search_index(store, /*save=*/true);

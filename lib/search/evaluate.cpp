@@ -52,12 +52,8 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
     // Every vector of the store, prepared for its metric; the labelled ones are the queries.
     std::vector<int64_t> ids;
     std::vector<float> vectors;
-    store.catalogue().for_each_vector_since(0, [&](int64_t id, const float* v, int d) {
-        if (d != dimension) return;
-        ids.push_back(id);
-        vectors.insert(vectors.end(), v, v + d);
-        prepare_for_metric(s.metric, &vectors[vectors.size() - d], d);
-    });
+    store.catalogue().all_vectors(dimension, ids, vectors);
+    for (size_t i = 0; i < ids.size(); ++i) prepare_for_metric(s.metric, &vectors[i * dimension], dimension);
     const auto paths = store.catalogue().paths_of(ids);
     std::vector<int> class_of(ids.size(), -1);
     std::map<std::string, int> class_ids;

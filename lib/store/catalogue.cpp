@@ -298,6 +298,14 @@ void Catalogue::vectors_of(const std::vector<int64_t>& ids, int dimension, std::
     }
 }
 
+void Catalogue::all_vectors(int dimension, std::vector<int64_t>& ids, std::vector<float>& vectors) const {
+    for_each_vector_since(0, [&](int64_t id, const float* v, int d) {
+        if (d != dimension) return;
+        ids.push_back(id);
+        vectors.insert(vectors.end(), v, v + d);
+    });
+}
+
 void Catalogue::for_each_vector_since(uint64_t generation,
                                       const std::function<void(int64_t, const float*, int)>& visit) const {
     Statement stmt(prepare("SELECT id, vector FROM images WHERE generation > ? ORDER BY id"));

@@ -79,6 +79,9 @@ public:
     // Rows whose vector is not dimension floats.
     size_t rows_with_wrong_dimension(int dimension) const;
 
+    // Every row's id and vector (dimension floats each; rows of another size are left out).
+    void all_vectors(int dimension, std::vector<int64_t>& ids, std::vector<float>& vectors) const;
+
     // Visits rows changed after `generation` (all rows for 0), in id order; the vector is only
     // valid during the call.
     void for_each_vector_since(uint64_t generation, const std::function<void(int64_t id, const float* vector, int dimension)>& visit) const;
