@@ -1,4 +1,6 @@
 // cbir: content-based image retrieval from the command line. Subcommands over lib/.
+#include <vector>
+
 #include "bench_command.h"
 #include "cli_common.h"
 #include "embed_command.h"
@@ -7,48 +9,44 @@
 #include "query_command.h"
 
 int main(int argc, char** argv) {
+    using namespace cbir::cli;
+    using Adder = std::function<std::function<int()>(CLI::App&)>;
+    const char* argv0 = argv[0];
+    auto with_argv0 = [argv0](auto add) -> Adder { return [add, argv0](CLI::App& app) { return add(app, argv0); }; };
+    // One row per subcommand: name, help, how its flags are added.
+    struct Command {
+        const char* name;
+        const char* help;
+        Adder add;
+    };
+    const std::vector<Command> commands = {
+        {"index", "Embed every image under the given folders/files into the store", with_argv0(add_index_command)},
+        {"query", "Print the nearest stored images of each query image", add_query_command},
+        {"embed", "Print the feature vectors of images (jsonl, tsv) or write them (npy)", with_argv0(add_embed_command)},
+        {"similarity", "Pairwise cosine similarity and squared L2 of images", with_argv0(add_similarity_command)},
+        {"dups", "Near-duplicate groups within the store", add_dups_command},
+        {"info", "The store's model, metric, index, counts and sizes (alias: stats)", add_info_command},
+        {"eval", "Retrieval quality of the store on labelled images (P@k, mAP, ANN recall)", add_eval_command},
+        {"reindex", "Rebuild the ANN index from the catalogue, or switch its kind", add_reindex_command},
+        {"check", "Verify the store: catalogue, model, index file, a sample of searches", add_check_command},
+        {"repair", "Rebuild the store's derived index from the catalogue, then check", add_repair_command},
+        {"remove", "Remove images from the store (not from disk)", add_remove_command},
+        {"prune", "Remove store entries whose files are gone", add_prune_command},
+        {"bench", "Measure inference, decoding, ANN indexes and synthetic stores (for scripts/bench-*)",
+         with_argv0(add_bench_command)},
+    };
+
     CLI::App app{"cbir: find similar images. Index folders of photos, then query with an image."};
     app.set_version_flag("--version", "cbir 0.1.0");
     app.require_subcommand(1);
-    auto* index = app.add_subcommand("index", "Embed every image under the given folders/files into the store");
-    auto* query = app.add_subcommand("query", "Print the nearest stored images of each query image");
-    auto* embed = app.add_subcommand("embed", "Print the feature vectors of images (jsonl, tsv) or write them (npy)");
-    auto* bench = app.add_subcommand("bench", "Measure inference, decoding and synthetic stores (for scripts/bench-*)");
-    auto* similarity = app.add_subcommand("similarity", "Pairwise cosine similarity and squared L2 of images");
-    auto* dups = app.add_subcommand("dups", "Near-duplicate groups within the store");
-    auto* info = app.add_subcommand("info", "The store's model, metric, index, counts and sizes (alias: stats)");
-    info->alias("stats");
-    auto* reindex = app.add_subcommand("reindex", "Rebuild the ANN index from the catalogue, or switch its kind");
-    auto* check = app.add_subcommand("check", "Verify the store: catalogue, model, index file, a sample of searches");
-    auto* repair = app.add_subcommand("repair", "Rebuild the store's derived index from the catalogue, then check");
-    auto* remove = app.add_subcommand("remove", "Remove images from the store (not from disk)");
-    auto* prune = app.add_subcommand("prune", "Remove store entries whose files are gone");
-    auto* eval = app.add_subcommand("eval", "Retrieval quality of the store on labelled images (P@k, mAP, ANN recall)");
-    auto run_index = cbir::cli::add_index_command(*index, argv[0]);
-    auto run_query = cbir::cli::add_query_command(*query);
-    auto run_embed = cbir::cli::add_embed_command(*embed, argv[0]);
-    auto run_bench = cbir::cli::add_bench_command(*bench, argv[0]);
-    auto run_similarity = cbir::cli::add_similarity_command(*similarity, argv[0]);
-    auto run_dups = cbir::cli::add_dups_command(*dups);
-    auto run_info = cbir::cli::add_info_command(*info);
-    auto run_eval = cbir::cli::add_eval_command(*eval);
-    auto run_reindex = cbir::cli::add_reindex_command(*reindex);
-    auto run_check = cbir::cli::add_check_command(*check);
-    auto run_repair = cbir::cli::add_repair_command(*repair);
-    auto run_remove = cbir::cli::add_remove_command(*remove);
-    auto run_prune = cbir::cli::add_prune_command(*prune);
-    if (auto code = cbir::cli::parse(app, argc, argv)) return *code;
-    if (index->parsed()) return run_index();
-    if (embed->parsed()) return run_embed();
-    if (bench->parsed()) return run_bench();
-    if (similarity->parsed()) return run_similarity();
-    if (dups->parsed()) return run_dups();
-    if (info->parsed()) return run_info();
-    if (eval->parsed()) return run_eval();
-    if (reindex->parsed()) return run_reindex();
-    if (check->parsed()) return run_check();
-    if (repair->parsed()) return run_repair();
-    if (remove->parsed()) return run_remove();
-    if (prune->parsed()) return run_prune();
-    return run_query();
+    std::vector<std::pair<CLI::App*, std::function<int()>>> runners;
+    for (const auto& command : commands) {
+        CLI::App* sub = app.add_subcommand(command.name, command.help);
+        runners.emplace_back(sub, command.add(*sub));
+    }
+    app.get_subcommand("info")->alias("stats");
+    if (auto code = parse(app, argc, argv)) return *code;
+    for (auto& [sub, run] : runners)
+        if (sub->parsed()) return run();
+    return kError;  // unreachable: CLI11 requires one subcommand
 }
