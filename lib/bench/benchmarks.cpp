@@ -84,7 +84,6 @@ void make_synthetic_store(const std::filesystem::path& store_dir, const std::fil
     const StoreSettings settings = new_store_settings(describe_model(model), dimension, metric, index);
     auto store = Store::create(store_dir, settings);
 
-    const uint64_t generation_before = store->catalogue().generation();
     ImageRecord record;
     record.sha256 = "synthetic";
     constexpr size_t kChunk = 10000;  // generated and committed a chunk at a time: bounded memory
@@ -100,7 +99,7 @@ void make_synthetic_store(const std::filesystem::path& store_dir, const std::fil
         }
         txn.commit();
     }
-    update_index_file(*store, generation_before);
+    update_index_file(*store);
 }
 
 }  // namespace cbir

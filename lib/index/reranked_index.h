@@ -22,6 +22,7 @@ public:
     void add(int64_t id, const float* vector) override { inner_->add(id, vector); }
     void remove(const std::vector<int64_t>& ids) override { inner_->remove(ids); }
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
+    const VectorIndex& inner() const { return *inner_; }
 
 private:
     std::unique_ptr<VectorIndex> inner_;

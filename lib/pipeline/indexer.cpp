@@ -128,7 +128,6 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
     }
     // The index is brought up from this state at the end: everything this run changes (copies of
     // known content included) is after it.
-    const uint64_t generation_before = store ? store->catalogue().generation() : 0;
 
     const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
     std::vector<Candidate> todo = select_changed(files, store.get(), summary);
@@ -189,11 +188,11 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         run_embedding_pipeline(paths, *embedder, spec, pipeline, pipeline_callbacks);
         summary.interrupted = stop_requested();
         if (options.prune) summary.pruned = prune_inputs(*store, inputs);
-        update_index_file(*store, generation_before);
+        update_index_file(*store);
     } else if (store) {
         if (options.prune) summary.pruned = prune_inputs(*store, inputs);
         // Nothing to embed, but copies, deletions, or a missing or stale index file still reach it.
-        update_index_file(*store, generation_before);
+        update_index_file(*store);
     }
 
     summary.store_count = store ? store->catalogue().count() : 0;

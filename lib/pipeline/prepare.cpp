@@ -31,6 +31,14 @@ PreparedImage prepare_image(const std::filesystem::path& path, const PreprocessS
         out.error = "read error";
         return out;
     }
+    PreparedImage prepared = prepare_image_bytes(bytes, spec);
+    prepared.path = path;
+    prepared.stat = out.stat;
+    return prepared;
+}
+
+PreparedImage prepare_image_bytes(const std::string& bytes, const PreprocessSpec& spec) {
+    PreparedImage out;
     DecodedImage decoded = decode_image_bytes(bytes);
     if (!decoded.ok()) {
         out.error = decoded.error;

@@ -22,5 +22,7 @@ struct PreparedImage {
 };
 
 PreparedImage prepare_image(const std::filesystem::path& path, const PreprocessSpec& spec);
+// The same for an image already in memory (an upload): no file, so no stat.
+PreparedImage prepare_image_bytes(const std::string& bytes, const PreprocessSpec& spec);
 
 }  // namespace cbir

@@ -30,6 +30,22 @@ std::optional<std::vector<float>> stored_vector(Store& store, const std::filesys
 
 }  // namespace
 
+std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
+                                const SearchParams& params, std::optional<float> max_distance) {
+    auto neighbors = index.search(query, params);
+    if (max_distance)
+        neighbors.erase(std::remove_if(neighbors.begin(), neighbors.end(),
+                                       [&](const Neighbor& n) { return n.distance > *max_distance; }),
+                        neighbors.end());
+    std::vector<int64_t> ids;
+    for (const auto& n : neighbors) ids.push_back(n.id);
+    const auto paths = catalogue.paths_of(ids);
+    std::vector<QueryHit> hits;
+    for (size_t r = 0; r < neighbors.size(); ++r)
+        hits.push_back({static_cast<int>(r + 1), neighbors[r].distance, neighbors[r].id, paths[r]});
+    return hits;
+}
+
 QueryReport run_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options) {
     const auto started = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
@@ -102,16 +118,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     params.nprobe = options.nprobe > 0 ? options.nprobe : settings.ivf_nprobe;
     for (size_t i = 0; i < images.size(); ++i) {
         if (!results[i].error.empty() || vectors[i].empty()) continue;
-        auto neighbors = index->search(vectors[i].data(), params);
-        if (options.max_distance)
-            neighbors.erase(std::remove_if(neighbors.begin(), neighbors.end(),
-                                           [&](const Neighbor& n) { return n.distance > *options.max_distance; }),
-                            neighbors.end());
-        std::vector<int64_t> ids;
-        for (const auto& n : neighbors) ids.push_back(n.id);
-        const auto paths = store->catalogue().paths_of(ids);
-        for (size_t r = 0; r < neighbors.size(); ++r)
-            results[i].hits.push_back({static_cast<int>(r + 1), neighbors[r].distance, paths[r]});
+        results[i].hits = find_hits(*index, store->catalogue(), vectors[i].data(), params, options.max_distance);
     }
     log_debug(fmt::format("searched at {:.3f} s", elapsed()));
     report.results = std::move(results);

@@ -8,6 +8,8 @@
 
 #include "embed/embedder.h"
 #include "index/metric.h"
+#include "index/vector_index.h"
+#include "store/catalogue.h"
 
 namespace cbir {
 
@@ -27,6 +29,7 @@ struct QueryOptions {
 struct QueryHit {
     int rank = 0;  // 1-based
     float distance = 0.0f;
+    int64_t id = 0;    // the catalogue row
     std::string path;  // absolute, as stored
 };
 
@@ -48,6 +51,11 @@ struct QueryReport {
     std::string index_kind;  // what was searched: "hnsw" or "flat"
     std::vector<QueryResult> results;
 };
+
+// One vector searched in a store's index: ranked hits with their catalogue paths, none farther than
+// max_distance. The one search path of `cbir query` and `cbir serve`.
+std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
+                                const SearchParams& params, std::optional<float> max_distance);
 
 // Throws cbir::Error when the store or the model cannot be used; an unreadable query image is
 // reported in its QueryResult so the other queries still run.

@@ -63,7 +63,8 @@ std::string column_text(sqlite3_stmt* stmt, int column) {
 }  // namespace
 
 Catalogue::Catalogue(const std::filesystem::path& file, bool create) : file_(file) {
-    const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    // FULLMUTEX: `cbir serve` reads one connection from many request threads at once.
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(file.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
         std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
@@ -191,9 +192,9 @@ std::unordered_map<std::string, FileState> Catalogue::file_states() const {
     return out;
 }
 
-std::optional<ImageRecord> Catalogue::find_by_path(const std::string& path) const {
-    Statement stmt(prepare("SELECT id, path, size, mtime_ns, sha256, width, height, vector FROM images WHERE path = ?"));
-    sqlite3_bind_text(stmt, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+namespace {
+
+std::optional<ImageRecord> read_record(sqlite3_stmt* stmt) {
     if (sqlite3_step(stmt) != SQLITE_ROW) return std::nullopt;
     ImageRecord r;
     r.id = sqlite3_column_int64(stmt, 0);
@@ -206,6 +207,20 @@ std::optional<ImageRecord> Catalogue::find_by_path(const std::string& path) cons
     const auto* blob = static_cast<const float*>(sqlite3_column_blob(stmt, 7));
     r.vector.assign(blob, blob + sqlite3_column_bytes(stmt, 7) / static_cast<int>(sizeof(float)));
     return r;
+}
+
+}  // namespace
+
+std::optional<ImageRecord> Catalogue::find_by_path(const std::string& path) const {
+    Statement stmt(prepare("SELECT id, path, size, mtime_ns, sha256, width, height, vector FROM images WHERE path = ?"));
+    sqlite3_bind_text(stmt, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+    return read_record(stmt);
+}
+
+std::optional<ImageRecord> Catalogue::find_by_id(int64_t id) const {
+    Statement stmt(prepare("SELECT id, path, size, mtime_ns, sha256, width, height, vector FROM images WHERE id = ?"));
+    sqlite3_bind_int64(stmt, 1, id);
+    return read_record(stmt);
 }
 
 std::vector<std::string> Catalogue::paths_of(const std::vector<int64_t>& ids) const {

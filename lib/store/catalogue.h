@@ -61,6 +61,7 @@ public:
     // path -> (id, size, mtime) for every row: what the indexer compares the folder against.
     std::unordered_map<std::string, FileState> file_states() const;
     std::optional<ImageRecord> find_by_path(const std::string& path) const;
+    std::optional<ImageRecord> find_by_id(int64_t id) const;
     std::vector<std::string> paths_of(const std::vector<int64_t>& ids) const;
     // ids.size() * dimension floats in the order of ids; NaNs for an id that is not there.
     void vectors_of(const std::vector<int64_t>& ids, int dimension, std::vector<float>& out) const;

@@ -108,9 +108,46 @@ std::unique_ptr<VectorIndex> rebuild(Store& store) {
     return index;
 }
 
-void save(const VectorIndex& index, Store& store, uint64_t generation) {
-    if (auto* hnsw = dynamic_cast<const HnswIndex*>(&index)) hnsw->save(store.index_file(), generation);
-    if (auto* ivf = dynamic_cast<const IvfIndex*>(&index)) ivf->save(store.index_file(), generation);
+// Applies the catalogue's changes after `since` to a loaded index: deletions, then new and changed
+// rows. False when the index should be rebuilt instead (an IVF index outgrown its training, an HNSW
+// graph with too many tombstones).
+bool catch_up(Store& store, VectorIndex& index, uint64_t since) {
+    const size_t count = store.catalogue().count();
+    if (auto* ivf = dynamic_cast<IvfIndex*>(&index); ivf && count > kRetrainGrowth * std::max<size_t>(ivf->trained_on(), 1)) {
+        log_notice(fmt::format("{} vectors are more than {}x the {} the IVF index was trained on: retraining", count,
+                               kRetrainGrowth, ivf->trained_on()));
+        return false;
+    }
+    index.remove(store.catalogue().deleted_since(since));
+    if (auto* hnsw = dynamic_cast<HnswIndex*>(&index);
+        hnsw && hnsw->tombstones() > kMaxTombstoneShare * double(hnsw->size() + hnsw->tombstones())) {
+        log_notice(fmt::format("{} deleted images are more than 10% of the HNSW graph: rebuilding it", hnsw->tombstones()));
+        return false;
+    }
+    add_rows_since(store, since, index, /*replace=*/true);
+    return true;
+}
+
+// The loaded index brought to the catalogue's generation: caught up when its file is behind, rebuilt
+// when it is missing, damaged, from a later generation (another catalogue) or cannot catch up.
+std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorIndex> loaded, uint64_t file_generation,
+                                           uint64_t generation, bool& changed) {
+    changed = true;
+    if (loaded && file_generation == generation) {
+        changed = false;
+        return loaded;
+    }
+    if (loaded && file_generation < generation) {
+        log_notice(fmt::format("{} is stale (catalogue generation {}, the catalogue is at {}); catching up",
+                              store.index_file().string(), file_generation, generation));
+        if (catch_up(store, *loaded, file_generation)) return loaded;
+    } else if (loaded) {
+        log_notice(fmt::format("{} was built from another catalogue (generation {} > {}); rebuilding it",
+                               store.index_file().string(), file_generation, generation));
+    } else {
+        log_notice(fmt::format("building {} from the catalogue", store.index_file().string()));
+    }
+    return rebuild(store);
 }
 
 // Loads the index file; returns null (after saying why) when it is missing or unusable.
@@ -156,7 +193,7 @@ std::unique_ptr<FlatIndex> build_flat_index(Store& store) {
     return index;
 }
 
-std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_rebuilt) {
+std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) {
     const StoreSettings& s = store.settings();
     if (s.index_kind == "flat") return build_flat_index(store);
     if (is_ivf(s.index_kind) && store.catalogue().count() < kIvfMinimumVectors) {
@@ -166,26 +203,21 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_rebuilt) 
     }
     const uint64_t generation = store.catalogue().generation();
     IndexFileHeader header;
-    auto index = try_load(store, header);
-    if (index && header.catalogue_generation == generation) return for_search(store, std::move(index));
-    if (index)
-        log_notice(fmt::format("{} is stale (built from catalogue generation {}, catalogue is at {}); rebuilding it",
-                               store.index_file().string(), header.catalogue_generation, generation));
-    else
-        log_notice(fmt::format("building {} from the catalogue", store.index_file().string()));
-    index = rebuild(store);
-    if (save_rebuilt) {
+    auto loaded = try_load(store, header);
+    bool changed = false;
+    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation, changed);
+    if (changed && save_changed) {
         try {
-            save(*index, store, generation);
+            save_index_file(*index, store, generation);
         } catch (const std::exception& e) {
-            // A read-only store still answers queries from the rebuilt in-memory index.
-            log_warning(fmt::format("could not write the rebuilt index ({}); using it in memory", e.what()));
+            // A read-only store still answers queries from the in-memory index.
+            log_warning(fmt::format("could not write the updated index ({}); using it in memory", e.what()));
         }
     }
     return for_search(store, std::move(index));
 }
 
-void update_index_file(Store& store, uint64_t generation_before) {
+void update_index_file(Store& store) {
     const StoreSettings& s = store.settings();
     if (s.index_kind == "flat") return;
     const size_t count = store.catalogue().count();
@@ -199,28 +231,17 @@ void update_index_file(Store& store, uint64_t generation_before) {
     }
     const uint64_t generation = store.catalogue().generation();
     IndexFileHeader header;
-    auto index = try_load(store, header);
-    if (index && header.catalogue_generation == generation) return;
-    auto* ivf = dynamic_cast<IvfIndex*>(index.get());
-    const bool outgrown = ivf && count > kRetrainGrowth * std::max<size_t>(ivf->trained_on(), 1);
-    if (outgrown)
-        log_notice(fmt::format("{} vectors are more than {}x the {} the IVF index was trained on: retraining", count,
-                               kRetrainGrowth, ivf->trained_on()));
-    bool incremental = index && header.catalogue_generation == generation_before && !outgrown;
-    if (incremental) {
-        index->remove(store.catalogue().deleted_since(generation_before));
-        if (auto* hnsw = dynamic_cast<HnswIndex*>(index.get());
-            hnsw && hnsw->tombstones() > kMaxTombstoneShare * double(hnsw->size() + hnsw->tombstones())) {
-            log_notice(fmt::format("{} deleted images are more than 10% of the HNSW graph: rebuilding it",
-                                   hnsw->tombstones()));
-            incremental = false;
-        }
-    }
-    if (incremental)
-        add_rows_since(store, generation_before, *index, /*replace=*/true);
-    else
-        index = rebuild(store);
-    save(*index, store, generation);
+    auto loaded = try_load(store, header);
+    bool changed = false;
+    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation, changed);
+    if (changed) save_index_file(*index, store, generation);
+}
+
+void save_index_file(const VectorIndex& index, Store& store, uint64_t generation) {
+    const VectorIndex* stored = &index;
+    if (auto* reranked = dynamic_cast<const RerankedIndex*>(stored)) stored = &reranked->inner();
+    if (auto* hnsw = dynamic_cast<const HnswIndex*>(stored)) hnsw->save(store.index_file(), generation);
+    if (auto* ivf = dynamic_cast<const IvfIndex*>(stored)) ivf->save(store.index_file(), generation);
 }
 
 void reindex_store(Store& store, const IndexSpec& spec) {
@@ -231,7 +252,7 @@ void reindex_store(Store& store, const IndexSpec& spec) {
     std::error_code ec;
     std::filesystem::remove(old_file, ec);
     std::filesystem::remove(store.index_file(), ec);
-    update_index_file(store, store.catalogue().generation());
+    update_index_file(store);
 }
 
 }  // namespace cbir

@@ -13,15 +13,20 @@ namespace cbir {
 std::unique_ptr<FlatIndex> build_flat_index(Store& store);
 
 // The index a query should search: flat for "flat" stores (and for IVF stores still too small to
-// train), else the index file, rebuilt (and, when save is true, written back atomically) if it does
-// not match the catalogue. IVF-PQ results are re-ranked exactly from the catalogue's vectors.
+// train), else the index file. A file behind the catalogue catches up with the rows changed and
+// deleted since it was written (or is rebuilt when that is not possible); when save is true the
+// result is written back atomically. IVF-PQ results are re-ranked exactly from the catalogue.
 std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save);
 
-// After the catalogue changed: brings the index file up to date. If the file matched
-// generation_before, only rows changed since are added (re-added ids are replaced); otherwise the
-// index is rebuilt. An IVF index is retrained once the collection is ten times what it was trained
-// on.
-void update_index_file(Store& store, uint64_t generation_before);
+// After the catalogue changed: brings the index file up to date, by catching up with the rows
+// changed since the file's generation (re-added ids are replaced) or by a rebuild: an IVF index is
+// retrained once the collection is ten times what it was trained on, an HNSW graph is compacted once
+// a tenth of it is deleted.
+void update_index_file(Store& store);
+
+// Writes an index returned by open_search_index as the store's index file, built from catalogue
+// `generation` (a flat index has no file: nothing is written).
+void save_index_file(const VectorIndex& index, Store& store, uint64_t generation);
 
 // `cbir reindex`: records the new index choice and rebuilds it from the catalogue, no re-embedding.
 void reindex_store(Store& store, const IndexSpec& spec);

@@ -93,14 +93,13 @@ CheckReport check_store(Store& store, size_t samples) {
 }
 
 size_t remove_from_store(Store& store, const std::vector<std::string>& paths) {
-    const uint64_t generation_before = store.catalogue().generation();
     size_t removed = 0;
     {
         Transaction txn(store.catalogue());
         removed = store.catalogue().remove_paths(paths).size();
         txn.commit();
     }
-    if (removed) update_index_file(store, generation_before);
+    if (removed) update_index_file(store);
     return removed;
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -19,7 +20,9 @@ namespace {
 
 AtomicFileWriter::AtomicFileWriter(std::filesystem::path target) : target_(std::move(target)) {
     temp_ = target_;
-    temp_ += ".tmp-" + std::to_string(::getpid());
+    // pid and a per-process counter: two threads of a server may write the same target at once.
+    static std::atomic<unsigned> next_temp{0};
+    temp_ += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(next_temp.fetch_add(1));
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) fail(temp_, "cannot create");
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Writes a file so that a crash leaves either the old file or the complete new one, never a torn
-// mix: write to "<name>.tmp-<pid>", fsync it, rename over the target, fsync the directory.
+// mix: write to "<name>.tmp-<pid>-<n>", fsync it, rename over the target, fsync the directory.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>

@@ -1,0 +1,133 @@
+// `cbir serve`: the store as a long-running HTTP service (lib/serve). This file parses flags, wires
+// signals to a clean shutdown and prints where the service listens.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "more_commands.h"
+#include "serve/http_api.h"
+#include "serve/search_service.h"
+#include "util/log.h"
+
+namespace cbir::cli {
+namespace {
+
+struct ServeFlags {
+    std::string store;
+    std::string model;
+    std::string host = "127.0.0.1";
+    int port = 19121;
+    std::vector<std::string> roots;
+    int threads = 0;
+    int batch = 8;
+    int request_threads = 8;
+    int max_body_mb = 64;
+    int save_interval = 60;
+    std::string precision = "fp32";
+    Verbosity verbosity;
+};
+
+bool is_loopback(const std::string& host) {
+    return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+int run(const ServeFlags& flags) {
+    apply_verbosity(flags.verbosity);
+    ignore_sigpipe();
+    // SIGINT/SIGTERM are taken by one thread with sigwait, so they never interrupt a request thread;
+    // blocked here, before any thread starts, every thread inherits the mask.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    std::atomic<bool> stop_requested{false};
+    std::atomic<HttpApi*> running_api{nullptr};
+    std::thread signal_thread([&] {
+        int signal_number = 0;
+        sigwait(&stop_signals, &signal_number);
+        stop_requested = true;
+        log_notice("stopping: finishing requests in flight, then saving the index (a second signal ends at once)");
+        if (HttpApi* api = running_api.load()) api->stop();
+        sigwait(&stop_signals, &signal_number);
+        _exit(kInterrupted);  // the catalogue is committed per request; the index file is rebuilt if needed
+    });
+    signal_thread.detach();
+
+    ServiceOptions options;
+    options.store_dir = resolve_store(flags.store, /*for_writing=*/false);
+    if (!flags.model.empty()) options.model = flags.model;
+    for (const auto& root : flags.roots) options.roots.emplace_back(root);
+    options.threads = flags.threads;
+    options.batch = flags.batch;
+    options.precision = parse_precision(flags.precision);
+    options.save_interval_seconds = flags.save_interval;
+    auto service = SearchService::open(options);
+    if (stop_requested) return kOk;
+
+    HttpOptions http;
+    http.host = flags.host;
+    http.port = flags.port;
+    http.max_body_bytes = static_cast<size_t>(flags.max_body_mb) << 20;
+    http.request_threads = flags.request_threads;
+    HttpApi api(*service, http);
+    const int port = api.bind();
+    running_api = &api;
+    if (stop_requested) api.stop();
+    if (!is_loopback(flags.host))
+        log_warning(fmt::format("listening on {}: anyone who can reach this machine can search and change the store "
+                                "(there is no authentication)",
+                                flags.host));
+    const ServiceStatus status = service->status();
+    const std::string shown_host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
+    log_notice(fmt::format("serving {} ({} images, {} index) at http://{}:{}/ (Ctrl-C stops)", status.store_dir.string(),
+                            status.images, status.index_kind, shown_host, port));
+    std::fflush(stderr);
+    api.run();
+    running_api = nullptr;
+    service->close();
+    const ServiceStatus final_status = service->status();
+    log_notice(fmt::format("stopped; {} images in the store, index file at catalogue generation {}", final_status.images,
+                            final_status.saved_generation));
+    return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_serve_command(CLI::App& app) {
+    auto flags = std::make_shared<ServeFlags>();
+    add_store_flag(app, flags->store);
+    app.add_option("--model", flags->model, "Model to embed with (must be the store's; default: the store's)")
+        ->envname("CBIR_MODEL");
+    app.add_option("--host", flags->host, "Address to listen on (loopback by default; 0.0.0.0 exposes the store)")
+        ->capture_default_str()->envname("CBIR_HOST");
+    app.add_option("--port", flags->port, "Port to listen on (0: any free port, printed at start)")
+        ->check(CLI::Range(0, 65535))->capture_default_str()->envname("CBIR_PORT");
+    app.add_option("--root", flags->roots,
+                   "Folder whose files POST /images may add by path (repeatable; default: the folder holding the store)")
+        ->check(CLI::ExistingDirectory);
+    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
+        ->capture_default_str()->envname("CBIR_THREADS");
+    app.add_option("--batch", flags->batch, "Most uploaded images embedded in one forward pass")
+        ->check(CLI::Range(1, 256))->capture_default_str()->envname("CBIR_BATCH");
+    app.add_option("--request-threads", flags->request_threads, "Threads answering HTTP requests")
+        ->check(CLI::Range(1, 1024))->capture_default_str();
+    app.add_option("--max-body-mb", flags->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")
+        ->check(CLI::Range(1, 4096))->capture_default_str();
+    app.add_option("--save-interval", flags->save_interval,
+                   "Seconds between writes of a changed index file (0: only at shutdown)")
+        ->check(CLI::Range(0, 86400))->capture_default_str();
+    add_precision_flag(app, flags->precision);
+    add_verbosity_flags(app, flags->verbosity);
+    return guarded_command([flags] { return run(*flags); });
+}
+
+}  // namespace cbir::cli

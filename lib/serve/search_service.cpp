@@ -1,0 +1,343 @@
+#include "serve/search_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "image/preprocess.h"
+#include "pipeline/model_resolution.h"
+#include "store/derived_index.h"
+#include "util/atomic_file.h"
+#include "util/file_stat.h"
+#include "util/hash.h"
+#include "util/log.h"
+
+namespace cbir {
+namespace {
+
+double milliseconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+bool is_within(const std::filesystem::path& path, const std::filesystem::path& root) {
+    auto [root_end, path_at] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
+    return root_end == root.end();
+}
+
+// The extension an upload is stored under, from its first bytes (the client's file name is never
+// used for anything on disk).
+std::string extension_of(const std::string& bytes) {
+    auto starts = [&](const char* magic, size_t offset = 0) {
+        const std::string m(magic);
+        return bytes.size() >= offset + m.size() && bytes.compare(offset, m.size(), m) == 0;
+    };
+    if (starts("\xFF\xD8")) return ".jpg";
+    if (starts("\x89PNG")) return ".png";
+    if (starts("BM")) return ".bmp";
+    if (starts("II*") || starts("MM")) return ".tif";
+    if (starts("RIFF") && starts("WEBP", 8)) return ".webp";
+    if (starts("P6") || starts("P5") || starts("P3")) return ".ppm";
+    return ".img";
+}
+
+}  // namespace
+
+SearchService::SearchService(const ServiceOptions& options) : options_(options) {}
+
+std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options) {
+    std::unique_ptr<SearchService> service(new SearchService(options));
+    SearchService& s = *service;
+    s.options_.store_dir = std::filesystem::absolute(options.store_dir).lexically_normal();
+    s.lock_ = std::make_unique<WriterLock>(s.options_.store_dir);
+    s.writer_ = Store::open(s.options_.store_dir);
+    s.reader_ = Store::open(s.options_.store_dir);
+
+    if (s.options_.roots.empty()) s.options_.roots.push_back(s.options_.store_dir.parent_path());
+    for (const auto& root : s.options_.roots) {
+        std::error_code ec;
+        auto canonical = std::filesystem::canonical(root, ec);
+        if (ec || !std::filesystem::is_directory(canonical))
+            throw Error(fmt::format("{}: not a folder (--root)", root.string()));
+        s.canonical_roots_.push_back(canonical);
+    }
+
+    s.model_ = model_for_existing_store(*s.writer_, options.model);
+    warn_if_untrained(s.model_);
+    EmbedderOptions embedder_options;
+    embedder_options.threads = options.threads;
+    embedder_options.precision = options.precision;
+    s.embedder_ = Embedder::load(s.model_.path, embedder_options);
+    if (s.embedder_->dimension() != s.writer_->settings().dimension)
+        throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
+                                s.embedder_->dimension(), s.writer_->settings().dimension));
+    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+
+    // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
+    // with the catalogue and written back now, so saved_generation_ is the file's.
+    s.generation_ = s.reader_->catalogue().generation();
+    s.index_ = open_search_index(*s.reader_, /*save=*/true);
+    s.saved_generation_ = s.generation_;
+    if (s.options_.save_interval_seconds > 0) s.saver_ = std::thread([&s] { s.saver_loop(); });
+    return service;
+}
+
+SearchService::~SearchService() {
+    try {
+        close();
+    } catch (const std::exception& e) {
+        log_warning(fmt::format("closing the store: {}", e.what()));
+    }
+}
+
+SearchAnswer SearchService::search(const std::vector<float>& vector, const SearchRequest& request,
+                                   std::string query_kind) const {
+    const int dimension = reader_->settings().dimension;
+    if (static_cast<int>(vector.size()) != dimension)
+        throw RequestError(400, fmt::format("the vector has {} values; this store's have {}", vector.size(), dimension));
+    for (float v : vector)
+        if (!std::isfinite(v)) throw RequestError(400, "the vector holds a value that is not a finite number");
+    if (request.k < 1 || request.k > 10000) throw RequestError(400, "k must be between 1 and 10000");
+    if (request.ef < 0 || request.nprobe < 0) throw RequestError(400, "ef and nprobe must not be negative");
+
+    SearchParams params;
+    params.k = request.k;
+    params.ef = request.ef;
+    params.nprobe = request.nprobe > 0 ? request.nprobe : reader_->settings().ivf_nprobe;
+    const auto started = std::chrono::steady_clock::now();
+    SearchAnswer answer;
+    answer.query_kind = std::move(query_kind);
+    {
+        std::shared_lock<std::shared_mutex> lock(index_mutex_);
+        answer.hits = find_hits(*index_, reader_->catalogue(), vector.data(), params, request.max_distance);
+    }
+    answer.search_ms = milliseconds_since(started);
+    return answer;
+}
+
+SearchAnswer SearchService::search_vector(const std::vector<float>& vector, const SearchRequest& request) const {
+    return search(vector, request, "vector");
+}
+
+SearchAnswer SearchService::search_id(int64_t id, const SearchRequest& request) const {
+    auto record = reader_->catalogue().find_by_id(id);
+    if (!record) throw RequestError(404, fmt::format("no image with id {}", id));
+    return search(record->vector, request, "id");
+}
+
+SearchAnswer SearchService::search_image(const std::string& bytes, const SearchRequest& request) const {
+    const auto started = std::chrono::steady_clock::now();
+    // Bytes already in the store are searched with their stored vector, as `cbir query` does for an
+    // indexed file: the image finds itself at distance 0, and no inference runs.
+    if (auto known = reader_->catalogue().find_by_sha256(sha256_hex(bytes.data(), bytes.size()))) {
+        SearchAnswer answer = search(known->vector, request, "stored");
+        answer.embed_ms = milliseconds_since(started) - answer.search_ms;
+        return answer;
+    }
+    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}));
+    const double embed_ms = milliseconds_since(started);
+    SearchAnswer answer = search(vector, request, "embedded");
+    answer.embed_ms = embed_ms;
+    return answer;
+}
+
+std::vector<float> SearchService::embed(const PreparedImage& image) const {
+    if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
+    return batcher_->embed(image.input);
+}
+
+AddResult SearchService::add_upload(const std::string& bytes) {
+    PreparedImage image = prepare_image_bytes(bytes, PreprocessSpec{});
+    if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
+    // Content-addressed: the same upload twice is one file and one row.
+    const std::filesystem::path target = uploads_dir() / (image.sha256 + extension_of(bytes));
+    ImageRecord record;
+    record.path = target.string();
+    if (auto existing = reader_->catalogue().find_by_path(record.path)) return {existing->id, existing->path, "unchanged"};
+    std::vector<float> vector;
+    if (auto twin = reader_->catalogue().find_by_sha256(image.sha256))
+        vector = twin->vector;  // the same picture is already catalogued elsewhere
+    else
+        vector = embed(image);
+
+    record.sha256 = image.sha256;
+    record.width = image.width;
+    record.height = image.height;
+    record.vector = std::move(vector);
+    return commit(std::move(record), &bytes);
+}
+
+std::filesystem::path SearchService::resolve_under_roots(const std::string& path) const {
+    if (path.empty() || path.find('\0') != std::string::npos) throw RequestError(400, "empty or invalid path");
+    std::filesystem::path given(path);
+    if (given.is_relative()) given = options_.roots.front() / given;
+    given = std::filesystem::absolute(given).lexically_normal();
+    // Symlinks and ".." are resolved before the check, so neither can lead outside the roots.
+    std::error_code ec;
+    const auto real = std::filesystem::weakly_canonical(given, ec);
+    bool inside = false;
+    for (const auto& root : canonical_roots_) inside = inside || (!ec && is_within(real, root));
+    if (!inside) throw RequestError(403, fmt::format("{} is not under a served root", path));
+    if (!std::filesystem::is_regular_file(real, ec)) throw RequestError(404, fmt::format("{}: no such file", path));
+    return given;
+}
+
+AddResult SearchService::add_path(const std::string& path) {
+    const std::filesystem::path file = resolve_under_roots(path);
+    const auto existing = reader_->catalogue().find_by_path(file.string());
+    auto st = stat_file(file);
+    if (existing && st && existing->size == st->size && existing->mtime_ns == st->mtime_ns)
+        return {existing->id, existing->path, "unchanged"};
+    PreparedImage image = prepare_image(file, PreprocessSpec{});
+    if (!image.ok()) throw RequestError(422, fmt::format("{}: {}", path, image.error));
+    ImageRecord record;
+    record.path = file.string();
+    record.size = image.stat.size;
+    record.mtime_ns = image.stat.mtime_ns;
+    record.sha256 = image.sha256;
+    record.width = image.width;
+    record.height = image.height;
+    if (auto twin = reader_->catalogue().find_by_sha256(image.sha256))
+        record.vector = twin->vector;
+    else
+        record.vector = embed(image);
+    return commit(std::move(record));
+}
+
+AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
+    std::lock_guard<std::mutex> write(write_mutex_);
+    if (upload) {
+        // Written under the write lock, so a concurrent DELETE of the same upload cannot remove the
+        // file between this write and the row's commit.
+        const std::filesystem::path target(record.path);
+        std::filesystem::create_directories(target.parent_path());
+        if (!std::filesystem::exists(target)) {
+            AtomicFileWriter file(target);
+            file.write(upload->data(), upload->size());
+            file.commit();
+        }
+        auto st = stat_file(target);
+        if (!st) throw Error(fmt::format("{}: cannot stat the stored upload", target.string()));
+        record.size = st->size;
+        record.mtime_ns = st->mtime_ns;
+    }
+    Catalogue& catalogue = writer_->catalogue();
+    const bool existed = catalogue.find_by_path(record.path).has_value();
+    Transaction transaction(catalogue);
+    const int64_t id = catalogue.upsert(record);
+    transaction.commit();
+    {
+        std::unique_lock<std::shared_mutex> lock(index_mutex_);
+        index_->add(id, record.vector.data());
+    }
+    generation_ = catalogue.generation();
+    return {id, record.path, existed ? "updated" : "added"};
+}
+
+AddResult SearchService::remove_id(int64_t id) {
+    auto record = reader_->catalogue().find_by_id(id);
+    if (!record) throw RequestError(404, fmt::format("no image with id {}", id));
+    return remove_record(*record);
+}
+
+AddResult SearchService::remove_path(const std::string& path) {
+    std::filesystem::path given(path);
+    if (given.is_relative()) given = options_.roots.front() / given;
+    auto record = reader_->catalogue().find_by_path(std::filesystem::absolute(given).lexically_normal().string());
+    if (!record) throw RequestError(404, fmt::format("{} is not in the store", path));
+    return remove_record(*record);
+}
+
+AddResult SearchService::remove_record(const ImageRecord& record) {
+    std::vector<int64_t> removed;
+    {
+        std::lock_guard<std::mutex> write(write_mutex_);
+        Catalogue& catalogue = writer_->catalogue();
+        Transaction transaction(catalogue);
+        removed = catalogue.remove_paths({record.path});
+        transaction.commit();
+        {
+            std::unique_lock<std::shared_mutex> lock(index_mutex_);
+            index_->remove(removed);
+        }
+        generation_ = catalogue.generation();
+        // Uploads are the store's own copies; files under the roots belong to the user and stay.
+        const std::filesystem::path file(record.path);
+        if (!removed.empty() && file.parent_path() == uploads_dir()) {
+            std::error_code ec;
+            std::filesystem::remove(file, ec);
+        }
+    }
+    if (removed.empty()) throw RequestError(404, fmt::format("no image with id {}", record.id));
+    return {record.id, record.path, "removed"};
+}
+
+std::optional<ImageRecord> SearchService::image(int64_t id) const { return reader_->catalogue().find_by_id(id); }
+
+ServiceStatus SearchService::status() const {
+    ServiceStatus s;
+    s.store_dir = options_.store_dir;
+    s.roots = options_.roots;
+    s.images = reader_->catalogue().count();
+    {
+        std::shared_lock<std::shared_mutex> lock(index_mutex_);
+        s.indexed = index_->size();
+        s.index_kind = index_->kind();
+    }
+    s.index_spec = reader_->settings().index_spec().describe();
+    s.metric = reader_->settings().metric;
+    s.dimension = reader_->settings().dimension;
+    s.model = model_;
+    s.generation = reader_->catalogue().generation();
+    {
+        std::lock_guard<std::mutex> lock(saver_mutex_);
+        s.saved_generation = saved_generation_;
+    }
+    s.images_embedded = batcher_->images_embedded();
+    s.inference_batches = batcher_->batches_run();
+    return s;
+}
+
+void SearchService::save_if_changed() {
+    std::lock_guard<std::mutex> write(write_mutex_);
+    {
+        std::lock_guard<std::mutex> lock(saver_mutex_);
+        if (generation_ == saved_generation_) return;
+    }
+    {
+        // Searches go on while the file is written; writers wait (they hold write_mutex_ to change it).
+        std::shared_lock<std::shared_mutex> lock(index_mutex_);
+        save_index_file(*index_, *writer_, generation_);
+    }
+    std::lock_guard<std::mutex> lock(saver_mutex_);
+    saved_generation_ = generation_;
+}
+
+void SearchService::saver_loop() {
+    std::unique_lock<std::mutex> lock(saver_mutex_);
+    while (!closing_) {
+        saver_wake_.wait_for(lock, std::chrono::seconds(options_.save_interval_seconds), [&] { return closing_; });
+        if (closing_) break;
+        lock.unlock();
+        try {
+            save_if_changed();
+        } catch (const std::exception& e) {
+            log_warning(fmt::format("could not write the index file ({}); the catalogue has every change", e.what()));
+        }
+        lock.lock();
+    }
+}
+
+void SearchService::close() {
+    {
+        std::lock_guard<std::mutex> lock(saver_mutex_);
+        if (closing_ && !saver_.joinable()) return;
+        closing_ = true;
+    }
+    saver_wake_.notify_all();
+    if (saver_.joinable()) saver_.join();
+    if (index_) save_if_changed();
+}
+
+}  // namespace cbir
