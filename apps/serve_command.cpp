@@ -1,10 +1,10 @@
 // `cbir serve`: the store as a long-running HTTP service (lib/serve). This file parses flags, wires
 // signals to a clean shutdown and prints where the service listens.
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -35,6 +35,15 @@ struct ServeFlags {
     Verbosity verbosity;
 };
 
+int stop_pipe[2] = {-1, -1};
+volatile sig_atomic_t stop_signals = 0;
+
+void on_stop_signal(int) {
+    if (stop_signals++ > 0) _exit(kInterrupted);
+    const char byte = 1;
+    [[maybe_unused]] ssize_t written = ::write(stop_pipe[1], &byte, 1);
+}
+
 bool is_loopback(const std::string& host) {
     return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
@@ -42,23 +51,24 @@ bool is_loopback(const std::string& host) {
 int run(const ServeFlags& flags) {
     apply_verbosity(flags.verbosity);
     ignore_sigpipe();
-    // SIGINT/SIGTERM are taken by one thread with sigwait, so they never interrupt a request thread;
-    // blocked here, before any thread starts, every thread inherits the mask.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    // SIGINT/SIGTERM: the handler only writes a byte to a pipe (any thread may receive the signal;
+    // OpenBLAS starts its own at load), and a watcher thread stops the server. A second signal ends
+    // the process at once: the catalogue is committed per request, the index file catches up later.
+    if (::pipe(stop_pipe) != 0) throw Error("cannot create a pipe for signal handling");
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
     std::atomic<bool> stop_requested{false};
     std::atomic<HttpApi*> running_api{nullptr};
     std::thread signal_thread([&] {
-        int signal_number = 0;
-        sigwait(&stop_signals, &signal_number);
+        char byte;
+        while (::read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+        }
         stop_requested = true;
         log_notice("stopping: finishing requests in flight, then saving the index (a second signal ends at once)");
         if (HttpApi* api = running_api.load()) api->stop();
-        sigwait(&stop_signals, &signal_number);
-        _exit(kInterrupted);  // the catalogue is committed per request; the index file is rebuilt if needed
     });
     signal_thread.detach();
 

@@ -4,13 +4,14 @@ wall time and peak resident memory (wait4's ru_maxrss) from outside the process.
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from cbir_assets import corel_images, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.path.join(ROOT, "build", "apps", "cbir")
@@ -40,28 +41,15 @@ def run_measured(command):
 
 
 def corel_folder():
-    for root in (os.environ.get("CBIR_ASSETS", ""), os.path.join(ROOT, "..", "shared", "assets")):
-        folder = os.path.join(root, "datasets", "corel1k", "images")
-        if root and os.path.isdir(folder):
-            return folder
-    sys.exit("bench: give a folder (Corel-1K not found in $CBIR_ASSETS or ../shared/assets)")
+    folder = corel_images()
+    if folder is None:
+        sys.exit("bench: give a folder (Corel-1K not found in $CBIR_ASSETS or ../shared/assets)")
+    return folder
 
 
 def count_images(folder):
     extensions = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
     return sum(f.lower().endswith(extensions) for _, _, files in os.walk(folder) for f in files)
-
-
-def machine():
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    with open("/proc/meminfo") as f:
-        mem_kb = int(next(l.split()[1] for l in f if l.startswith("MemTotal")))
-    return f"{model}, {os.cpu_count()} cores, {mem_kb / 1048576:.0f} GiB, {platform.system()} {platform.release()}"
 
 
 def main():

@@ -17,6 +17,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from cbir_assets import corel_images
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.path.join(ROOT, "build", "apps", "cbir")
 NAMES = ["dog1", "dog2", "dog3", "cat1", "cat2", "person1", "person2"]
@@ -72,12 +74,10 @@ def main():
             values = [edited[i] @ base[NAMES.index(c[0])] for i, c in enumerate(copies) if c[1] == edit]
             print(f"| {edit} | {min(values):.4f} | {np.median(values):.4f} |")
         print(f"\nhighest cosine between two different sample photos: {max_cross_similarity(base):.4f}")
-        for root in (os.environ.get("CBIR_ASSETS", ""), os.path.join(ROOT, "..", "shared", "assets")):
-            corel = os.path.join(root, "datasets", "corel1k", "images")
-            if root and os.path.isdir(corel):
-                _, vectors = embed([corel], args.model)
-                print(f"highest cosine between two different Corel-1K photos: {max_cross_similarity(vectors):.4f}")
-                break
+        corel = corel_images()
+        if corel:
+            _, vectors = embed([corel], args.model)
+            print(f"highest cosine between two different Corel-1K photos: {max_cross_similarity(vectors):.4f}")
 
 
 if __name__ == "__main__":

@@ -20,14 +20,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.environ.get("CBIR_BIN_DIR", os.path.join(ROOT, "build", "apps")) + "/cbir"
 MODEL = os.path.join(ROOT, "models", "resnet18-untrained-features.pt")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from cbir_assets import corel_images  # noqa: E402
 
 
 def corel():
-    for base in (os.environ.get("CBIR_ASSETS", ""), os.path.join(ROOT, "..", "shared", "assets")):
-        folder = os.path.join(base, "datasets", "corel1k", "images")
-        if base and os.path.isdir(folder):
-            return folder
-    sys.exit("crash test: Corel-1K not found ($CBIR_ASSETS or ../shared/assets)")
+    folder = corel_images()
+    if folder is None:
+        sys.exit("crash test: Corel-1K not found ($CBIR_ASSETS or ../shared/assets)")
+    return folder
 
 
 def rows(store):

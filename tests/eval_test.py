@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -16,14 +17,13 @@ BIN = os.environ.get("CBIR_BIN_DIR", "build/apps")
 SOURCE = os.environ.get("CBIR_SOURCE_DIR", ".")
 MODEL = os.path.join(SOURCE, "models", "resnet18-untrained-features.pt")
 CBIR = os.path.join(BIN, "cbir")
+sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+from cbir_assets import corel_images  # noqa: E402
 
 
 def corel():
-    for root in (os.environ.get("CBIR_ASSETS", ""), os.path.join(SOURCE, "..", "shared", "assets")):
-        folder = os.path.join(root, "datasets", "corel1k")
-        if root and os.path.isdir(os.path.join(folder, "images")):
-            return folder
-    return None
+    images = corel_images()
+    return os.path.dirname(images) if images else None
 
 
 def independent_scores(features, labels):

@@ -1,6 +1,7 @@
 #include "serve/http_api.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -74,10 +75,15 @@ struct Body {
     }
 };
 
-Body read_body(const httplib::Request& req, const httplib::ContentReader& reader) {
+Body read_body(const httplib::Request& req, const httplib::ContentReader& reader, size_t max_bytes) {
+    const std::string length = req.get_header_value("Content-Length");
+    if (!length.empty() && std::strtoull(length.c_str(), nullptr, 10) > max_bytes)
+        throw RequestError(413, fmt::format("request body of {} bytes is larger than the {} allowed (cbir serve --max-body-mb)",
+                                            length, max_bytes));
     Body body;
+    bool complete = false;
     if (req.is_multipart_form_data()) {
-        reader(
+        complete = reader(
             [&](const httplib::MultipartFormData& header) {
                 body.parts.push_back(header);
                 return true;
@@ -87,11 +93,12 @@ Body read_body(const httplib::Request& req, const httplib::ContentReader& reader
                 return true;
             });
     } else {
-        reader([&](const char* data, size_t size) {
+        complete = reader([&](const char* data, size_t size) {
             body.raw.append(data, size);
             return true;
         });
     }
+    if (!complete) throw RequestError(400, "the request body could not be read (cut short, malformed or too large)");
     return body;
 }
 
@@ -278,7 +285,7 @@ void HttpApi::add_routes() {
     });
 
     s.Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-        const Body request_body = read_body(req, reader);
+        const Body request_body = read_body(req, reader, options_.max_body_bytes);
         SearchRequest request = search_request_from(req, request_body);
         SearchAnswer answer;
         if (is_json(req)) {
@@ -314,7 +321,7 @@ void HttpApi::add_routes() {
     });
 
     s.Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-        const Body request_body = read_body(req, reader);
+        const Body request_body = read_body(req, reader, options_.max_body_bytes);
         AddResult added;
         if (is_json(req)) {
             const json body = parse_json_body(request_body);
