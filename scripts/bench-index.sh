@@ -2,7 +2,7 @@
 # Indexing benchmark, side by side on one folder and one machine: the notebook's Python pipeline
 # (batch 1, and the best batched variants), `cbir index` (fp32 and bf16), inference alone, decode
 # alone, peak RSS, and `cbir query` wall time on a 100k-vector synthetic store. Medians of
-# --runs runs (default 3); prints a markdown table. Needs scripts/install-deps.sh --python.
+# --runs runs (default 3); prints a markdown table. Needs scripts/install-deps.sh --test.
 #   scripts/bench-index.sh [FOLDER] [--runs N] [--query-store-size N]
 # FOLDER defaults to Corel-1K from $CBIR_ASSETS or ../shared/assets.
 set -euo pipefail

@@ -2,8 +2,10 @@
 # Installs cbir's build and test dependencies from Debian bookworm's packages (run as root, or with sudo).
 # Idempotent: packages already present are skipped by apt-get, and apt-get update is skipped when
 # nothing is missing.
-#   --python   also install the Python reference stack (python3-torch, torchvision, PIL) used by
-#              scripts/reference_features.py and the benchmarks; the tool itself never needs it.
+#   --test     also install what the tests and benchmarks use and the tool never needs: the Python
+#              reference stack (python3-torch, torchvision, numpy) for scripts/reference_features.py
+#              and the fidelity tests, chromium for the web page's browser test, wrk for
+#              scripts/bench-serve.sh.
 set -euo pipefail
 
 packages=(
@@ -12,10 +14,11 @@ packages=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev libhnswlib-dev libfmt-dev doctest-dev
   libfaiss-dev libopenblas0-pthread libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
+  libcpp-httplib-dev
   python3 python3-pil
 )
-if [[ "${1:-}" == "--python" ]]; then
-  packages+=(python3-torch python3-torchvision python3-numpy)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(python3-torch python3-torchvision python3-numpy chromium wrk)
 fi
 
 missing=()

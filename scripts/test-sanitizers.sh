@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-./scripts/install-deps.sh --python
+./scripts/install-deps.sh --test
 ./scripts/fetch-assets.sh
 cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCBIR_SANITIZE=ON >/dev/null
 cmake --build build-sanitize -j2

@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-./scripts/install-deps.sh --python
+./scripts/install-deps.sh --test
 ./scripts/fetch-assets.sh
 ./scripts/build.sh
 ctest --test-dir build --output-on-failure -j2
