@@ -109,6 +109,7 @@ HnswIndex::HnswIndex(int dimension, Metric metric, const HnswParams& params, siz
     : HnswIndex(dimension, metric, params) {
     graph_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), std::max<size_t>(capacity, 16),
                                                                params.m, params.ef_construction);
+    graph_->setEf(1);  // see search()
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -146,13 +147,13 @@ std::vector<Neighbor> HnswIndex::search(const float* query, const SearchParams& 
     prepare_for_metric(metric_, q.data(), q.size());
     const size_t k = std::min(static_cast<size_t>(std::max(params.k, 0)), size());
     if (k == 0) return {};
-    std::priority_queue<std::pair<float, hnswlib::labeltype>> found;
-    {
-        std::lock_guard<std::mutex> lock(search_mutex_);
-        const int ef = params.ef > 0 ? params.ef : params_.ef_search;
-        graph_->setEf(static_cast<size_t>(std::max<int>(ef, static_cast<int>(k))));
-        found = graph_->searchKnn(q.data(), k);
-    }
+    // hnswlib keeps ef in the graph (shared state), and searches with max(ef, k) candidates. With
+    // ef fixed at 1, asking for max(ef, k) results searches exactly as broadly, and the top k of them
+    // are the answer: concurrent searches with different ef need no lock.
+    const int ef = params.ef > 0 ? params.ef : params_.ef_search;
+    const size_t breadth = std::max(static_cast<size_t>(std::max(ef, 1)), k);
+    auto found = graph_->searchKnn(q.data(), breadth);
+    while (found.size() > k) found.pop();
     std::vector<Neighbor> out(found.size());
     for (size_t i = out.size(); i-- > 0; found.pop())
         out[i] = {static_cast<int64_t>(found.top().second), found.top().first};
@@ -186,6 +187,7 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::filesystem::path& path, in
     params.ef_search = ef_search;
     std::unique_ptr<HnswIndex> index(new HnswIndex(static_cast<int>(header.dimension), header.metric, params));
     index->graph_ = read_graph(payload, index->space_.get(), path.string());
+    index->graph_->setEf(1);  // see search()
     if (index->graph_->cur_element_count != header.count)
         throw IndexFileError(path.string() + ": header says " + std::to_string(header.count) + " vectors, graph holds " +
                              std::to_string(index->size()));

@@ -48,7 +48,6 @@ private:
     HnswParams params_;
     std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
     std::unique_ptr<hnswlib::HierarchicalNSW<float>> graph_;
-    mutable std::mutex search_mutex_;  // hnswlib's ef is shared state
     std::mutex resize_mutex_;
 };
 

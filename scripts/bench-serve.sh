@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Serving benchmark, side by side on one store and one machine: a one-shot `cbir query` process per
+# image, then `cbir serve` answering POST /search with an image and with a precomputed vector, from
+# one sequential client (latency) and from wrk with several connections (throughput, p50/p99).
+# Needs scripts/install-deps.sh --test (wrk). Prints a markdown table.
+#   scripts/bench-serve.sh [--store-size N] [--seconds S] [--connections C]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+[[ -x "$root/build/apps/cbir" ]] || "$root/scripts/build.sh"
+exec /usr/bin/python3 "$root/scripts/bench_serve.py" "$@"

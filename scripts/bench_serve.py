@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Driver of scripts/bench-serve.sh (see there). Standard library and wrk only."""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from cbir_assets import corel_images, machine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CBIR = os.path.join(ROOT, "build", "apps", "cbir")
+MODEL = os.path.join(ROOT, "models", "resnet18-untrained-features.pt")
+
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("CBIR_BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("CBIR_BENCH_TYPE")
+"""
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+
+
+def start_server(store):
+    server = subprocess.Popen([CBIR, "serve", "--store", store, "--port", "0"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    for line in server.stderr:
+        found = re.search(r"at http://127\.0\.0\.1:(\d+)/", line)
+        if found:
+            return server, int(found.group(1))
+    sys.exit("bench: cbir serve did not start")
+
+
+def sequential(port, path, body, content_type, count):
+    """Latencies (ms) of `count` requests one after another on one keep-alive connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        connection.request("POST", path, body, {"Content-Type": content_type})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            sys.exit(f"bench: POST {path} answered {response.status}")
+        latencies.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return latencies
+
+
+def wrk(port, body_file, content_type, seconds, connections, work):
+    script = os.path.join(work, "post.lua")
+    with open(script, "w") as f:
+        f.write(WRK_SCRIPT)
+    env = dict(os.environ, CBIR_BENCH_BODY=body_file, CBIR_BENCH_TYPE=content_type)
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
+                          f"http://127.0.0.1:{port}/search?k=10"], env=env, capture_output=True, text=True, check=True).stdout
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def latency(p):
+        value, unit = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * units[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"bench: wrk saw {errors.group(1)} failed requests:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), latency(50), latency(99)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store-size", type=int, default=100000, help="synthetic vectors in the served store")
+    parser.add_argument("--seconds", type=int, default=15, help="length of each wrk run")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--runs", type=int, default=7, help="one-shot cbir query runs")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk not found (scripts/install-deps.sh --test)")
+    corel = corel_images()
+    query_image = os.path.join(corel, "950.jpg") if corel else os.path.join(ROOT, "images", "dog1.jpg")
+    work = tempfile.mkdtemp(prefix="cbir-bench-serve-")
+    try:
+        store = os.path.join(work, "store")
+        subprocess.run([CBIR, "bench", "synth-store", "--store", store, "--count", str(args.store_size), "--model", MODEL],
+                       check=True, capture_output=True)
+        vector = json.loads(subprocess.run([CBIR, "embed", query_image, "--format", "jsonl", "--model", MODEL, "-q"],
+                                           check=True, capture_output=True, text=True).stdout)["vector"]
+        vector_file = os.path.join(work, "vector.json")
+        with open(vector_file, "w") as f:
+            json.dump({"vector": vector}, f)
+        with open(query_image, "rb") as f:
+            image_bytes = f.read()
+        print(f"bench: {args.store_size}-vector HNSW store; query image {query_image}; machine: {machine()}",
+              file=sys.stderr)
+
+        walls = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            subprocess.run([CBIR, "query", query_image, "--store", store, "-k", "10", "-q"], check=True,
+                           stdout=subprocess.DEVNULL)
+            walls.append((time.perf_counter() - started) * 1000)
+        rows = [("`cbir query` process, image (one at a time)", 1000 / statistics.median(walls),
+                 statistics.median(walls), percentile(walls, 99))]
+
+        server, port = start_server(store)
+        try:
+            sequential(port, "/search?k=10", image_bytes, "image/jpeg", 5)  # first requests warm up
+            for label, body, content_type, body_file, count in [
+                    ("image", image_bytes, "image/jpeg", query_image, 100),
+                    ("vector", json.dumps({"vector": vector}).encode(), "application/json", vector_file, 500)]:
+                latencies = sequential(port, "/search?k=10", body, content_type, count)
+                rows.append((f"`cbir serve` POST /search, {label}, 1 client", 1000 / statistics.median(latencies),
+                             statistics.median(latencies), percentile(latencies, 99)))
+                rate, p50, p99 = wrk(port, body_file, content_type, args.seconds, args.connections, work)
+                rows.append((f"`cbir serve` POST /search, {label}, wrk {args.connections} connections", rate, p50, p99))
+                print(f"bench: {label} done", file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait(60)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    one_shot = rows[0][2]
+    print(f"\nMachine: {machine()}. Store: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
+          f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). wrk: 1 thread, {args.seconds} s per run, on the "
+          f"same two cores as the server.\n")
+    print("| client | requests/s | p50 ms | p99 ms | p50 × faster than `cbir query` |")
+    print("|---|---:|---:|---:|---:|")
+    for label, rate, p50, p99 in rows:
+        print(f"| {label} | {rate:.1f} | {p50:.2f} | {p99:.2f} | {one_shot / p50:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
