@@ -254,11 +254,13 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
     {
         std::lock_guard<std::mutex> write(write_mutex_);
         Catalogue& catalogue = writer_->catalogue();
-        Transaction transaction(catalogue);
-        removed = catalogue.remove_paths({record.path});
-        transaction.commit();
         {
+            // Searches wait for the commit too: none may find in the index an id whose catalogue row
+            // (its path) is already gone.
             std::unique_lock<std::shared_mutex> lock(index_mutex_);
+            Transaction transaction(catalogue);
+            removed = catalogue.remove_paths({record.path});
+            transaction.commit();
             index_->remove(removed);
         }
         generation_ = catalogue.generation();
