@@ -297,9 +297,10 @@ class ServeEndToEnd(unittest.TestCase):
         self.assertEqual(request(self.url + f"/images/{a['id']}", "DELETE")[0], 404)
 
     def test_a_second_writer_is_refused_while_serving(self):
-        r = cbir(self.tmp, "index", "photos", "--store", "store")
-        self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn(str(self.server.process.pid), r.stderr)
+        for command in (["index", "photos"], ["serve", "--port", "0"]):
+            r = cbir(self.tmp, *command, "--store", "store")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(str(self.server.process.pid), r.stderr)
 
 
 @unittest.skipUnless(COREL, "Corel-1K not found in $CBIR_ASSETS or ../shared/assets")
