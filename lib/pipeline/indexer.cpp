@@ -126,9 +126,6 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         store = Store::open(options.store_dir);
         check_requested_settings(*store, options);
     }
-    // The index is brought up from this state at the end: everything this run changes (copies of
-    // known content included) is after it.
-
     const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
     std::vector<Candidate> todo = select_changed(files, store.get(), summary);
 
