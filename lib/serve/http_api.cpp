@@ -311,13 +311,12 @@ void HttpApi::add_routes() {
         } else {
             answer = service_.search_image(image_bytes(request_body), request);
         }
-        const ServiceStatus st = service_.status();
         json results = json::array();
         for (const auto& hit : answer.hits) results.push_back(hit_json(hit));
         send_json(res, 200,
                   json{{"query", answer.query_kind},
-                       {"metric", metric_name(st.metric)},
-                       {"index", st.index_kind},
+                       {"metric", metric_name(answer.metric)},
+                       {"index", answer.index_kind},
                        {"k", request.k},
                        {"results", results},
                        {"timing_ms", {{"embed", answer.embed_ms}, {"search", answer.search_ms}}}});

@@ -108,8 +108,10 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
     const auto started = std::chrono::steady_clock::now();
     SearchAnswer answer;
     answer.query_kind = std::move(query_kind);
+    answer.metric = reader_->settings().metric;
     {
         std::shared_lock<std::shared_mutex> lock(index_mutex_);
+        answer.index_kind = index_->kind();
         answer.hits = find_hits(*index_, reader_->catalogue(), vector.data(), params, request.max_distance);
     }
     answer.search_ms = milliseconds_since(started);

@@ -60,6 +60,8 @@ struct SearchAnswer {
     // whose bytes are already in the store: its vector, as `cbir query` uses for an indexed file) or
     // "embedded".
     std::string query_kind;
+    Metric metric = Metric::L2;
+    std::string index_kind;  // what was searched: hnsw, ivf, ivfpq or flat
     std::vector<QueryHit> hits;
     double embed_ms = 0;
     double search_ms = 0;
