@@ -16,3 +16,4 @@ echo "+ cbir query images/dog1.jpg --top-k 10" >&2
 cbir query images/dog1.jpg --top-k 10 --format table
 echo >&2
 echo "cbir is built in build/apps; to use it anywhere: export PATH=\"$root/build/apps:\$PATH\"" >&2
+echo "to search from a browser: cbir serve, then open http://127.0.0.1:19121/" >&2
