@@ -219,6 +219,8 @@ class ServeEndToEnd(unittest.TestCase):
             (post_json(self.url + "/search", {"vector": "abc"}), 400),
             (post_json(self.url + "/search", {"id": 10 ** 9}), 404),
             (post_json(self.url + "/search", {"nothing": 1}), 400),
+            (post_json(self.url + "/search", {"id": 1, "k": 2 ** 40}), 400),
+            (post_json(self.url + "/search", {"id": 1, "k": "5"}), 400),
             (post_image(self.url + "/search?k=0", os.path.join(self.photos, "dog1.jpg")), 400),
             (post_image(self.url + "/search?k=ten", os.path.join(self.photos, "dog1.jpg")), 400),
             (request(self.url + "/search", "POST", b"", {"Content-Type": "image/jpeg"}), 400),

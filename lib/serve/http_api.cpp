@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -45,7 +46,8 @@ int to_int(const std::string& text, const char* name) {
     try {
         size_t used = 0;
         const long long value = std::stoll(text, &used);
-        if (used != text.size() || value < -(1LL << 31) || value > (1LL << 31)) throw std::invalid_argument(name);
+        if (used != text.size() || value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max())
+            throw std::invalid_argument(name);
         return static_cast<int>(value);
     } catch (const std::exception&) {
         throw RequestError(400, fmt::format("{} must be an integer, not \"{}\"", name, text));
@@ -127,16 +129,22 @@ json parse_json_body(const Body& request_body) {
     }
 }
 
+int json_int(const json& body, const char* name) {
+    const json& value = body.at(name);
+    if (!value.is_number_integer() || value.get<long long>() < std::numeric_limits<int>::min() ||
+        value.get<long long>() > std::numeric_limits<int>::max())
+        throw RequestError(400, fmt::format("\"{}\" must be an integer", name));
+    return value.get<int>();
+}
+
 // JSON fields override the query string: {"k": 5, "ef": 128, "nprobe": 32, "max_distance": 30}.
 void apply_json_fields(const json& body, SearchRequest& request) {
-    try {
-        if (body.contains("k")) request.k = body.at("k").get<int>();
-        if (body.contains("ef")) request.ef = body.at("ef").get<int>();
-        if (body.contains("nprobe")) request.nprobe = body.at("nprobe").get<int>();
-        if (body.contains("max_distance") && !body.at("max_distance").is_null())
-            request.max_distance = body.at("max_distance").get<float>();
-    } catch (const json::exception&) {
-        throw RequestError(400, "k, ef and nprobe must be integers and max_distance a number");
+    if (body.contains("k")) request.k = json_int(body, "k");
+    if (body.contains("ef")) request.ef = json_int(body, "ef");
+    if (body.contains("nprobe")) request.nprobe = json_int(body, "nprobe");
+    if (body.contains("max_distance") && !body.at("max_distance").is_null()) {
+        if (!body.at("max_distance").is_number()) throw RequestError(400, "\"max_distance\" must be a number");
+        request.max_distance = body.at("max_distance").get<float>();
     }
 }
 
