@@ -10,5 +10,5 @@ cd "$root"
 ./scripts/fetch-assets.sh
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCBIR_TSAN=ON >/dev/null
 cmake --build build-tsan -j2
-export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp"
 ctest --test-dir build-tsan --output-on-failure -j2 -R "${1:-serve|e2e|crash}"
