@@ -34,7 +34,11 @@ class DevTools:
             os.dup2(b, 4)
 
         self.process = subprocess.Popen(
+            # No network but the page's own loopback server: Chromium's background services (updates,
+            # sync, QUIC probes) would otherwise try to reach outside hosts at every start.
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
              "--remote-debugging-pipe", f"--user-data-dir={profile_dir}", "about:blank"],
             preexec_fn=wire_pipes, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_browser_read)
