@@ -99,7 +99,8 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
     for (float v : vector)
         if (!std::isfinite(v)) throw RequestError(400, "the vector holds a value that is not a finite number");
     if (request.k < 1 || request.k > 10000) throw RequestError(400, "k must be between 1 and 10000");
-    if (request.ef < 0 || request.nprobe < 0) throw RequestError(400, "ef and nprobe must not be negative");
+    if (request.ef < 0 || request.ef > 100000 || request.nprobe < 0)
+        throw RequestError(400, "ef must be between 0 and 100000, nprobe not negative (0: the store's default)");
 
     SearchParams params;
     params.k = request.k;
