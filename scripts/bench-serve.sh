@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Serving benchmark, side by side on one store and one machine: a one-shot `cbir query` process per
 # image, then `cbir serve` answering POST /search with an image and with a precomputed vector, from
-# one sequential client (latency) and from wrk with several connections (throughput, p50/p99).
+# one sequential client (latency) and from wrk with several connections (throughput, p50/p99); and
+# POST /images of distinct photos (inserts into the served index).
 # Needs scripts/install-deps.sh --test (wrk). Prints a markdown table.
 #   scripts/bench-serve.sh [--store-size N] [--seconds S] [--connections C]
 set -euo pipefail

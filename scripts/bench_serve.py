@@ -42,7 +42,7 @@ def start_server(store):
     sys.exit("bench: cbir serve did not start")
 
 
-def sequential(port, path, body, content_type, count):
+def sequential(port, path, body, content_type, count, expect=200):
     """Latencies (ms) of `count` requests one after another on one keep-alive connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies = []
@@ -51,7 +51,7 @@ def sequential(port, path, body, content_type, count):
         connection.request("POST", path, body, {"Content-Type": content_type})
         response = connection.getresponse()
         response.read()
-        if response.status != 200:
+        if response.status != expect:
             sys.exit(f"bench: POST {path} answered {response.status}")
         latencies.append((time.perf_counter() - started) * 1000)
     connection.close()
@@ -83,6 +83,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=15, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--runs", type=int, default=7, help="one-shot cbir query runs")
+    parser.add_argument("--uploads", type=int, default=100, help="distinct Corel photos added with POST /images")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk not found (scripts/install-deps.sh --test)")
@@ -124,6 +125,14 @@ def main():
                 rate, p50, p99 = wrk(port, body_file, content_type, args.seconds, args.connections, work)
                 rows.append((f"`cbir serve` POST /search, {label}, wrk {args.connections} connections", rate, p50, p99))
                 print(f"bench: {label} done", file=sys.stderr)
+            if corel:
+                # Inserts: distinct photos uploaded one after another, each searchable when answered.
+                latencies = []
+                for number in range(args.uploads):
+                    with open(os.path.join(corel, f"{number}.jpg"), "rb") as f:
+                        latencies += sequential(port, "/images", f.read(), "image/jpeg", 1, expect=201)
+                rows.append((f"`cbir serve` POST /images, {args.uploads} distinct uploads, 1 client",
+                             1000 / statistics.median(latencies), statistics.median(latencies), percentile(latencies, 99)))
         finally:
             server.terminate()
             server.wait(60)
@@ -134,7 +143,7 @@ def main():
     print(f"\nMachine: {machine()}. Store: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
           f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). wrk: 1 thread, {args.seconds} s per run, on the "
           f"same two cores as the server.\n")
-    print("| client | requests/s | p50 ms | p99 ms | p50 × faster than `cbir query` |")
+    print("| client | requests/s | p50 ms | p99 ms | p50 vs `cbir query` |")
     print("|---|---:|---:|---:|---:|")
     for label, rate, p50, p99 in rows:
         print(f"| {label} | {rate:.1f} | {p50:.2f} | {p99:.2f} | {one_shot / p50:.1f} |")
