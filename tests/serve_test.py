@@ -5,6 +5,7 @@ and a concurrency run (parallel searches while images are added and removed).
 
 Run by ctest (CBIR_BIN_DIR, CBIR_SOURCE_DIR); standard library only.
 """
+import io
 import json
 import os
 import re
@@ -174,6 +175,20 @@ class ServeEndToEnd(unittest.TestCase):
         status, page = request(self.url + "/")
         self.assertEqual(status, 200)
         self.assertIn(b'type="file"', page)
+
+    def test_thumbnails(self):
+        status, answer = post_image(self.url + "/search?k=1", os.path.join(self.photos, "dog1.jpg"))
+        hit = answer["results"][0]
+        with Image.open(os.path.join(self.photos, "dog1.jpg")) as original:
+            width, height = original.size
+        for size, expected in ((128, (128, round(128 * height / width))), (4 * width // 3, (width, height))):
+            req = urllib.request.Request(self.url + f"{hit['thumbnail']}?size={size}")
+            with urllib.request.urlopen(req, timeout=60) as response:
+                self.assertEqual(response.headers["Content-Type"], "image/jpeg")
+                with Image.open(io.BytesIO(response.read())) as thumbnail:
+                    self.assertEqual((thumbnail.format, thumbnail.size), ("JPEG", expected))  # never enlarged
+        self.assertEqual(request(self.url + f"{hit['thumbnail']}?size=5")[0], 400)
+        self.assertEqual(request(self.url + "/images/999999/thumbnail")[0], 404)
 
     def test_search_by_uploaded_image_equals_cbir_query(self):
         for name in ("q401.jpg", "q903.jpg"):

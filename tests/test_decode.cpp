@@ -8,6 +8,7 @@
 
 #include "image/decode.h"
 #include "image/image_header.h"
+#include "image/thumbnail.h"
 #include "test_support.h"
 
 using namespace cbir;
@@ -86,4 +87,26 @@ TEST_CASE("decode: image sizes are read from headers, and a decompression bomb i
     const auto refused = decode_image_bytes(bomb);
     CHECK(refused.error.find("decompression bomb") != std::string::npos);
     CHECK_FALSE(read_image_size("not an image at all, just text"));
+}
+
+TEST_CASE("thumbnail: a large JPEG shrinks to the asked size, decoded at a reduced scale") {
+    cv::Mat gradient(3000, 4000, CV_8UC3);
+    for (int y = 0; y < gradient.rows; ++y)
+        for (int x = 0; x < gradient.cols; ++x)
+            gradient.at<cv::Vec3b>(y, x) = cv::Vec3b(x * 255 / 4000, y * 255 / 3000, 128);
+    std::vector<unsigned char> encoded;
+    REQUIRE(cv::imencode(".jpg", gradient, encoded));
+    const std::string bytes(encoded.begin(), encoded.end());
+    const Thumbnail thumbnail = make_thumbnail(bytes, 256);
+    REQUIRE_MESSAGE(thumbnail.error.empty(), thumbnail.error);
+    const cv::Mat decoded = cv::imdecode(std::vector<unsigned char>(thumbnail.jpeg.begin(), thumbnail.jpeg.end()),
+                                         cv::IMREAD_COLOR);
+    CHECK(decoded.cols == 256);
+    CHECK(decoded.rows == 192);
+    // The picture survives: the corners keep the gradient's colours (BGR: blue grows to the right).
+    CHECK(decoded.at<cv::Vec3b>(96, 250)[0] > 200);
+    CHECK(decoded.at<cv::Vec3b>(96, 5)[0] < 40);
+    // A reduced decode is what makes it cheap: 1/8 scale still leaves 500 pixels for 256.
+    CHECK(decode_image_bytes(bytes, 8).rgb.cols == 500);
+    CHECK(!make_thumbnail("not an image", 256).error.empty());
 }

@@ -46,7 +46,7 @@ long long max_image_pixels() {
     return limit;
 }
 
-DecodedImage decode_image_bytes(const std::string& bytes) {
+DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
     DecodedImage out;
     if (bytes.empty()) {
         out.error = "empty file";
@@ -71,7 +71,12 @@ DecodedImage decode_image_bytes(const std::string& bytes) {
     cv::Mat bgr;
     try {
         const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-        bgr = cv::imdecode(raw, cv::IMREAD_COLOR);  // IMREAD_COLOR also applies the EXIF orientation
+        // Every IMREAD_*COLOR* mode also applies the EXIF orientation.
+        const int mode = reduction >= 8   ? cv::IMREAD_REDUCED_COLOR_8
+                         : reduction >= 4 ? cv::IMREAD_REDUCED_COLOR_4
+                         : reduction >= 2 ? cv::IMREAD_REDUCED_COLOR_2
+                                          : cv::IMREAD_COLOR;
+        bgr = cv::imdecode(raw, mode);
     } catch (const cv::Exception& e) {
         out.error = std::string("decoder error: ") + e.what();
         return out;

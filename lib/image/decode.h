@@ -19,7 +19,9 @@ struct DecodedImage {
 inline constexpr long long kDefaultMaxPixels = 250'000'000;
 long long max_image_pixels();
 
-DecodedImage decode_image_bytes(const std::string& bytes);
+// reduction 2, 4 or 8 decodes at that fraction of the size (JPEG: libjpeg's DCT scaling, a fraction
+// of a full decode's cost); features are always computed from full decodes (reduction 1).
+DecodedImage decode_image_bytes(const std::string& bytes, int reduction = 1);
 
 // The file extensions the folder walk picks up (lower case, with the dot).
 bool has_image_extension(const std::filesystem::path& path);

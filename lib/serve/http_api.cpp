@@ -10,6 +10,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "image/thumbnail.h"
 #include "serve/web_page.h"
 #include "util/log.h"
 
@@ -34,8 +35,10 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
 std::string route_of(const httplib::Request& req) {
     std::string path = req.path;
     if (path.rfind("/images/", 0) == 0) {
-        const bool file = path.size() > 5 && path.compare(path.size() - 5, 5, "/file") == 0;
-        path = file ? "/images/{id}/file" : "/images/{id}";
+        const auto ends_with = [&](const std::string& tail) {
+            return path.size() > tail.size() && path.compare(path.size() - tail.size(), tail.size(), tail) == 0;
+        };
+        path = ends_with("/file") ? "/images/{id}/file" : ends_with("/thumbnail") ? "/images/{id}/thumbnail" : "/images/{id}";
     } else if (path != "/" && path != "/search" && path != "/images" && path != "/stats" && path != "/health") {
         path = "(other)";
     }
@@ -165,8 +168,12 @@ std::string image_bytes(const Body& body) {
 }
 
 json hit_json(const QueryHit& hit) {
-    return json{{"rank", hit.rank}, {"id", hit.id}, {"distance", hit.distance}, {"path", hit.path},
-                {"file", fmt::format("/images/{}/file", hit.id)}};
+    return json{{"rank", hit.rank},
+                {"id", hit.id},
+                {"distance", hit.distance},
+                {"path", hit.path},
+                {"file", fmt::format("/images/{}/file", hit.id)},
+                {"thumbnail", fmt::format("/images/{}/thumbnail", hit.id)}};
 }
 
 json record_json(const ImageRecord& r, bool with_vector) {
@@ -364,6 +371,22 @@ void HttpApi::add_routes() {
         bytes << in.rdbuf();
         res.set_header("Cache-Control", "private, max-age=60");
         res.set_content(bytes.str(), content_type_of(record->path).c_str());
+    });
+
+    // A JPEG of at most `size` pixels (default 256) on the longer side, for result grids.
+    s.Get(R"(/images/(\d+)/thumbnail)", [this](const httplib::Request& req, httplib::Response& res) {
+        auto record = service_.image(id_from(req.matches[1]));
+        if (!record) throw RequestError(404, "no image with id " + std::string(req.matches[1]));
+        const int size = req.has_param("size") ? to_int(req.get_param_value("size"), "size") : 256;
+        if (size < 16 || size > 2048) throw RequestError(400, "size must be between 16 and 2048");
+        std::ifstream in(record->path, std::ios::binary);
+        if (!in) throw RequestError(410, record->path + ": the file is gone (cbir prune removes such rows)");
+        std::ostringstream bytes;
+        bytes << in.rdbuf();
+        Thumbnail thumbnail = make_thumbnail(bytes.str(), size);
+        if (!thumbnail.error.empty()) throw RequestError(422, record->path + ": " + thumbnail.error);
+        res.set_header("Cache-Control", "private, max-age=60");
+        res.set_content(thumbnail.jpeg, "image/jpeg");
     });
 
     auto remove = [this](const httplib::Request& req, httplib::Response& res) {
