@@ -334,6 +334,22 @@ class ServeLifecycle(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def test_start_failures_are_reported(self):
+        missing = os.path.join(self.tmp, "missing")
+        r = cbir(self.tmp, "serve", "--store", missing, "--port", "0")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("no cbir store", r.stderr)
+        self.assertFalse(os.path.exists(missing))  # reported, not created
+        shutil.copytree(os.path.join(self.tmp, "store"), os.path.join(self.tmp, "other"))
+        server = Server(self.tmp)
+        try:
+            port = server.url.rsplit(":", 1)[1]
+            r = cbir(self.tmp, "serve", "--store", "other", "--port", port)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"cannot listen on 127.0.0.1:{port}", r.stderr)
+        finally:
+            server.stop()
+
     def test_shutdown_saves_the_index_and_the_store_checks(self):
         server = Server(self.tmp, "--save-interval", "0")
         added = post_image(server.url + "/images", os.path.join(COREL, "950.jpg"))[1]

@@ -1,5 +1,7 @@
 #include "serve/http_api.h"
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <limits>
@@ -221,6 +223,12 @@ HttpApi::HttpApi(SearchService& service, const HttpOptions& options)
     // Without it, Nagle's algorithm holds the body back behind the headers until the client's delayed
     // ACK: every answer took 40 ms more (measured with scripts/bench-serve.sh).
     server_->set_tcp_nodelay(true);
+    // httplib's default also sets SO_REUSEPORT, with which a second server binds the same port and
+    // the kernel splits connections between the two stores. SO_REUSEADDR alone allows a quick restart.
+    server_->set_socket_options([](int socket) {
+        const int yes = 1;
+        ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     server_->set_read_timeout(30, 0);
     server_->set_write_timeout(30, 0);
     add_routes();

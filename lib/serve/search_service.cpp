@@ -50,9 +50,9 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     std::unique_ptr<SearchService> service(new SearchService(options));
     SearchService& s = *service;
     s.options_.store_dir = std::filesystem::absolute(options.store_dir).lexically_normal();
+    s.reader_ = Store::open(s.options_.store_dir);  // first: a missing store is reported, not created
     s.lock_ = std::make_unique<WriterLock>(s.options_.store_dir);
     s.writer_ = Store::open(s.options_.store_dir);
-    s.reader_ = Store::open(s.options_.store_dir);
 
     if (s.options_.roots.empty()) s.options_.roots.push_back(s.options_.store_dir.parent_path());
     for (const auto& root : s.options_.roots) {
