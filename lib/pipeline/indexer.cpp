@@ -119,7 +119,10 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         if (callbacks.on_failure) callbacks.on_failure(path, reason);
     };
 
-    // One writer at a time; held until the run ends (or the process dies).
+    // One writer at a time; held until the run ends (or the process dies). A new store's folder is
+    // made first, to hold the lock file.
+    std::error_code made;
+    std::filesystem::create_directories(options.store_dir, made);
     WriterLock lock(options.store_dir);
     std::unique_ptr<Store> store;
     if (Store::exists(options.store_dir)) {

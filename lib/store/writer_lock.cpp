@@ -13,8 +13,10 @@
 namespace cbir {
 
 WriterLock::WriterLock(const std::filesystem::path& store_dir) {
-    std::error_code ec;
-    std::filesystem::create_directories(store_dir, ec);
+    // The folder is not created here: a command pointed at a store that does not exist must not
+    // leave an empty one behind (the indexer creates a new store's folder itself).
+    if (!std::filesystem::is_directory(store_dir))
+        throw Error(store_dir.string() + ": no cbir store here; create one with 'cbir index DIR'");
     const auto path = store_dir / "lock";
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw Error(path.string() + ": cannot open the store's lock file: " + std::strerror(errno));
