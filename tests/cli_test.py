@@ -61,6 +61,14 @@ class Pipelines(unittest.TestCase):
         return subprocess.run([CBIR, *args], cwd=cls.tmp, env=cls.env, input=stdin, capture_output=True, text=text,
                               timeout=600)
 
+    def test_writing_commands_do_not_create_a_missing_store(self):
+        missing = os.path.join(self.tmp, "no-store-here")
+        for command in (["remove", "x.jpg"], ["prune"], ["repair"], ["reindex"], ["serve", "--port", "0"]):
+            r = self.run_cbir(*command, "--store", missing)
+            self.assertEqual(r.returncode, 2, (command, r.stderr))
+            self.assertIn("no cbir store", r.stderr)
+            self.assertFalse(os.path.exists(missing), command)
+
     def test_index_reads_nul_separated_paths_from_stdin(self):
         self.assertEqual(self.index_run.returncode, 0, self.index_run.stderr)
         self.assertIn(b"indexed 8 new", self.index_run.stderr)
