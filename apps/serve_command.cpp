@@ -35,8 +35,11 @@ struct ServeFlags {
     Verbosity verbosity;
 };
 
+// Process-wide, not locals of run(): the watcher thread is detached and may outlive a failed start.
 int stop_pipe[2] = {-1, -1};
 volatile sig_atomic_t stop_signals = 0;
+std::atomic<bool> stop_requested{false};
+std::atomic<HttpApi*> running_api{nullptr};
 
 void on_stop_signal(int) {
     if (stop_signals++ > 0) _exit(kInterrupted);
@@ -60,9 +63,7 @@ int run(const ServeFlags& flags) {
     sigemptyset(&action.sa_mask);
     sigaction(SIGINT, &action, nullptr);
     sigaction(SIGTERM, &action, nullptr);
-    std::atomic<bool> stop_requested{false};
-    std::atomic<HttpApi*> running_api{nullptr};
-    std::thread signal_thread([&] {
+    std::thread signal_thread([] {
         char byte;
         while (::read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
         }
@@ -91,6 +92,9 @@ int run(const ServeFlags& flags) {
     HttpApi api(*service, http);
     const int port = api.bind();
     running_api = &api;
+    struct Unregister {  // before `api` goes, on every path out
+        ~Unregister() { running_api = nullptr; }
+    } unregister;
     if (stop_requested) api.stop();
     if (!is_loopback(flags.host))
         log_warning(fmt::format("listening on {}: anyone who can reach this machine can search and change the store "
@@ -102,7 +106,6 @@ int run(const ServeFlags& flags) {
                             status.images, status.index_kind, shown_host, port));
     std::fflush(stderr);
     api.run();
-    running_api = nullptr;
     service->close();
     const ServiceStatus final_status = service->status();
     log_notice(fmt::format("stopped; {} images in the store, index file at catalogue generation {}", final_status.images,
