@@ -60,19 +60,26 @@ void EmbeddingBatcher::run() {
         }
         inputs.clear();
         for (const Job& job : batch) inputs.insert(inputs.end(), job.input.begin(), job.input.end());
+        std::vector<float> vectors;
+        std::exception_ptr failure;
         try {
-            const std::vector<float> vectors = embedder_.embed(inputs.data(), static_cast<int>(batch.size()));
+            vectors = embedder_.embed(inputs.data(), static_cast<int>(batch.size()));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        {
+            // Counted before any caller is answered, so a caller sees its own pass in the counts.
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++batches_run_;
+            images_embedded_ += batch.size();
+        }
+        if (failure) {
+            for (Job& job : batch) job.result.set_exception(failure);
+        } else {
             const size_t dimension = vectors.size() / batch.size();
             for (size_t i = 0; i < batch.size(); ++i)
                 batch[i].result.set_value(std::vector<float>(vectors.begin() + static_cast<long>(i * dimension),
                                                              vectors.begin() + static_cast<long>((i + 1) * dimension)));
-        } catch (...) {
-            for (Job& job : batch) job.result.set_exception(std::current_exception());
-        }
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            ++batches_run_;
-            images_embedded_ += batch.size();
         }
         batch.clear();
     }
