@@ -21,14 +21,8 @@ import numpy as np
 BIN = os.environ.get("CBIR_BIN_DIR", "build/apps")
 SOURCE = os.environ.get("CBIR_SOURCE_DIR", ".")
 MODEL = os.path.join(SOURCE, "models", "resnet18-untrained-features.pt")
-
-
-def corel_folder():
-    for root in (os.environ.get("CBIR_ASSETS", ""), os.path.join(SOURCE, "..", "shared", "assets")):
-        folder = os.path.join(root, "datasets", "corel1k", "images")
-        if root and os.path.isdir(folder):
-            return folder
-    return None
+sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+from cbir_assets import corel_images  # noqa: E402
 
 
 def reference(folder, out):
@@ -92,10 +86,10 @@ class Fidelity(unittest.TestCase):
     def test_seed_photos_float32(self):
         self.compare(os.path.join(SOURCE, "images"), "fp32", 0.005)
 
-    @unittest.skipUnless(corel_folder(), "Corel-1K not found in $CBIR_ASSETS or ../shared/assets")
+    @unittest.skipUnless(corel_images(), "Corel-1K not found in $CBIR_ASSETS or ../shared/assets")
     def test_corel1k_float32_and_bf16(self):
-        ref, got = self.compare(corel_folder(), "fp32", 0.005)
-        ref, bf16 = self.compare(corel_folder(), "bf16", 0.025)
+        ref, got = self.compare(corel_images(), "fp32", 0.005)
+        ref, bf16 = self.compare(corel_images(), "bf16", 0.025)
         reference_lists, bf16_lists = top10(ref), top10(bf16)
         overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reference_lists, bf16_lists)])
         print(f"corel1k bf16 top-10 overlap with the reference: {overlap:.4f}", file=sys.stderr)

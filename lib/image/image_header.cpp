@@ -56,4 +56,19 @@ std::optional<ImageSize> read_image_size(const std::string& bytes) {
     return std::nullopt;
 }
 
+std::string image_extension(const std::string& bytes) {
+    auto starts = [&](const char* magic, size_t offset = 0) {
+        const std::string m(magic);
+        return bytes.size() >= offset + m.size() && bytes.compare(offset, m.size(), m) == 0;
+    };
+    if (starts("\xFF\xD8")) return ".jpg";
+    if (starts("\x89PNG")) return ".png";
+    if (starts("BM")) return ".bmp";
+    if (starts("II*") || starts("MM")) return ".tif";
+    if (starts("RIFF") && starts("WEBP", 8)) return ".webp";
+    if (starts("P6") || starts("P5") || starts("P3")) return ".ppm";
+    if (starts("GIF8")) return ".gif";
+    return ".img";
+}
+
 }  // namespace cbir

@@ -16,4 +16,8 @@ struct ImageSize {
 // JPEG (SOF marker), PNG (IHDR), GIF, BMP and WebP; nullopt for other or unreadable headers.
 std::optional<ImageSize> read_image_size(const std::string& bytes);
 
+// The usual file extension of the image format the bytes start with (".jpg", ".png", ".bmp",
+// ".tif", ".webp", ".ppm", ".gif"), or ".img" when none is recognised.
+std::string image_extension(const std::string& bytes);
+
 }  // namespace cbir

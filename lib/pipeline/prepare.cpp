@@ -2,11 +2,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "image/decode.h"
 #include "util/hash.h"
+#include "util/read_file.h"
 
 namespace cbir {
 
@@ -19,19 +18,9 @@ PreparedImage prepare_image(const std::filesystem::path& path, const PreprocessS
         return out;
     }
     out.stat = *st;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        out.error = std::string("cannot open: ") + std::strerror(errno);
-        return out;
-    }
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    const std::string bytes = buffer.str();
-    if (in.bad()) {
-        out.error = "read error";
-        return out;
-    }
-    PreparedImage prepared = prepare_image_bytes(bytes, spec);
+    const auto bytes = read_whole_file(path, out.error);
+    if (!bytes) return out;
+    PreparedImage prepared = prepare_image_bytes(*bytes, spec);
     prepared.path = path;
     prepared.stat = out.stat;
     return prepared;

@@ -5,8 +5,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <limits>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -15,6 +13,7 @@
 #include "image/thumbnail.h"
 #include "serve/web_page.h"
 #include "util/log.h"
+#include "util/read_file.h"
 
 namespace cbir {
 namespace {
@@ -212,6 +211,16 @@ int64_t id_from(const std::string& text) {
     }
 }
 
+// The path and bytes of a catalogued image, by id: no client-supplied path ever reaches the disk.
+std::pair<std::string, std::string> catalogued_file(const SearchService& service, const std::string& id_text) {
+    auto record = service.image(id_from(id_text));
+    if (!record) throw RequestError(404, "no image with id " + id_text);
+    std::string error;
+    auto bytes = read_whole_file(record->path, error);
+    if (!bytes) throw RequestError(410, record->path + ": " + error + " (cbir prune removes rows whose files are gone)");
+    return {record->path, std::move(*bytes)};
+}
+
 }  // namespace
 
 HttpApi::HttpApi(SearchService& service, const HttpOptions& options)
@@ -369,30 +378,19 @@ void HttpApi::add_routes() {
         send_json(res, 200, record_json(*record, truthy(req, "vector")));
     });
 
-    // Only catalogued files are served, by id: no client-supplied path ever reaches the disk here.
     s.Get(R"(/images/(\d+)/file)", [this](const httplib::Request& req, httplib::Response& res) {
-        auto record = service_.image(id_from(req.matches[1]));
-        if (!record) throw RequestError(404, "no image with id " + std::string(req.matches[1]));
-        std::ifstream in(record->path, std::ios::binary);
-        if (!in) throw RequestError(410, record->path + ": the file is gone (cbir prune removes such rows)");
-        std::ostringstream bytes;
-        bytes << in.rdbuf();
+        const auto [path, bytes] = catalogued_file(service_, req.matches[1]);
         res.set_header("Cache-Control", "private, max-age=60");
-        res.set_content(bytes.str(), content_type_of(record->path).c_str());
+        res.set_content(bytes, content_type_of(path).c_str());
     });
 
     // A JPEG of at most `size` pixels (default 256) on the longer side, for result grids.
     s.Get(R"(/images/(\d+)/thumbnail)", [this](const httplib::Request& req, httplib::Response& res) {
-        auto record = service_.image(id_from(req.matches[1]));
-        if (!record) throw RequestError(404, "no image with id " + std::string(req.matches[1]));
         const int size = req.has_param("size") ? to_int(req.get_param_value("size"), "size") : 256;
         if (size < 16 || size > 2048) throw RequestError(400, "size must be between 16 and 2048");
-        std::ifstream in(record->path, std::ios::binary);
-        if (!in) throw RequestError(410, record->path + ": the file is gone (cbir prune removes such rows)");
-        std::ostringstream bytes;
-        bytes << in.rdbuf();
-        Thumbnail thumbnail = make_thumbnail(bytes.str(), size);
-        if (!thumbnail.error.empty()) throw RequestError(422, record->path + ": " + thumbnail.error);
+        const auto [path, bytes] = catalogued_file(service_, req.matches[1]);
+        Thumbnail thumbnail = make_thumbnail(bytes, size);
+        if (!thumbnail.error.empty()) throw RequestError(422, path + ": " + thumbnail.error);
         res.set_header("Cache-Control", "private, max-age=60");
         res.set_content(thumbnail.jpeg, "image/jpeg");
     });

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
 #include "store/derived_index.h"
@@ -24,22 +25,6 @@ double milliseconds_since(std::chrono::steady_clock::time_point start) {
 bool is_within(const std::filesystem::path& path, const std::filesystem::path& root) {
     auto [root_end, path_at] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
     return root_end == root.end();
-}
-
-// The extension an upload is stored under, from its first bytes (the client's file name is never
-// used for anything on disk).
-std::string extension_of(const std::string& bytes) {
-    auto starts = [&](const char* magic, size_t offset = 0) {
-        const std::string m(magic);
-        return bytes.size() >= offset + m.size() && bytes.compare(offset, m.size(), m) == 0;
-    };
-    if (starts("\xFF\xD8")) return ".jpg";
-    if (starts("\x89PNG")) return ".png";
-    if (starts("BM")) return ".bmp";
-    if (starts("II*") || starts("MM")) return ".tif";
-    if (starts("RIFF") && starts("WEBP", 8)) return ".webp";
-    if (starts("P6") || starts("P5") || starts("P3")) return ".ppm";
-    return ".img";
 }
 
 }  // namespace
@@ -154,7 +139,7 @@ AddResult SearchService::add_upload(const std::string& bytes) {
     PreparedImage image = prepare_image_bytes(bytes, PreprocessSpec{});
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
     // Content-addressed: the same upload twice is one file and one row.
-    const std::filesystem::path target = uploads_dir() / (image.sha256 + extension_of(bytes));
+    const std::filesystem::path target = uploads_dir() / (image.sha256 + image_extension(bytes));  // never the client's name
     ImageRecord record;
     record.path = target.string();
     if (auto existing = reader_->catalogue().find_by_path(record.path)) return {existing->id, existing->path, "unchanged"};
