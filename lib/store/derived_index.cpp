@@ -131,7 +131,7 @@ bool catch_up(Store& store, VectorIndex& index, uint64_t since) {
 // The loaded index brought to the catalogue's generation: caught up when its file is behind, rebuilt
 // when it is missing, damaged, from a later generation (another catalogue) or cannot catch up.
 std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorIndex> loaded, uint64_t file_generation,
-                                           uint64_t generation, bool& changed) {
+                                           uint64_t generation, bool announce_missing, bool& changed) {
     changed = true;
     if (loaded && file_generation == generation) {
         changed = false;
@@ -145,7 +145,9 @@ std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorI
         log_notice(fmt::format("{} was built from another catalogue (generation {} > {}); rebuilding it",
                                store.index_file().string(), file_generation, generation));
     } else {
-        log_notice(fmt::format("building {} from the catalogue", store.index_file().string()));
+        // A query finding no index file is news; an index run building its first one is not.
+        log_message(announce_missing ? LogLevel::Notice : LogLevel::Debug,
+                    fmt::format("building {} from the catalogue", store.index_file().string()));
     }
     return rebuild(store);
 }
@@ -205,7 +207,8 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) 
     IndexFileHeader header;
     auto loaded = try_load(store, header);
     bool changed = false;
-    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation, changed);
+    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation,
+                               /*announce_missing=*/true, changed);
     if (changed && save_changed) {
         try {
             save_index_file(*index, store, generation);
@@ -233,7 +236,8 @@ void update_index_file(Store& store) {
     IndexFileHeader header;
     auto loaded = try_load(store, header);
     bool changed = false;
-    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation, changed);
+    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation,
+                               /*announce_missing=*/false, changed);
     if (changed) save_index_file(*index, store, generation);
 }
 
