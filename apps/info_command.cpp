@@ -20,7 +20,7 @@ struct InfoFlags {
 int run(const InfoFlags& flags) {
     apply_verbosity(flags.verbosity);
     ignore_sigpipe();
-    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false));
+    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
     const auto facts = describe_store(*store);
     const OutputFormat format = resolve_format(flags.format);
     if (format == OutputFormat::Json || format == OutputFormat::Jsonl) {

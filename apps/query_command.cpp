@@ -71,7 +71,7 @@ int run(const QueryFlags& flags) {
 
     if (flags.min_similarity) {
         // Similarity is defined for the angular metrics, where distance = 1 - similarity.
-        auto store = Store::open(options.store_dir);
+        auto store = Store::open(options.store_dir, CatalogueAccess::ReadOnly);
         if (store->settings().metric == Metric::L2)
             throw Error("--min-similarity needs a cosine or ip store; this one is l2 (use --max-distance)");
         options.max_distance = 1.0f - *flags.min_similarity;

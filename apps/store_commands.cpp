@@ -7,6 +7,7 @@
 
 #include "cli_common.h"
 #include "more_commands.h"
+#include "store/catalogue_key.h"
 #include "store/derived_index.h"
 #include "store/maintenance.h"
 #include "store/writer_lock.h"
@@ -42,7 +43,7 @@ std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
 std::function<int()> add_check_command(CLI::App& app) {
     auto flags = common_flags(app);
     return guarded(flags, [](const StoreFlags& f) {
-        auto store = Store::open(resolve_store(f.store, /*for_writing=*/false));
+        auto store = Store::open(resolve_store(f.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
         const CheckReport report = check_store(*store);
         for (const auto& note : report.notes)
             if (!f.verbosity.quiet) std::fprintf(stderr, "cbir: %s\n", note.c_str());
@@ -80,7 +81,7 @@ std::function<int()> add_remove_command(CLI::App& app) {
         auto store = Store::open(dir);
         std::vector<std::string> keys;
         for (const auto& p : expand_inputs(f.paths, f.null_separated))
-            keys.push_back(std::filesystem::absolute(p).lexically_normal().string());
+            keys.push_back(catalogue_key(p));
         const size_t removed = remove_from_store(*store, keys);
         if (!f.verbosity.quiet)
             std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(),
@@ -97,9 +98,9 @@ std::function<int()> add_prune_command(CLI::App& app) {
         const auto dir = resolve_store(f.store, /*for_writing=*/!f.dry_run);
         std::unique_ptr<WriterLock> lock;
         if (!f.dry_run) lock = std::make_unique<WriterLock>(dir);
-        auto store = Store::open(dir);
+        auto store = Store::open(dir, f.dry_run ? CatalogueAccess::ReadOnly : CatalogueAccess::ReadWrite);
         std::vector<std::string> roots;
-        for (const auto& p : f.paths) roots.push_back(std::filesystem::absolute(p).lexically_normal().string());
+        for (const auto& p : f.paths) roots.push_back(catalogue_key(p));
         const auto gone = prune_store(*store, roots, f.dry_run);
         for (const auto& path : gone) std::cout << display_path(path) << '\n';
         if (!f.verbosity.quiet)

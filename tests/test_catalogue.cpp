@@ -38,7 +38,7 @@ StoreSettings settings() {
 
 TEST_CASE("catalogue: a committed transaction bumps the generation once; a rolled-back one leaves nothing") {
     test::TempDir dir;
-    Catalogue c(dir.path() / "c.sqlite", true);
+    Catalogue c(dir.path() / "c.sqlite", CatalogueAccess::Create);
     CHECK(c.generation() == 0);
     {
         Transaction txn(c);
@@ -65,7 +65,7 @@ TEST_CASE("catalogue: a committed transaction bumps the generation once; a rolle
 
 TEST_CASE("catalogue: upsert replaces by path and rows changed since a generation are listed") {
     test::TempDir dir;
-    Catalogue c(dir.path() / "c.sqlite", true);
+    Catalogue c(dir.path() / "c.sqlite", CatalogueAccess::Create);
     int64_t first_id;
     {
         Transaction txn(c);
@@ -118,11 +118,53 @@ TEST_CASE("store: settings persist across reopen, and damaged or foreign stores 
     }
     SUBCASE("a newer store format") {
         {
-            Catalogue c(catalogue_file(store_dir), false);
+            Catalogue c(catalogue_file(store_dir), CatalogueAccess::ReadWrite);
             Transaction txn(c);
             c.set_meta("format_version", "99");
             txn.commit();
         }
         CHECK_THROWS_WITH_AS(Store::open(store_dir), doctest::Contains("newer"), Error);
+    }
+}
+
+TEST_CASE("catalogue: every generation has a token of its own, and a copy of a store draws new ones") {
+    test::TempDir dir;
+    const auto original = dir.path() / "a" / ".cbir";
+    const auto copy = dir.path() / "b" / ".cbir";
+    auto add = [](Store& store, const std::string& path, float value) {
+        Transaction txn(store.catalogue());
+        store.catalogue().upsert(record(path, value));
+        txn.commit();
+    };
+    std::string id, token1;
+    {
+        auto store = Store::create(original, settings());
+        id = store->catalogue().store_id();
+        CHECK(id.size() == 32);
+        CHECK(store->catalogue().state_token(0).size() == 32);
+        add(*store, "/a.jpg", 1);
+        token1 = store->catalogue().state_token(1);
+        CHECK(token1.size() == 32);
+        CHECK(token1 != store->catalogue().state_token(0));
+    }
+    std::filesystem::create_directories(copy.parent_path());
+    std::filesystem::copy(original, copy);
+    auto a = Store::open(original);
+    auto b = Store::open(copy);
+    CHECK(b->catalogue().store_id() == id);
+    CHECK(b->catalogue().state_token(1) == token1);  // shared history
+    add(*a, "/b.jpg", 2);
+    add(*b, "/c.jpg", 3);
+    REQUIRE(a->catalogue().generation() == 2);
+    REQUIRE(b->catalogue().generation() == 2);
+    CHECK(a->catalogue().state_token(2) != b->catalogue().state_token(2));  // diverged
+
+    SUBCASE("read-only access reads everything and writes nothing") {
+        a.reset();
+        auto reader = Store::open(original, CatalogueAccess::ReadOnly);
+        CHECK(reader->catalogue().count() == 2);
+        CHECK(reader->catalogue().state_token(2).size() == 32);
+        CHECK(reader->catalogue().read_only());
+        CHECK_THROWS_AS(add(*reader, "/d.jpg", 4), Error);
     }
 }

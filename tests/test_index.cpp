@@ -6,6 +6,7 @@
 #include <set>
 
 #include "index/flat_index.h"
+#include "index/grouped_index.h"
 #include "index/hnsw_index.h"
 #include "test_support.h"
 
@@ -104,17 +105,24 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
     test::TempDir dir;
     const auto file = dir.path() / "index.hnsw";
     const auto data = clustered(500, 32, 3);
-    HnswIndex hnsw(32, Metric::Cosine, HnswParams{}, 500);
+    const VectorFetcher fetch = [&](const std::vector<int64_t>& ids, std::vector<float>& out) {
+        out.clear();
+        for (int64_t id : ids) out.insert(out.end(), data[size_t(id - 10)].begin(), data[size_t(id - 10)].end());
+    };
+    GroupedIndex hnsw(std::make_unique<HnswIndex>(32, Metric::Cosine, HnswParams{}, 500), fetch);
     for (size_t i = 0; i < data.size(); ++i) hnsw.add(int64_t(i + 10), data[i].data());
-    hnsw.save(file, 42);
+    const CatalogueState built_from{"0123456789abcdef0123456789abcdef", 42, "fedcba9876543210fedcba9876543210"};
+    hnsw.save(file, built_from);
 
     IndexFileHeader header;
-    auto loaded = HnswIndex::load(file, 64, header);
+    auto loaded = GroupedIndex::load(file, 64, fetch, header);
     CHECK(header.kind == "hnsw");
     CHECK(header.count == 500);
-    CHECK(header.catalogue_generation == 42);
+    CHECK(header.built_from.generation == 42);
+    CHECK(header.built_from.store_id == built_from.store_id);
+    CHECK(header.built_from.token == built_from.token);
     CHECK(header.metric == Metric::Cosine);
-    CHECK(loaded->params().m == HnswParams{}.m);
+    CHECK(header.params[0] == uint32_t(HnswParams{}.m));
     for (size_t i = 0; i < 50; ++i) {
         const auto before = hnsw.search(data[i].data(), {10, 0});
         const auto after = loaded->search(data[i].data(), {10, 0});
@@ -125,27 +133,27 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
     const auto size = std::filesystem::file_size(file);
     SUBCASE("truncated") {
         std::filesystem::resize_file(file, size - 7);
-        CHECK_THROWS_AS(HnswIndex::load(file, 64, header), IndexFileError);
+        CHECK_THROWS_AS(GroupedIndex::load(file, 64, fetch, header), IndexFileError);
     }
     SUBCASE("a flipped byte in the graph") {
         flip_byte(file, std::streamoff(size / 2));
-        CHECK_THROWS_WITH_AS(HnswIndex::load(file, 64, header), doctest::Contains("checksum"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("checksum"), IndexFileError);
     }
     SUBCASE("a foreign file") {
         std::ofstream(file, std::ios::trunc) << "SQLite format 3, or anything else that is not ours" << std::string(200, 'x');
-        CHECK_THROWS_WITH_AS(HnswIndex::load(file, 64, header), doctest::Contains("not a cbir index"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("not a cbir index"), IndexFileError);
     }
     SUBCASE("a newer format version") {
-        flip_byte(file, 8);  // the low byte of the version: 1 ^ 0x5A
-        CHECK_THROWS_WITH_AS(HnswIndex::load(file, 64, header), doctest::Contains("newer"), IndexFileError);
+        flip_byte(file, 8);  // the low byte of the version: 2 ^ 0x5A
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("newer"), IndexFileError);
     }
     SUBCASE("a file shorter than the header") {
         std::ofstream(file, std::ios::trunc) << "CBIRANN";
-        CHECK_THROWS_WITH_AS(HnswIndex::load(file, 64, header), doctest::Contains("too short"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("too short"), IndexFileError);
     }
     SUBCASE("a missing file") {
         std::filesystem::remove(file);
-        CHECK_THROWS_AS(HnswIndex::load(file, 64, header), IndexFileError);
+        CHECK_THROWS_AS(GroupedIndex::load(file, 64, fetch, header), IndexFileError);
     }
     SUBCASE("no temporary file is left behind by a save") {
         size_t entries = 0;

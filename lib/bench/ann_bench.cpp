@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bench/synthetic.h"
+#include "index/grouped_index.h"
 #include "index/hnsw_index.h"
 #include "index/ivf_index.h"
 #include "index/reranked_index.h"
@@ -103,32 +104,25 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
         row.count = n;
         row.build_seconds = seconds_since(started);
         const auto file = o.work_dir / ("bench." + spec.kind);
-        if (auto* h = dynamic_cast<HnswIndex*>(built.get())) h->save(file, 0);
-        if (auto* v = dynamic_cast<IvfIndex*>(built.get())) {
-            v->save(file, 0);
-            row.index = v->spec().describe();
-        }
-        built.reset();
+        if (auto* v = dynamic_cast<IvfIndex*>(built.get())) row.index = v->spec().describe();
+        const int d = o.dimension;
+        const auto& base = o.base;
+        const VectorFetcher fetch = [&base, d](const auto& ids, auto& vectors) {
+            vectors.resize(ids.size() * d);
+            for (size_t i = 0; i < ids.size(); ++i)
+                std::copy(&base[(ids[i] - 1) * d], &base[ids[i] * d], &vectors[i * d]);
+        };
+        GroupedIndex(std::move(built), fetch).save(file, CatalogueState{});
         ::malloc_trim(0);  // hand freed heap back, so the RSS growth below is the loaded index's
         row.file_bytes = std::filesystem::file_size(file);
         const double rss_before = resident_mib();
         const auto load_started = Clock::now();
         IndexFileHeader header;
-        std::unique_ptr<VectorIndex> index;
-        if (spec.kind == "hnsw") index = HnswIndex::load(file, 64, header);
-        else index = IvfIndex::load(file, header);
+        std::unique_ptr<VectorIndex> index = GroupedIndex::load(file, 64, fetch, header);
         row.load_seconds = seconds_since(load_started);
         row.resident_mib = resident_mib() - rss_before;
         std::filesystem::remove(file);
-        if (spec.kind == "ivfpq") {
-            const int d = o.dimension;
-            const auto& base = o.base;
-            index = std::make_unique<RerankedIndex>(std::move(index), [&base, d](const auto& ids, auto& vectors) {
-                vectors.resize(ids.size() * d);
-                for (size_t i = 0; i < ids.size(); ++i)
-                    std::copy(&base[(ids[i] - 1) * d], &base[ids[i] * d], &vectors[i * d]);
-            });
-        }
+        if (spec.kind == "ivfpq") index = std::make_unique<RerankedIndex>(std::move(index), fetch);
         omp_set_num_threads(1);  // queries/s on one thread, FAISS included
         for (int knob : spec.kind == "hnsw" ? o.ef_values : o.nprobe_values) {
             SearchParams params;

@@ -3,8 +3,12 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
 
 namespace cbir {
 namespace {
@@ -127,6 +131,28 @@ void HnswIndex::add(int64_t id, const float* vector) {
     graph_->addPoint(prepared.data(), static_cast<hnswlib::labeltype>(id));
 }
 
+void HnswIndex::add_batch(const int64_t* ids, const float* vectors, size_t count, bool) {
+    // Grown by doubling: a catch-up adds chunk after chunk, and each resize copies the whole graph.
+    if (graph_->cur_element_count + count > graph_->max_elements_)
+        reserve(std::max(graph_->cur_element_count + count, 2 * graph_->max_elements_));
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> workers;
+    const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(count)));
+    for (unsigned t = 0; t < threads; ++t)
+        workers.emplace_back([&] {
+            for (size_t i; (i = next.fetch_add(1)) < count;) add(ids[i], vectors + i * static_cast<size_t>(dimension_));
+        });
+    for (auto& w : workers) w.join();
+}
+
+std::optional<std::string> HnswIndex::rebuild_reason(size_t) const {
+    constexpr double kMaxTombstoneShare = 0.1;
+    const size_t nodes = graph_->cur_element_count;
+    if (tombstones() > kMaxTombstoneShare * static_cast<double>(nodes))
+        return fmt::format("{} deleted images are more than 10% of the HNSW graph", tombstones());
+    return std::nullopt;
+}
+
 void HnswIndex::remove(const std::vector<int64_t>& ids) {
     for (int64_t id : ids) {
         auto found = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
@@ -164,32 +190,28 @@ std::vector<Neighbor> HnswIndex::search(const float* query, const SearchParams& 
     return out;
 }
 
-void HnswIndex::save(const std::filesystem::path& path, uint64_t catalogue_generation) const {
-    PayloadFile payload;
-    graph_->saveIndex(payload.proc_path());
-    IndexFileHeader header;
+void HnswIndex::write_payload(PayloadFile& out, IndexFileHeader& header) const {
+    graph_->saveIndex(out.proc_path());
     header.kind = kind();
     header.dimension = static_cast<uint32_t>(dimension_);
     header.metric = metric_;
     header.count = graph_->cur_element_count;  // tombstones included: what the file holds
-    header.catalogue_generation = catalogue_generation;
     header.params = {static_cast<uint32_t>(params_.m), static_cast<uint32_t>(params_.ef_construction), 0, 0};
-    write_index_file(path, header, payload);
 }
 
-std::unique_ptr<HnswIndex> HnswIndex::load(const std::filesystem::path& path, int ef_search, IndexFileHeader& header) {
-    MappedPayload payload = map_index_file(path, header);
-    if (header.kind != "hnsw") throw IndexFileError(path.string() + ": holds a '" + header.kind + "' index, not hnsw");
-    if (header.dimension == 0 || header.dimension > 65536) throw IndexFileError(path.string() + ": implausible dimension");
+std::unique_ptr<HnswIndex> HnswIndex::from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+                                                   int ef_search, const std::string& name) {
+    if (header.kind != "hnsw") throw IndexFileError(name + ": holds a '" + header.kind + "' index, not hnsw");
+    if (header.dimension == 0 || header.dimension > 65536) throw IndexFileError(name + ": implausible dimension");
     HnswParams params;
     params.m = static_cast<int>(header.params[0]);
     params.ef_construction = static_cast<int>(header.params[1]);
     params.ef_search = ef_search;
     std::unique_ptr<HnswIndex> index(new HnswIndex(static_cast<int>(header.dimension), header.metric, params));
-    index->graph_ = read_graph(payload, index->space_.get(), path.string());
+    index->graph_ = read_graph(payload, index->space_.get(), name);
     index->graph_->setEf(1);  // see search()
     if (index->graph_->cur_element_count != header.count)
-        throw IndexFileError(path.string() + ": header says " + std::to_string(header.count) + " vectors, graph holds " +
+        throw IndexFileError(name + ": header says " + std::to_string(header.count) + " vectors, graph holds " +
                              std::to_string(index->size()));
     return index;
 }

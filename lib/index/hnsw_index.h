@@ -23,9 +23,10 @@ class HnswIndex final : public VectorIndex {
 public:
     HnswIndex(int dimension, Metric metric, const HnswParams& params, size_t capacity);
     ~HnswIndex() override;
-    // Verifies the file completely before hnswlib parses it; throws IndexFileError.
-    static std::unique_ptr<HnswIndex> load(const std::filesystem::path& path, int ef_search, IndexFileHeader& header);
-    void save(const std::filesystem::path& path, uint64_t catalogue_generation) const;
+    // From a verified file's payload (index_file.h); throws IndexFileError naming `name`.
+    static std::unique_ptr<HnswIndex> from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+                                                   int ef_search, const std::string& name);
+    void write_payload(PayloadFile& out, IndexFileHeader& header) const override;
 
     std::string kind() const override { return "hnsw"; }
     Metric metric() const override { return metric_; }
@@ -33,12 +34,16 @@ public:
     size_t size() const override;
     // Thread-safe for distinct ids once capacity is reserved.
     void add(int64_t id, const float* vector) override;
+    // On all cores (hnswlib locks per node).
+    void add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace) override;
     void reserve(size_t capacity);
     // Tombstones: hnswlib marks the nodes deleted and skips them in results; the graph keeps them
     // until a rebuild compacts it.
     void remove(const std::vector<int64_t>& ids) override;
     size_t tombstones() const;
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
+    // Compacted once a tenth of the graph is tombstones.
+    std::optional<std::string> rebuild_reason(size_t catalogue_rows) const override;
     const HnswParams& params() const { return params_; }
 
 private:

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -16,7 +17,8 @@ namespace cbir {
 namespace {
 
 constexpr char kMagic[8] = {'C', 'B', 'I', 'R', 'A', 'N', 'N', '\0'};
-constexpr size_t kHeaderSize = 80;
+constexpr size_t kHeaderSizeV1 = 80;
+constexpr size_t kHeaderSize = 128;
 
 void put_u32(unsigned char* at, uint32_t v) {
     for (int i = 0; i < 4; ++i) at[i] = static_cast<unsigned char>(v >> (8 * i));
@@ -35,13 +37,34 @@ uint64_t get_u64(const unsigned char* at) {
     return v;
 }
 
+// 32 hex digits <-> 16 bytes; an empty id is 16 zero bytes.
+void put_id(unsigned char* at, const std::string& hex) {
+    std::memset(at, 0, 16);
+    if (hex.size() != 32) return;
+    for (size_t i = 0; i < 16; ++i) at[i] = static_cast<unsigned char>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
+}
+std::string get_id(const unsigned char* at) {
+    static const unsigned char zero[16] = {};
+    if (std::memcmp(at, zero, 16) == 0) return "";
+    std::string hex;
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < 16; ++i) {
+        hex += digits[at[i] >> 4];
+        hex += digits[at[i] & 15];
+    }
+    return hex;
+}
+
 struct RawHeader {
     IndexFileHeader header;
-    uint64_t payload_size = 0;
+    size_t header_size = kHeaderSize;
+    uint64_t payload_size = 0;  // the library's bytes and the extension
     uint64_t payload_checksum = 0;
+    uint64_t extension_size = 0;
 };
 
-void encode(const IndexFileHeader& h, uint64_t payload_size, uint64_t checksum, unsigned char* out) {
+void encode(const IndexFileHeader& h, uint64_t payload_size, uint64_t checksum, uint64_t extension_size,
+            unsigned char* out) {
     std::memset(out, 0, kHeaderSize);
     std::memcpy(out, kMagic, 8);
     put_u32(out + 8, kIndexFileFormatVersion);
@@ -50,12 +73,16 @@ void encode(const IndexFileHeader& h, uint64_t payload_size, uint64_t checksum, 
     put_u32(out + 24, h.dimension);
     put_u32(out + 28, static_cast<uint32_t>(h.metric));
     put_u64(out + 32, h.count);
-    put_u64(out + 40, h.catalogue_generation);
+    put_u64(out + 40, h.built_from.generation);
     for (int i = 0; i < 4; ++i) put_u32(out + 48 + 4 * i, h.params[i]);
     put_u64(out + 64, payload_size);
     put_u64(out + 72, checksum);
+    put_id(out + 80, h.built_from.store_id);
+    put_id(out + 96, h.built_from.token);
+    put_u64(out + 112, extension_size);
 }
 
+// `in` holds at least kHeaderSize bytes, or the whole file when it is shorter.
 RawHeader decode(const std::filesystem::path& path, const unsigned char* in, uint64_t file_size) {
     const std::string name = path.string();
     if (std::memcmp(in, kMagic, 8) != 0) throw IndexFileError(name + ": not a cbir index file (bad magic)");
@@ -63,22 +90,32 @@ RawHeader decode(const std::filesystem::path& path, const unsigned char* in, uin
     if (version > kIndexFileFormatVersion)
         throw IndexFileError(name + ": index format version " + std::to_string(version) +
                              " is newer than this cbir understands (" + std::to_string(kIndexFileFormatVersion) + ")");
-    if (version == 0 || get_u32(in + 12) != kHeaderSize) throw IndexFileError(name + ": damaged index header");
+    const size_t header_size = version == 1 ? kHeaderSizeV1 : kHeaderSize;
+    if (version == 0 || get_u32(in + 12) != header_size || file_size < header_size)
+        throw IndexFileError(name + ": damaged index header");
     RawHeader raw;
+    raw.header.version = version;
+    raw.header_size = header_size;
     raw.header.kind.assign(reinterpret_cast<const char*>(in + 16), strnlen(reinterpret_cast<const char*>(in + 16), 8));
     raw.header.dimension = get_u32(in + 24);
     const uint32_t metric = get_u32(in + 28);
     if (metric > static_cast<uint32_t>(Metric::Cosine)) throw IndexFileError(name + ": unknown metric in index header");
     raw.header.metric = static_cast<Metric>(metric);
     raw.header.count = get_u64(in + 32);
-    raw.header.catalogue_generation = get_u64(in + 40);
+    raw.header.built_from.generation = get_u64(in + 40);
     for (int i = 0; i < 4; ++i) raw.header.params[i] = get_u32(in + 48 + 4 * i);
     raw.payload_size = get_u64(in + 64);
     raw.payload_checksum = get_u64(in + 72);
-    if (raw.payload_size != file_size - kHeaderSize)
+    if (version >= 2) {
+        raw.header.built_from.store_id = get_id(in + 80);
+        raw.header.built_from.token = get_id(in + 96);
+        raw.extension_size = get_u64(in + 112);
+    }
+    if (raw.payload_size != file_size - header_size)
         throw IndexFileError(name + ": truncated or extended index file (header says " +
-                             std::to_string(raw.payload_size + kHeaderSize) + " bytes, file has " +
+                             std::to_string(raw.payload_size + header_size) + " bytes, file has " +
                              std::to_string(file_size) + ")");
+    if (raw.extension_size > raw.payload_size) throw IndexFileError(name + ": damaged index header (extension size)");
     return raw;
 }
 
@@ -93,8 +130,9 @@ public:
     }
     ~InputFile() { ::close(fd_); }
     RawHeader header() {
-        unsigned char bytes[kHeaderSize];
-        if (size_ < kHeaderSize || ::pread(fd_, bytes, kHeaderSize, 0) != static_cast<ssize_t>(kHeaderSize))
+        unsigned char bytes[kHeaderSize] = {};
+        const size_t wanted = static_cast<size_t>(std::min<uint64_t>(size_, kHeaderSize));
+        if (size_ < kHeaderSizeV1 || ::pread(fd_, bytes, wanted, 0) != static_cast<ssize_t>(wanted))
             throw IndexFileError(path_.string() + ": too short to be a cbir index file");
         return decode(path_, bytes, size_);
     }
@@ -116,6 +154,17 @@ PayloadFile::~PayloadFile() {
     if (fd_ >= 0) ::close(fd_);
 }
 PayloadFile::PayloadFile(PayloadFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+void PayloadFile::append(const void* data, size_t size) {
+    const char* at = static_cast<const char*>(data);
+    while (size > 0) {
+        const ssize_t n = ::write(fd_, at, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw Error(std::string("cannot write in-memory file: ") + std::strerror(errno));
+        at += n;
+        size -= static_cast<size_t>(n);
+    }
+}
+
 std::string PayloadFile::proc_path() const { return "/proc/self/fd/" + std::to_string(fd_); }
 uint64_t PayloadFile::size() const {
     struct stat st {};
@@ -123,10 +172,11 @@ uint64_t PayloadFile::size() const {
     return static_cast<uint64_t>(st.st_size);
 }
 
-void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const PayloadFile& payload) {
+void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const PayloadFile& payload,
+                      const std::string& extension) {
     AtomicFileWriter out(target);
     unsigned char bytes[kHeaderSize];
-    encode(header, 0, 0, bytes);
+    encode(header, 0, 0, 0, bytes);
     out.write(bytes, kHeaderSize);  // patched below once size and checksum are known
     Xxh3Stream checksum;
     std::vector<char> block(1 << 20);
@@ -140,19 +190,10 @@ void write_index_file(const std::filesystem::path& target, const IndexFileHeader
         out.write(block.data(), static_cast<size_t>(n));
         offset += static_cast<uint64_t>(n);
     }
-    encode(header, offset, checksum.digest(), bytes);
+    checksum.update(extension.data(), extension.size());
+    out.write(extension.data(), extension.size());
+    encode(header, offset + extension.size(), checksum.digest(), extension.size(), bytes);
     out.write_at(0, bytes, kHeaderSize);
-    out.commit();
-}
-
-void write_index_file(const std::filesystem::path& target, const IndexFileHeader& header, const void* payload, size_t size) {
-    AtomicFileWriter out(target);
-    unsigned char bytes[kHeaderSize];
-    Xxh3Stream checksum;
-    checksum.update(payload, size);
-    encode(header, size, checksum.digest(), bytes);
-    out.write(bytes, kHeaderSize);
-    out.write(payload, size);
     out.commit();
 }
 
@@ -161,25 +202,26 @@ IndexFileHeader read_index_file_header(const std::filesystem::path& path) {
     return in.header().header;
 }
 
-MappedPayload::MappedPayload(void* mapping, size_t mapping_size, size_t payload_offset)
-    : mapping_(mapping), mapping_size_(mapping_size), offset_(payload_offset) {}
+MappedPayload::MappedPayload(void* mapping, size_t mapping_size, size_t payload_offset, size_t extension_size)
+    : mapping_(mapping), mapping_size_(mapping_size), offset_(payload_offset), extension_size_(extension_size) {}
 MappedPayload::~MappedPayload() {
     if (mapping_) ::munmap(mapping_, mapping_size_);
 }
 MappedPayload::MappedPayload(MappedPayload&& other) noexcept
-    : mapping_(other.mapping_), mapping_size_(other.mapping_size_), offset_(other.offset_) {
+    : mapping_(other.mapping_), mapping_size_(other.mapping_size_), offset_(other.offset_),
+      extension_size_(other.extension_size_) {
     other.mapping_ = nullptr;
 }
 
 MappedPayload map_index_file(const std::filesystem::path& path, IndexFileHeader& header) {
     InputFile in(path);
     const RawHeader raw = in.header();
-    const size_t file_size = static_cast<size_t>(raw.payload_size + kHeaderSize);
+    const size_t file_size = static_cast<size_t>(raw.payload_size + raw.header_size);
     void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, in.fd(), 0);
     if (mapping == MAP_FAILED) throw IndexFileError(path.string() + ": cannot map index file: " + std::strerror(errno));
-    MappedPayload payload(mapping, file_size, kHeaderSize);
+    MappedPayload payload(mapping, file_size, raw.header_size, static_cast<size_t>(raw.extension_size));
     Xxh3Stream checksum;
-    checksum.update(payload.data(), payload.size());
+    checksum.update(payload.data(), payload.size() + payload.extension_size());
     if (checksum.digest() != raw.payload_checksum)
         throw IndexFileError(path.string() + ": index file is damaged (checksum mismatch)");
     header = raw.header;

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace cbir {
 namespace {
 
@@ -155,30 +157,36 @@ std::vector<Neighbor> IvfIndex::search(const float* query, const SearchParams& p
     return out;
 }
 
-void IvfIndex::save(const std::filesystem::path& path, uint64_t catalogue_generation) const {
+std::optional<std::string> IvfIndex::rebuild_reason(size_t catalogue_rows) const {
+    constexpr size_t kRetrainGrowth = 10;
+    if (catalogue_rows > kRetrainGrowth * std::max<size_t>(trained_on_, 1))
+        return fmt::format("{} vectors are more than {}x the {} the IVF index was trained on", catalogue_rows,
+                           kRetrainGrowth, trained_on_);
+    return std::nullopt;
+}
+
+void IvfIndex::write_payload(PayloadFile& out, IndexFileHeader& header) const {
     faiss::VectorIOWriter writer;
     faiss::write_index(index_.get(), &writer);
-    IndexFileHeader header;
+    out.append(writer.data.data(), writer.data.size());
     header.kind = spec_.kind;
     header.dimension = static_cast<uint32_t>(dimension_);
     header.metric = metric_;
     header.count = size();
-    header.catalogue_generation = catalogue_generation;
     header.params = {static_cast<uint32_t>(ivf_->nlist), static_cast<uint32_t>(spec_.pq_m),
                      static_cast<uint32_t>(spec_.pq_bits), static_cast<uint32_t>(std::min<size_t>(trained_on_, UINT32_MAX))};
-    write_index_file(path, header, writer.data.data(), writer.data.size());
 }
 
-std::unique_ptr<IvfIndex> IvfIndex::load(const std::filesystem::path& path, IndexFileHeader& header) {
-    MappedPayload payload = map_index_file(path, header);
+std::unique_ptr<IvfIndex> IvfIndex::from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+                                                 const std::string& name) {
     if (header.kind != "ivf" && header.kind != "ivfpq")
-        throw IndexFileError(path.string() + ": holds a '" + header.kind + "' index, not ivf");
+        throw IndexFileError(name + ": holds a '" + header.kind + "' index, not ivf");
     SpanReader reader(payload.data(), payload.size());
     std::unique_ptr<faiss::Index> index;
     try {
         index.reset(faiss::read_index(&reader));
     } catch (const faiss::FaissException& e) {
-        throw IndexFileError(path.string() + ": FAISS could not read the index: " + e.what());
+        throw IndexFileError(name + ": FAISS could not read the index: " + e.what());
     }
     IndexSpec spec;
     spec.kind = header.kind;
@@ -186,7 +194,7 @@ std::unique_ptr<IvfIndex> IvfIndex::load(const std::filesystem::path& path, Inde
     spec.pq_m = static_cast<int>(header.params[1]);
     spec.pq_bits = static_cast<int>(header.params[2]);
     if (index->d != static_cast<int>(header.dimension) || static_cast<uint64_t>(index->ntotal) != header.count)
-        throw IndexFileError(path.string() + ": FAISS index does not match its header");
+        throw IndexFileError(name + ": FAISS index does not match its header");
     std::unique_ptr<IvfIndex> out(new IvfIndex(static_cast<int>(header.dimension), header.metric, spec, std::move(index)));
     out->trained_on_ = header.params[3];
     return out;

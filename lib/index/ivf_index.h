@@ -20,8 +20,10 @@ public:
     // spec.kind "ivf" or "ivfpq"; nlist must be set (> 0).
     IvfIndex(int dimension, Metric metric, const IndexSpec& spec);
     ~IvfIndex() override;
-    static std::unique_ptr<IvfIndex> load(const std::filesystem::path& path, IndexFileHeader& header);
-    void save(const std::filesystem::path& path, uint64_t catalogue_generation) const;
+    // From a verified file's payload (index_file.h); throws IndexFileError naming `name`.
+    static std::unique_ptr<IvfIndex> from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+                                                  const std::string& name);
+    void write_payload(PayloadFile& out, IndexFileHeader& header) const override;
 
     // k-means on `count` vectors (raw model output; prepared here for the metric).
     void train(const float* vectors, size_t count);
@@ -29,7 +31,7 @@ public:
     size_t trained_on() const { return trained_on_; }
     // Adds many at once (FAISS is much faster in batches). With replace, ids already present are
     // removed first; a fresh build of distinct ids skips that.
-    void add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace = true);
+    void add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace = true) override;
 
     std::string kind() const override { return spec_.kind; }
     Metric metric() const override { return metric_; }
@@ -39,6 +41,8 @@ public:
     void remove(const std::vector<int64_t>& ids) override;
     // params.nprobe lists are visited; 0 = the default.
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
+    // Retrained once the collection is ten times what it was trained on.
+    std::optional<std::string> rebuild_reason(size_t catalogue_rows) const override;
     const IndexSpec& spec() const { return spec_; }
     int nlist() const;
 

@@ -5,12 +5,10 @@
 #include <functional>
 #include <memory>
 
+#include "index/index_file.h"
 #include "index/vector_index.h"
 
 namespace cbir {
-
-// Fills `vectors` with ids.size() * dimension floats, in the order of ids; a missing id gets NaNs.
-using VectorFetcher = std::function<void(const std::vector<int64_t>& ids, std::vector<float>& vectors)>;
 
 class RerankedIndex final : public VectorIndex {
 public:
@@ -20,8 +18,15 @@ public:
     int dimension() const override { return inner_->dimension(); }
     size_t size() const override { return inner_->size(); }
     void add(int64_t id, const float* vector) override { inner_->add(id, vector); }
+    void add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace) override {
+        inner_->add_batch(ids, vectors, count, replace);
+    }
+    std::optional<std::string> rebuild_reason(size_t rows) const override { return inner_->rebuild_reason(rows); }
     void remove(const std::vector<int64_t>& ids) override { inner_->remove(ids); }
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
+    void save(const std::filesystem::path& path, const CatalogueState& built_from) const override {
+        inner_->save(path, built_from);
+    }
     const VectorIndex& inner() const { return *inner_; }
 
 private:

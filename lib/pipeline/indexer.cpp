@@ -8,6 +8,7 @@
 #include "pipeline/model_resolution.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
+#include "store/catalogue_key.h"
 #include "store/derived_index.h"
 #include "store/maintenance.h"
 #include "store/store.h"
@@ -25,10 +26,6 @@ struct Candidate {
     std::string catalogue_path;      // absolute, normalised: the catalogue key
     bool known = false;              // already in the catalogue (so this is an update)
 };
-
-std::string catalogue_key(const std::filesystem::path& p) {
-    return std::filesystem::absolute(p).lexically_normal().string();
-}
 
 // --prune: rows under the input folders whose files are gone.
 size_t prune_inputs(Store& store, const std::vector<std::filesystem::path>& inputs) {
@@ -188,11 +185,11 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         run_embedding_pipeline(paths, *embedder, spec, pipeline, pipeline_callbacks);
         summary.interrupted = stop_requested();
         if (options.prune) summary.pruned = prune_inputs(*store, inputs);
-        update_index_file(*store);
+        refresh_index_file(*store);
     } else if (store) {
         if (options.prune) summary.pruned = prune_inputs(*store, inputs);
         // Nothing to embed, but copies, deletions, or a missing or stale index file still reach it.
-        update_index_file(*store);
+        refresh_index_file(*store);
     }
 
     summary.store_count = store ? store->catalogue().count() : 0;

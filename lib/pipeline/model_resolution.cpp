@@ -38,7 +38,8 @@ ModelFile model_for_existing_store(Store& store, const std::optional<std::filesy
             throw Error(fmt::format("{}: the model this store was built with is missing; pass --model with the same "
                                     "model (sha256 {}) or build a new store",
                                     path.string(), s.model_sha256));
-        if (st->size == s.model_size && st->mtime_ns == s.model_mtime_ns) {
+        const FileStat recorded{s.model_size, s.model_mtime_ns, s.model_ctime_ns, s.model_inode};
+        if (st->same_file_as(recorded)) {
             ModelFile model{path, s.model_sha256, looks_untrained(path, s.model_sha256)};
             return model;
         }
@@ -50,7 +51,7 @@ ModelFile model_for_existing_store(Store& store, const std::optional<std::filesy
                                 model.path.string(), store.dir().string(), s.model_sha256, s.model_path, model.sha256));
     if (auto st = stat_file(model.path)) {
         try {
-            store.update_model_identity(model.path.string(), st->size, st->mtime_ns);
+            store.update_model_identity(model.path.string(), *st);
         } catch (const Error&) {
             // A read-only store still works; it just hashes the model again next time.
         }
@@ -65,6 +66,8 @@ StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric m
     if (auto st = stat_file(model.path)) {
         settings.model_size = st->size;
         settings.model_mtime_ns = st->mtime_ns;
+        settings.model_ctime_ns = st->ctime_ns;
+        settings.model_inode = st->inode;
     }
     settings.dimension = dimension;
     settings.metric = metric;

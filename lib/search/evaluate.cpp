@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "store/catalogue_key.h"
 #include "store/derived_index.h"
 #include "util/error.h"
 
@@ -29,7 +30,7 @@ std::unordered_map<std::string, std::string> read_labels(const std::filesystem::
         std::getline(fields, label, '\t');
         if (std::exchange(first, false) && name == "file") continue;  // header
         if (name.empty() || name[0] == '#' || label.empty()) continue;
-        labels[std::filesystem::absolute(root / name).lexically_normal().string()] = label;
+        labels[catalogue_key(root / name)] = label;
     }
     if (labels.empty()) throw Error(file.string() + ": no labels (expected lines of file<TAB>class)");
     return labels;

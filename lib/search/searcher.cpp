@@ -9,6 +9,7 @@
 #include "embed/embedder.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/embedding_pipeline.h"
+#include "store/catalogue_key.h"
 #include "store/derived_index.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -21,7 +22,7 @@ namespace {
 // The stored vector of an indexed, unchanged file: it needs no model at all, and the image is its
 // own first hit at distance exactly 0.
 std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image) {
-    auto record = store.catalogue().find_by_path(std::filesystem::absolute(image).lexically_normal().string());
+    auto record = store.catalogue().find_by_path(catalogue_key(image));
     if (!record) return std::nullopt;
     auto st = stat_file(image);
     if (!st || st->size != record->size || st->mtime_ns != record->mtime_ns) return std::nullopt;
@@ -49,7 +50,7 @@ std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catal
 QueryReport run_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options) {
     const auto started = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
-    auto store = Store::open(options.store_dir);
+    auto store = Store::open(options.store_dir, CatalogueAccess::ReadOnly);
     log_debug(fmt::format("store opened at {:.3f} s", elapsed()));
     const StoreSettings& settings = store->settings();
     QueryReport report;

@@ -9,6 +9,7 @@
 #include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
+#include "store/catalogue_key.h"
 #include "store/derived_index.h"
 #include "util/atomic_file.h"
 #include "util/file_stat.h"
@@ -232,7 +233,7 @@ AddResult SearchService::remove_id(int64_t id) {
 AddResult SearchService::remove_path(const std::string& path) {
     std::filesystem::path given(path);
     if (given.is_relative()) given = options_.roots.front() / given;
-    auto record = reader_->catalogue().find_by_path(std::filesystem::absolute(given).lexically_normal().string());
+    auto record = reader_->catalogue().find_by_path(catalogue_key(given));
     if (!record) throw RequestError(404, fmt::format("{} is not in the store", path));
     return remove_record(*record);
 }

@@ -4,6 +4,9 @@
 
 #include <cstring>
 #include <limits>
+#include <random>
+
+#include <fmt/format.h>
 
 #include "util/error.h"
 
@@ -35,6 +38,17 @@ CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
 INSERT OR IGNORE INTO meta(key, value) VALUES('generation', '0');
 )sql";
 
+// One row per generation: the random token that names that state (see Catalogue::state_token).
+constexpr const char* kStatesSchema =
+    "CREATE TABLE IF NOT EXISTS states(generation INTEGER PRIMARY KEY, token TEXT NOT NULL)";
+
+std::string random_token() {
+    std::random_device device;
+    std::string out;
+    for (int i = 0; i < 4; ++i) out += fmt::format("{:08x}", device());
+    return out;
+}
+
 // A prepared statement that finalizes itself.
 class Statement {
 public:
@@ -50,8 +64,8 @@ private:
 std::string damage_hint(sqlite3* db) {
     const int code = db ? sqlite3_errcode(db) : SQLITE_OK;
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
-        return " — the catalogue is damaged: run 'cbir check'; if it fails, index the photos into a new store "
-               "(the old file can be salvaged with sqlite3's .recover)";
+        return " — the catalogue is damaged: restore the store from a backup, or move it aside and index the photos "
+               "into a new store (sqlite3's .recover can salvage rows from the old file)";
     return "";
 }
 
@@ -62,10 +76,24 @@ std::string column_text(sqlite3_stmt* stmt, int column) {
 
 }  // namespace
 
-Catalogue::Catalogue(const std::filesystem::path& file, bool create) : file_(file) {
+Catalogue::Catalogue(const std::filesystem::path& file, CatalogueAccess access)
+    : file_(file), read_only_(access == CatalogueAccess::ReadOnly) {
+    const bool create = access == CatalogueAccess::Create;
     // FULLMUTEX: `cbir serve` reads one connection from many request threads at once.
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(file.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    const int mode = read_only_ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    const auto open = [&](const std::string& name, int extra) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        return sqlite3_open_v2(name.c_str(), &db_, mode | SQLITE_OPEN_FULLMUTEX | extra, nullptr);
+    };
+    int rc = open(file.string(), 0);
+    if (rc == SQLITE_OK && read_only_ &&
+        sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) == SQLITE_CANTOPEN) {
+        // A WAL database on a read-only mount with no -shm file: nothing can be writing it, so SQLite
+        // may read it as immutable.
+        rc = open("file:" + file.string() + "?immutable=1", SQLITE_OPEN_URI);
+    }
+    if (rc != SQLITE_OK) {
         std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
         db_ = nullptr;
@@ -76,28 +104,62 @@ Catalogue::Catalogue(const std::filesystem::path& file, bool create) : file_(fil
         // 16 KiB pages hold seven 2 KiB vectors each; the default 4 KiB pages held fewer than two,
         // so a 100k store took 417 MB. Only a new, empty database takes the setting.
         if (create) exec("PRAGMA page_size=16384");
-        // WAL: queries read the last committed state while an index run writes.
-        exec("PRAGMA journal_mode=WAL");
-        exec("PRAGMA synchronous=NORMAL");
+        if (!read_only_) {
+            // WAL: queries read the last committed state while an index run writes. FULL: a commit
+            // is on disk before it returns, so an acknowledged insert survives a power cut.
+            exec("PRAGMA journal_mode=WAL");
+            exec("PRAGMA synchronous=FULL");
+        }
         exec("PRAGMA foreign_keys=ON");
         // Reading the schema is the first real check that this is a SQLite file at all.
         if (create) {
             exec("BEGIN IMMEDIATE");
             exec(kSchema);
+            exec(kStatesSchema);
             exec("COMMIT");
         } else {
             Statement check(prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('meta','images')"));
             if (sqlite3_step(check) != SQLITE_ROW || sqlite3_column_int(check, 0) != 2)
                 throw Error(file.string() + ": not a cbir catalogue (tables missing)");
-            // Added after the first stores were made; a read-only store simply has no deletions.
-            sqlite3_exec(db_, "CREATE TABLE IF NOT EXISTS deleted(id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)",
-                         nullptr, nullptr, nullptr);
+            if (!read_only_) {
+                // Added after the first stores were made.
+                exec("CREATE TABLE IF NOT EXISTS deleted(id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)");
+                exec(kStatesSchema);
+            }
         }
+        if (!read_only_) ensure_identity();
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;
         throw;
     }
+}
+
+// A store id, and a token for the current generation (stores made before identities get them here).
+void Catalogue::ensure_identity() {
+    if (!store_id().empty() && !state_token(generation()).empty()) return;
+    Transaction txn(*this);
+    if (store_id().empty()) set_meta("store_id", random_token());
+    Statement record(prepare("INSERT OR IGNORE INTO states(generation, token) "
+                             "SELECT CAST(value AS INTEGER), ? FROM meta WHERE key = 'generation'"));
+    const std::string token = random_token();
+    sqlite3_bind_text(record, 1, token.c_str(), static_cast<int>(token.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(record) != SQLITE_DONE) throw Error(file_.string() + ": cannot record the store's state: " + sqlite3_errmsg(db_));
+    txn.commit();
+}
+
+std::string Catalogue::store_id() const { return meta("store_id").value_or(""); }
+
+std::string Catalogue::state_token(uint64_t generation) const {
+    sqlite3_stmt* raw = nullptr;
+    // A store made before identities, opened read-only, has no states table: no token.
+    if (sqlite3_prepare_v2(db_, "SELECT token FROM states WHERE generation = ?", -1, &raw, nullptr) != SQLITE_OK) {
+        sqlite3_finalize(raw);
+        return "";
+    }
+    Statement stmt(raw);
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(generation));
+    return sqlite3_step(stmt) == SQLITE_ROW ? column_text(stmt, 0) : "";
 }
 
 Catalogue::~Catalogue() {
@@ -143,7 +205,15 @@ void Catalogue::begin() {
 }
 
 void Catalogue::commit() {
-    if (changed_in_transaction_) exec("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'");
+    if (changed_in_transaction_) {
+        exec("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'");
+        Statement record(prepare("INSERT OR REPLACE INTO states(generation, token) "
+                                 "SELECT CAST(value AS INTEGER), ? FROM meta WHERE key = 'generation'"));
+        const std::string token = random_token();
+        sqlite3_bind_text(record, 1, token.c_str(), static_cast<int>(token.size()), SQLITE_TRANSIENT);
+        if (sqlite3_step(record) != SQLITE_DONE)
+            throw Error(file_.string() + ": cannot record the new state: " + sqlite3_errmsg(db_));
+    }
     exec("COMMIT");
     in_transaction_ = false;
 }

@@ -33,10 +33,14 @@ struct FileState {
     int64_t mtime_ns;
 };
 
+// How a catalogue is opened. ReadOnly never writes a byte (a read-only mount, a store without write
+// permission, or a query that has no business writing); Create makes a new database.
+enum class CatalogueAccess { ReadOnly, ReadWrite, Create };
+
 class Catalogue {
 public:
-    // Opens (or with create=true creates) the database. Throws cbir::Error naming the file.
-    Catalogue(const std::filesystem::path& file, bool create);
+    // Opens (or creates) the database. Throws cbir::Error naming the file.
+    Catalogue(const std::filesystem::path& file, CatalogueAccess access);
     ~Catalogue();
     Catalogue(const Catalogue&) = delete;
     Catalogue& operator=(const Catalogue&) = delete;
@@ -54,6 +58,15 @@ public:
 
     uint64_t generation() const;
     size_t count() const;
+    bool read_only() const { return read_only_; }
+
+    // Identity, for binding derived index files to the catalogue they were built from: a random id
+    // made with the store, and a random token recorded with every generation. A copy of a store
+    // shares its id and its history up to the copy; from then on each side draws its own tokens, so
+    // (generation, token) names one state of one catalogue. Empty for a store made before
+    // identities that has not been opened for writing since.
+    std::string store_id() const;
+    std::string state_token(uint64_t generation) const;
 
     // Inserts a new row or replaces the one with the same path; returns the row id.
     int64_t upsert(const ImageRecord& record);
@@ -92,7 +105,10 @@ private:
     void exec(const char* sql);
 
     std::filesystem::path file_;
+    void ensure_identity();
+
     sqlite3* db_ = nullptr;
+    bool read_only_ = false;
     bool in_transaction_ = false;
     bool changed_in_transaction_ = false;
 };

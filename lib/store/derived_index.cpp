@@ -1,10 +1,11 @@
 #include "store/derived_index.h"
 
-#include <atomic>
-#include <thread>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
+#include "index/grouped_index.h"
+#include "index/hnsw_index.h"
 #include "index/ivf_index.h"
 #include "index/reranked_index.h"
 #include "util/error.h"
@@ -14,10 +15,16 @@ namespace cbir {
 namespace {
 
 constexpr size_t kChunk = 8192;  // rows read from the catalogue at a time: bounded memory
-constexpr size_t kRetrainGrowth = 10;
-constexpr double kMaxTombstoneShare = 0.1;  // HNSW is rebuilt (compacted) past 10 % deleted nodes
 
 bool is_ivf(const std::string& kind) { return kind == "ivf" || kind == "ivfpq"; }
+
+VectorFetcher catalogue_fetcher(Store& store) {
+    Catalogue& catalogue = store.catalogue();
+    const int dimension = store.settings().dimension;
+    return [&catalogue, dimension](const std::vector<int64_t>& ids, std::vector<float>& vectors) {
+        catalogue.vectors_of(ids, dimension, vectors);
+    };
+}
 
 // Visits the rows changed after `generation` in chunks of ids and vectors.
 void for_each_chunk_since(Store& store, uint64_t generation,
@@ -38,30 +45,10 @@ void for_each_chunk_since(Store& store, uint64_t generation,
     if (!ids.empty()) visit(ids, vectors);
 }
 
-// HNSW inserts on all cores (hnswlib locks per node).
-void add_to_hnsw(HnswIndex& index, const std::vector<int64_t>& ids, const std::vector<float>& vectors, int dimension) {
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> workers;
-    const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned t = 0; t < threads; ++t)
-        workers.emplace_back([&] {
-            for (size_t i; (i = next.fetch_add(1)) < ids.size();) index.add(ids[i], &vectors[i * dimension]);
-        });
-    for (auto& w : workers) w.join();
-}
-
 void add_rows_since(Store& store, uint64_t generation, VectorIndex& index, bool replace) {
-    const int dimension = store.settings().dimension;
-    if (auto* hnsw = dynamic_cast<HnswIndex*>(&index)) {
-        hnsw->reserve(hnsw->size() + hnsw->tombstones() + store.catalogue().count());
-        for_each_chunk_since(store, generation, [&](const auto& ids, const auto& vectors) {
-            add_to_hnsw(*hnsw, ids, vectors, dimension);
-        });
-    } else if (auto* ivf = dynamic_cast<IvfIndex*>(&index)) {
-        for_each_chunk_since(store, generation, [&](const auto& ids, const auto& vectors) {
-            ivf->add_batch(ids.data(), vectors.data(), ids.size(), replace);
-        });
-    }
+    for_each_chunk_since(store, generation, [&](const auto& ids, const auto& vectors) {
+        index.add_batch(ids.data(), vectors.data(), ids.size(), replace);
+    });
 }
 
 // k-means needs a sample, not the collection: 64 points per list (FAISS wants at least 39), and for
@@ -92,36 +79,34 @@ std::unique_ptr<IvfIndex> train_ivf(Store& store, size_t count) {
 
 // A fresh index of the store's kind with every catalogue vector; null for flat stores and for IVF
 // stores too small to train (the caller searches exactly then).
-std::unique_ptr<VectorIndex> rebuild(Store& store) {
+std::unique_ptr<GroupedIndex> rebuild(Store& store) {
     const StoreSettings& s = store.settings();
     const size_t count = store.catalogue().count();
-    std::unique_ptr<VectorIndex> index;
+    std::unique_ptr<VectorIndex> inner;
     if (s.index_kind == "hnsw") {
-        index = std::make_unique<HnswIndex>(s.dimension, s.metric, s.hnsw, count);
+        inner = std::make_unique<HnswIndex>(s.dimension, s.metric, s.hnsw, count);
     } else if (is_ivf(s.index_kind)) {
         if (count < kIvfMinimumVectors) return nullptr;
-        index = train_ivf(store, count);
+        inner = train_ivf(store, count);
     } else {
         return nullptr;
     }
+    auto index = std::make_unique<GroupedIndex>(std::move(inner), catalogue_fetcher(store));
     add_rows_since(store, 0, *index, /*replace=*/false);
     return index;
 }
 
 // Applies the catalogue's changes after `since` to a loaded index: deletions, then new and changed
-// rows. False when the index should be rebuilt instead (an IVF index outgrown its training, an HNSW
-// graph with too many tombstones).
+// rows. False when the index should be rebuilt instead (rebuild_reason).
 bool catch_up(Store& store, VectorIndex& index, uint64_t since) {
     const size_t count = store.catalogue().count();
-    if (auto* ivf = dynamic_cast<IvfIndex*>(&index); ivf && count > kRetrainGrowth * std::max<size_t>(ivf->trained_on(), 1)) {
-        log_notice(fmt::format("{} vectors are more than {}x the {} the IVF index was trained on: retraining", count,
-                               kRetrainGrowth, ivf->trained_on()));
+    if (auto reason = index.rebuild_reason(count)) {
+        log_notice(*reason + ": rebuilding the index");
         return false;
     }
     index.remove(store.catalogue().deleted_since(since));
-    if (auto* hnsw = dynamic_cast<HnswIndex*>(&index);
-        hnsw && hnsw->tombstones() > kMaxTombstoneShare * double(hnsw->size() + hnsw->tombstones())) {
-        log_notice(fmt::format("{} deleted images are more than 10% of the HNSW graph: rebuilding it", hnsw->tombstones()));
+    if (auto reason = index.rebuild_reason(count)) {
+        log_notice(*reason + ": rebuilding the index");
         return false;
     }
     add_rows_since(store, since, index, /*replace=*/true);
@@ -129,42 +114,43 @@ bool catch_up(Store& store, VectorIndex& index, uint64_t since) {
 }
 
 // The loaded index brought to the catalogue's generation: caught up when its file is behind, rebuilt
-// when it is missing, damaged, from a later generation (another catalogue) or cannot catch up.
-std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorIndex> loaded, uint64_t file_generation,
-                                           uint64_t generation, bool announce_missing, bool& changed) {
+// when it is missing, damaged, built from another catalogue, or cannot catch up.
+std::unique_ptr<GroupedIndex> current_index(Store& store, std::unique_ptr<GroupedIndex> loaded,
+                                            const IndexFileHeader& header, uint64_t generation, bool announce_missing,
+                                            bool& changed) {
     changed = true;
-    if (loaded && file_generation == generation) {
-        changed = false;
-        return loaded;
-    }
-    if (loaded && file_generation < generation) {
-        log_notice(fmt::format("{} is stale (catalogue generation {}, the catalogue is at {}); catching up",
-                              store.index_file().string(), file_generation, generation));
-        if (catch_up(store, *loaded, file_generation)) return loaded;
-    } else if (loaded) {
-        log_notice(fmt::format("{} was built from another catalogue (generation {} > {}); rebuilding it",
-                               store.index_file().string(), file_generation, generation));
+    const std::string file = store.index_file().string();
+    if (loaded) {
+        const IndexFileMatch match = match_index_file(store, header.built_from, generation);
+        if (match == IndexFileMatch::Current) {
+            changed = false;
+            return loaded;
+        }
+        if (match == IndexFileMatch::Behind) {
+            log_notice(fmt::format("{} is stale (catalogue generation {}, the catalogue is at {}); catching up", file,
+                                   header.built_from.generation, generation));
+            if (catch_up(store, *loaded, header.built_from.generation)) return loaded;
+        } else {
+            log_notice(fmt::format("{} was built from another catalogue ({}); rebuilding it", file,
+                                   describe_foreign(store, header.built_from)));
+        }
     } else {
         // A query finding no index file is news; an index run building its first one is not.
         log_message(announce_missing ? LogLevel::Notice : LogLevel::Debug,
-                    fmt::format("building {} from the catalogue", store.index_file().string()));
+                    fmt::format("building {} from the catalogue", file));
     }
     return rebuild(store);
 }
 
 // Loads the index file; returns null (after saying why) when it is missing or unusable.
-std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
+std::unique_ptr<GroupedIndex> try_load(Store& store, IndexFileHeader& header) {
     std::error_code ec;
     if (!std::filesystem::exists(store.index_file(), ec)) return nullptr;
     const StoreSettings& s = store.settings();
     try {
-        std::unique_ptr<VectorIndex> index;
-        if (s.index_kind == "hnsw")
-            index = HnswIndex::load(store.index_file(), s.hnsw.ef_search, header);
-        else
-            index = IvfIndex::load(store.index_file(), header);
-        if (index->dimension() != s.dimension || index->metric() != s.metric) {
-            log_warning(fmt::format("{}: index was built for another dimension or metric; rebuilding it",
+        auto index = GroupedIndex::load(store.index_file(), s.hnsw.ef_search, catalogue_fetcher(store), header);
+        if (index->dimension() != s.dimension || index->metric() != s.metric || index->kind() != s.index_kind) {
+            log_warning(fmt::format("{}: index was built for another kind, dimension or metric; rebuilding it",
                                     store.index_file().string()));
             return nullptr;
         }
@@ -177,14 +163,38 @@ std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
 
 std::unique_ptr<VectorIndex> for_search(Store& store, std::unique_ptr<VectorIndex> index) {
     if (store.settings().index_kind != "ivfpq") return index;
-    const int dimension = store.settings().dimension;
-    Catalogue& catalogue = store.catalogue();
-    return std::make_unique<RerankedIndex>(std::move(index), [&catalogue, dimension](const auto& ids, auto& vectors) {
-        catalogue.vectors_of(ids, dimension, vectors);
-    });
+    return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store));
 }
 
+bool can_write_into(const std::filesystem::path& dir) { return ::access(dir.c_str(), W_OK) == 0; }
+
 }  // namespace
+
+CatalogueState catalogue_state(Store& store, uint64_t generation) {
+    return {store.catalogue().store_id(), generation, store.catalogue().state_token(generation)};
+}
+
+IndexFileMatch match_index_file(Store& store, const CatalogueState& built_from, uint64_t generation) {
+    const std::string store_id = store.catalogue().store_id();
+    if (store_id.empty()) {
+        // A store made before identities, read-only: the generation is all there is to go by.
+        if (built_from.generation > generation) return IndexFileMatch::Foreign;
+        return built_from.generation == generation ? IndexFileMatch::Current : IndexFileMatch::Behind;
+    }
+    if (built_from.store_id != store_id || built_from.generation > generation || built_from.token.empty() ||
+        store.catalogue().state_token(built_from.generation) != built_from.token)
+        return IndexFileMatch::Foreign;
+    return built_from.generation == generation ? IndexFileMatch::Current : IndexFileMatch::Behind;
+}
+
+std::string describe_foreign(Store& store, const CatalogueState& built_from) {
+    if (built_from.store_id.empty()) return "a file from before index files named their store";
+    if (built_from.store_id != store.catalogue().store_id()) return "another store";
+    if (built_from.generation > store.catalogue().generation())
+        return fmt::format("generation {} is ahead of this catalogue's {}", built_from.generation,
+                           store.catalogue().generation());
+    return fmt::format("a copy of this store that has changed since: generation {} differs", built_from.generation);
+}
 
 std::unique_ptr<FlatIndex> build_flat_index(Store& store) {
     const auto& s = store.settings();
@@ -207,13 +217,12 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) 
     IndexFileHeader header;
     auto loaded = try_load(store, header);
     bool changed = false;
-    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation,
-                               /*announce_missing=*/true, changed);
-    if (changed && save_changed) {
+    auto index = current_index(store, std::move(loaded), header, generation, /*announce_missing=*/true, changed);
+    // A read-only store still answers queries from the in-memory index.
+    if (changed && save_changed && can_write_into(store.dir())) {
         try {
             save_index_file(*index, store, generation);
         } catch (const std::exception& e) {
-            // A read-only store still answers queries from the in-memory index.
             log_warning(fmt::format("could not write the updated index ({}); using it in memory", e.what()));
         }
     }
@@ -236,16 +245,23 @@ void update_index_file(Store& store) {
     IndexFileHeader header;
     auto loaded = try_load(store, header);
     bool changed = false;
-    auto index = current_index(store, std::move(loaded), header.catalogue_generation, generation,
-                               /*announce_missing=*/false, changed);
+    auto index = current_index(store, std::move(loaded), header, generation, /*announce_missing=*/false, changed);
     if (changed) save_index_file(*index, store, generation);
 }
 
+void refresh_index_file(Store& store) {
+    try {
+        update_index_file(store);
+    } catch (const std::exception& e) {
+        log_warning(fmt::format("the catalogue is committed, but the index file could not be updated ({}); the next "
+                                "query catches it up",
+                                e.what()));
+    }
+}
+
 void save_index_file(const VectorIndex& index, Store& store, uint64_t generation) {
-    const VectorIndex* stored = &index;
-    if (auto* reranked = dynamic_cast<const RerankedIndex*>(stored)) stored = &reranked->inner();
-    if (auto* hnsw = dynamic_cast<const HnswIndex*>(stored)) hnsw->save(store.index_file(), generation);
-    if (auto* ivf = dynamic_cast<const IvfIndex*>(stored)) ivf->save(store.index_file(), generation);
+    if (index.kind() == "flat") return;
+    index.save(store.index_file(), catalogue_state(store, generation));
 }
 
 void reindex_store(Store& store, const IndexSpec& spec) {

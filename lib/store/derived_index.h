@@ -5,9 +5,19 @@
 #include <memory>
 
 #include "index/flat_index.h"
+#include "index/index_file.h"
 #include "store/store.h"
 
 namespace cbir {
+
+// Which catalogue state an index file at `generation` would be, and whether a file built from
+// `built_from` can serve this catalogue: Current (the same state), Behind (an earlier state of this
+// very catalogue: it catches up), or Foreign (another store, a diverged copy, or a later state).
+CatalogueState catalogue_state(Store& store, uint64_t generation);
+enum class IndexFileMatch { Current, Behind, Foreign };
+IndexFileMatch match_index_file(Store& store, const CatalogueState& built_from, uint64_t generation);
+// Why a Foreign file does not belong, in words.
+std::string describe_foreign(Store& store, const CatalogueState& built_from);
 
 // Exact search over every vector in the catalogue.
 std::unique_ptr<FlatIndex> build_flat_index(Store& store);
@@ -23,6 +33,9 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save);
 // retrained once the collection is ten times what it was trained on, an HNSW graph is compacted once
 // a tenth of it is deleted.
 void update_index_file(Store& store);
+// The same after a commit: a failure to write the file is a warning, not an error, since the commit
+// stands and the next query catches the index up.
+void refresh_index_file(Store& store);
 
 // Writes an index returned by open_search_index as the store's index file, built from catalogue
 // `generation` (a flat index has no file: nothing is written).

@@ -7,6 +7,7 @@
 
 #include "index/index_file.h"
 #include "index/ivf_index.h"
+#include "store/catalogue_key.h"
 #include "store/derived_index.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
@@ -50,11 +51,17 @@ CheckReport check_store(Store& store, size_t samples) {
             try {
                 IndexFileHeader header;
                 map_index_file(store.index_file(), header);  // header and whole-file checksum
-                if (header.catalogue_generation != catalogue.generation())
+                const auto match = match_index_file(store, header.built_from, catalogue.generation());
+                if (match == IndexFileMatch::Behind)
                     report.notes.push_back(fmt::format("{}: stale (built from generation {}, catalogue at {}); the next "
-                                                       "query (or 'cbir repair') rebuilds it",
-                                                       store.index_file().string(), header.catalogue_generation,
+                                                       "query (or 'cbir repair') catches it up",
+                                                       store.index_file().string(), header.built_from.generation,
                                                        catalogue.generation()));
+                else if (match == IndexFileMatch::Foreign)
+                    report.notes.push_back(fmt::format("{}: built from another catalogue ({}); it is not used, and the "
+                                                       "next query (or 'cbir repair') rebuilds it",
+                                                       store.index_file().string(),
+                                                       describe_foreign(store, header.built_from)));
             } catch (const IndexFileError& e) {
                 report.problems.push_back(fmt::format("{}; run 'cbir repair' to rebuild it from the catalogue", e.what()));
             }
@@ -77,9 +84,18 @@ CheckReport check_store(Store& store, size_t samples) {
         params.ef = 64;
         params.nprobe = s.ivf_nprobe;
         for (size_t i = 0; i < ids.size(); ++i) {
-            const auto hits = index->search(&vectors[i * s.dimension], params);
-            // Exact duplicates may come first in another's place: same distance 0 is as good.
-            if (hits.empty() || (hits[0].id != ids[i] && hits[0].distance > 1e-4f)) ++misses;
+            const float* own = &vectors[i * s.dimension];
+            const auto hits = index->search(own, params);
+            // The first hit must be this row, or a row whose vector is exactly this one (identical
+            // images tie at distance 0, in id order). A hit at distance 0 is not enough: an index
+            // built from another catalogue answers with other rows' ids.
+            bool found = !hits.empty() && hits[0].id == ids[i];
+            if (!found && !hits.empty()) {
+                std::vector<float> first;
+                catalogue.vectors_of({hits[0].id}, s.dimension, first);
+                found = std::equal(first.begin(), first.end(), own);
+            }
+            if (!found) ++misses;
         }
         if (misses > ids.size() / 20)  // approximate indexes may miss a few; more means a broken index
             report.problems.push_back(fmt::format("{}: {} of {} sampled images do not find themselves in the {} index; "
@@ -99,7 +115,7 @@ size_t remove_from_store(Store& store, const std::vector<std::string>& paths) {
         removed = store.catalogue().remove_paths(paths).size();
         txn.commit();
     }
-    if (removed) update_index_file(store);
+    if (removed) refresh_index_file(store);
     return removed;
 }
 
@@ -108,7 +124,7 @@ std::vector<std::string> prune_store(Store& store, const std::vector<std::string
     for (const auto& row : store.catalogue().all_paths()) {
         const std::string& path = row.second;  // a named variable: lambdas cannot capture bindings in C++17
         const bool under_a_root = roots.empty() || std::any_of(roots.begin(), roots.end(), [&](const std::string& root) {
-            return path.compare(0, root.size(), root) == 0 && (path.size() == root.size() || path[root.size()] == '/');
+            return key_is_under(path, root);
         });
         if (under_a_root && !stat_file(path)) gone.push_back(path);
     }

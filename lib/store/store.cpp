@@ -19,6 +19,8 @@ void write_settings(Catalogue& c, const StoreSettings& s) {
     c.set_meta("model_sha256", s.model_sha256);
     c.set_meta("model_size", std::to_string(s.model_size));
     c.set_meta("model_mtime_ns", std::to_string(s.model_mtime_ns));
+    c.set_meta("model_ctime_ns", std::to_string(s.model_ctime_ns));
+    c.set_meta("model_inode", std::to_string(s.model_inode));
     c.set_meta("dimension", std::to_string(s.dimension));
     c.set_meta("metric", metric_name(s.metric));
     c.set_meta("preprocessing", s.preprocessing);
@@ -37,6 +39,11 @@ int optional_int(const Catalogue& c, const std::string& key, int fallback) {
     return value ? std::stoi(*value) : fallback;  // keys added after format 1 first shipped
 }
 
+int64_t optional_int64(const Catalogue& c, const std::string& key) {
+    auto value = c.meta(key);
+    return value ? std::stoll(*value) : 0;
+}
+
 StoreSettings read_settings(const Catalogue& c) {
     const int version = std::stoi(required(c, "format_version"));
     if (version > kStoreFormatVersion)
@@ -47,6 +54,8 @@ StoreSettings read_settings(const Catalogue& c) {
     s.model_sha256 = required(c, "model_sha256");
     s.model_size = std::stoll(required(c, "model_size"));
     s.model_mtime_ns = std::stoll(required(c, "model_mtime_ns"));
+    s.model_ctime_ns = optional_int64(c, "model_ctime_ns");
+    s.model_inode = optional_int64(c, "model_inode");
     s.dimension = std::stoi(required(c, "dimension"));
     auto metric = parse_metric(required(c, "metric"));
     if (!metric) throw Error(c.file().string() + ": unknown metric in store metadata");
@@ -86,10 +95,10 @@ std::optional<std::filesystem::path> Store::find_upward(const std::filesystem::p
 Store::Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, StoreSettings settings)
     : dir_(std::move(dir)), catalogue_(std::move(catalogue)), settings_(std::move(settings)) {}
 
-std::unique_ptr<Store> Store::open(const std::filesystem::path& dir) {
+std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, CatalogueAccess access) {
     if (!exists(dir))
         throw Error(dir.string() + ": no cbir store here (no catalogue.sqlite); create one with 'cbir index DIR'");
-    auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), false);
+    auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), access);
     StoreSettings settings;
     try {
         settings = read_settings(*catalogue);
@@ -105,7 +114,7 @@ std::unique_ptr<Store> Store::create(const std::filesystem::path& dir, const Sto
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) throw Error(dir.string() + ": cannot create store directory: " + ec.message());
-    auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), true);
+    auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), CatalogueAccess::Create);
     {
         Transaction txn(*catalogue);
         write_settings(*catalogue, settings);
@@ -141,15 +150,20 @@ void Store::update_index_settings(const StoreSettings& settings) {
     settings_ = settings;
 }
 
-void Store::update_model_identity(const std::string& path, int64_t size, int64_t mtime_ns) {
+void Store::update_model_identity(const std::string& path, const FileStat& identity) {
+    if (catalogue_->read_only()) return;  // it is hashed again next time
     Transaction txn(*catalogue_);
     catalogue_->set_meta("model_path", path);
-    catalogue_->set_meta("model_size", std::to_string(size));
-    catalogue_->set_meta("model_mtime_ns", std::to_string(mtime_ns));
+    catalogue_->set_meta("model_size", std::to_string(identity.size));
+    catalogue_->set_meta("model_mtime_ns", std::to_string(identity.mtime_ns));
+    catalogue_->set_meta("model_ctime_ns", std::to_string(identity.ctime_ns));
+    catalogue_->set_meta("model_inode", std::to_string(identity.inode));
     txn.commit();
     settings_.model_path = path;
-    settings_.model_size = size;
-    settings_.model_mtime_ns = mtime_ns;
+    settings_.model_size = identity.size;
+    settings_.model_mtime_ns = identity.mtime_ns;
+    settings_.model_ctime_ns = identity.ctime_ns;
+    settings_.model_inode = identity.inode;
 }
 
 }  // namespace cbir

@@ -10,6 +10,7 @@
 #include "index/index_spec.h"
 #include "index/metric.h"
 #include "store/catalogue.h"
+#include "util/file_stat.h"
 
 namespace cbir {
 
@@ -20,7 +21,11 @@ struct StoreSettings {
     std::string model_path;  // absolute path of the model that built the store
     std::string model_sha256;
     int64_t model_size = 0;
-    int64_t model_mtime_ns = 0;  // with model_size, lets a query skip re-hashing an unchanged model
+    int64_t model_mtime_ns = 0;
+    // With size and mtime, lets a query skip re-hashing an unchanged model. The change time and inode
+    // cannot be set by hand, so a file replaced by another of the same size and mtime is still hashed.
+    int64_t model_ctime_ns = 0;
+    int64_t model_inode = 0;
     int dimension = 0;
     Metric metric = Metric::L2;
     std::string preprocessing;
@@ -43,7 +48,10 @@ public:
     static bool exists(const std::filesystem::path& dir);
 
     // Throws cbir::Error (naming the directory, the cause and the repair) if it is not a usable store.
-    static std::unique_ptr<Store> open(const std::filesystem::path& dir);
+    // Commands that only read open it ReadOnly: they work on a read-only mount or without write
+    // permission, and never change the catalogue.
+    static std::unique_ptr<Store> open(const std::filesystem::path& dir,
+                                       CatalogueAccess access = CatalogueAccess::ReadWrite);
     static std::unique_ptr<Store> create(const std::filesystem::path& dir, const StoreSettings& settings);
 
     const std::filesystem::path& dir() const { return dir_; }
@@ -55,7 +63,7 @@ public:
     void update_index_settings(const StoreSettings& settings);
 
     // Records where the model now is and its file identity (after verifying its hash).
-    void update_model_identity(const std::string& path, int64_t size, int64_t mtime_ns);
+    void update_model_identity(const std::string& path, const FileStat& identity);
 
 private:
     Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, StoreSettings settings);

@@ -4,6 +4,7 @@
 
 #include "embed/model_file.h"
 #include "index/index_file.h"
+#include "store/derived_index.h"
 
 namespace cbir {
 namespace {
@@ -40,10 +41,18 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
         std::string state;
         try {
             const IndexFileHeader header = read_index_file_header(store.index_file());
-            state = header.catalogue_generation == store.catalogue().generation()
-                        ? "current (" + std::to_string(header.count) + " vectors)"
-                        : "stale (built from generation " + std::to_string(header.catalogue_generation) +
-                              "; rebuilt by the next query)";
+            const uint64_t generation = store.catalogue().generation();
+            switch (match_index_file(store, header.built_from, generation)) {
+                case IndexFileMatch::Current: state = "current (" + std::to_string(header.count) + " vectors)"; break;
+                case IndexFileMatch::Behind:
+                    state = "stale (built from generation " + std::to_string(header.built_from.generation) +
+                            "; caught up by the next query)";
+                    break;
+                case IndexFileMatch::Foreign:
+                    state = "foreign (built from " + describe_foreign(store, header.built_from) +
+                            "; not used, rebuilt by the next query)";
+                    break;
+            }
         } catch (const IndexFileError& e) {
             state = (s.index_kind != "hnsw" && store.catalogue().count() < kIvfMinimumVectors)
                         ? "none: too few vectors to train, searching exactly"

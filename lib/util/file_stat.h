@@ -8,6 +8,12 @@ namespace cbir {
 struct FileStat {
     int64_t size = 0;
     int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;  // set by the kernel on any change; cannot be set by hand
+    int64_t inode = 0;
+    // Same file, unchanged: what a cached hash of it may be trusted by.
+    bool same_file_as(const FileStat& other) const {
+        return size == other.size && mtime_ns == other.mtime_ns && ctime_ns == other.ctime_ns && inode == other.inode;
+    }
 };
 
 // stat(2) with nanosecond mtime; nullopt if the file cannot be stat'ed.

@@ -54,6 +54,11 @@ std::string sha256_file_hex(const std::filesystem::path& path) {
     return digest.hex();
 }
 
+std::array<uint64_t, 2> xxh3_128(const void* data, size_t size) {
+    const XXH128_hash_t h = XXH3_128bits(data, size);
+    return {h.low64, h.high64};
+}
+
 Xxh3Stream::Xxh3Stream() : state_(XXH3_createState()) {
     if (!state_) throw Error("out of memory for XXH3 state");
     XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));

@@ -1,14 +1,18 @@
 // libFuzzer target for everything cbir reads from untrusted bytes: the image decode path (header
 // sizes, truncation check, OpenCV, the Pillow-exact resize) and the index container and HNSW graph
-// readers. The first input byte picks the reader. Built and run by scripts/fuzz.sh.
+// readers, and the groups of identical vectors in its extension. The first input byte picks the
+// reader. Built and run by scripts/fuzz.sh.
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
+#include <vector>
 #include <filesystem>
 #include <string>
 #include <unistd.h>
 
 #include "image/decode.h"
 #include "image/preprocess.h"
+#include "index/grouped_index.h"
 #include "index/hnsw_index.h"
 #include "index/index_file.h"
 #include "util/error.h"
@@ -30,6 +34,25 @@ void fuzz_decode(const std::string& bytes) {
 }
 
 // Raw bytes as a whole index file: the header parser and checksum must reject them cleanly.
+// The catalogue holds nothing in these runs: every fetched vector is missing (NaN).
+void no_vectors(const std::vector<int64_t>& ids, std::vector<float>& vectors) {
+    vectors.assign(ids.size() * 4, std::numeric_limits<float>::quiet_NaN());
+}
+
+void write_scratch_index(const cbir::IndexFileHeader& header, const std::string& payload, const std::string& extension) {
+    cbir::PayloadFile file;
+    file.append(payload.data(), payload.size());
+    cbir::write_index_file(scratch_file(), header, file, extension);
+}
+
+void search_and_change(cbir::VectorIndex& index) {
+    const float query[4] = {0.5f, -1.0f, 2.0f, 0.0f};
+    index.search(query, {5, 16, 0});
+    index.remove({1, 2, 3});
+    index.add(2, query);
+    index.search(query, {5, 16, 0});
+}
+
 void fuzz_container(const std::string& bytes) {
     {
         FILE* f = std::fopen(scratch_file().c_str(), "wb");
@@ -38,7 +61,7 @@ void fuzz_container(const std::string& bytes) {
     }
     try {
         cbir::IndexFileHeader header;
-        cbir::HnswIndex::load(scratch_file(), 16, header);
+        cbir::GroupedIndex::load(scratch_file(), 16, no_vectors, header);
     } catch (const cbir::Error&) {
     }
 }
@@ -52,11 +75,39 @@ void fuzz_graph(const std::string& bytes) {
     header.metric = cbir::Metric::L2;
     header.count = bytes.size() > 8 ? static_cast<uint8_t>(bytes[0]) : 0;
     header.params = {16, 200, 0, 0};
-    cbir::write_index_file(scratch_file(), header, bytes.data(), bytes.size());
+    write_scratch_index(header, bytes, "");
     try {
-        auto index = cbir::HnswIndex::load(scratch_file(), 16, header);
-        const float query[4] = {0.5f, -1.0f, 2.0f, 0.0f};
-        index->search(query, {5, 16, 0});
+        auto index = cbir::GroupedIndex::load(scratch_file(), 16, no_vectors, header);
+        search_and_change(*index);
+    } catch (const cbir::Error&) {
+    } catch (const std::bad_alloc&) {
+    }
+}
+
+// Bytes as the groups of identical vectors beside a well-formed graph of three vectors.
+void fuzz_groups(const std::string& bytes) {
+    static const std::string graph = [] {
+        cbir::HnswIndex index(4, cbir::Metric::L2, cbir::HnswParams{16, 200, 16}, 3);
+        for (int64_t id = 1; id <= 3; ++id) {
+            const float v[4] = {float(id), 0, 0, 0};
+            index.add(id, v);
+        }
+        cbir::PayloadFile payload;
+        cbir::IndexFileHeader header;
+        index.write_payload(payload, header);
+        std::string bytes(payload.size(), '\0');
+        ::pread(payload.fd(), bytes.data(), bytes.size(), 0);
+        return bytes;
+    }();
+    cbir::IndexFileHeader header;
+    header.kind = "hnsw";
+    header.dimension = 4;
+    header.count = 3;
+    header.params = {16, 200, 0, 0};
+    write_scratch_index(header, graph, bytes);
+    try {
+        auto index = cbir::GroupedIndex::load(scratch_file(), 16, no_vectors, header);
+        search_and_change(*index);
     } catch (const cbir::Error&) {
     } catch (const std::bad_alloc&) {
     }
@@ -72,10 +123,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
         case 0: fuzz_decode(bytes); break;
         case 1: fuzz_container(bytes); break;
-        default: fuzz_graph(bytes); break;
+        case 2: fuzz_graph(bytes); break;
+        default: fuzz_groups(bytes); break;
     }
     return 0;
 }
