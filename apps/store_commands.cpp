@@ -60,6 +60,7 @@ std::function<int()> add_repair_command(CLI::App& app) {
         const auto dir = resolve_store(f.store, /*for_writing=*/true);
         WriterLock lock(dir);
         auto store = Store::open(dir);
+        remove_abandoned_files(*store);
         reindex_store(*store, store->settings().index_spec());
         const CheckReport report = check_store(*store);
         for (const auto& problem : report.problems) print_error(problem);

@@ -125,6 +125,7 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
     if (Store::exists(options.store_dir)) {
         store = Store::open(options.store_dir);
         check_requested_settings(*store, options);
+        remove_abandoned_files(*store);  // the writer lock is ours: no save of another is under way
     }
     const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
     std::vector<Candidate> todo = select_changed(files, store.get(), summary);

@@ -9,11 +9,34 @@
 #include "index/ivf_index.h"
 #include "store/catalogue_key.h"
 #include "store/derived_index.h"
+#include "util/atomic_file.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
 #include "util/log.h"
 
 namespace cbir {
+
+namespace {
+
+uintmax_t file_size_or_zero(const std::filesystem::path& path) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    return ec ? 0 : size;
+}
+
+}  // namespace
+
+size_t remove_abandoned_files(Store& store) {
+    size_t removed = 0;
+    for (const auto& leftover : abandoned_temporary_files(store.dir())) {
+        std::error_code ec;
+        if (std::filesystem::remove(leftover, ec)) {
+            log_debug(fmt::format("removed {}, left by an interrupted save", leftover.string()));
+            ++removed;
+        }
+    }
+    return removed;
+}
 
 CheckReport check_store(Store& store, size_t samples) {
     CheckReport report;
@@ -38,6 +61,10 @@ CheckReport check_store(Store& store, size_t samples) {
         report.problems.push_back(fmt::format("{}: the model file changed (sha256 differs from the store's {}); put the "
                                               "original back or build a new store", s.model_path, s.model_sha256));
     }
+
+    for (const auto& leftover : abandoned_temporary_files(store.dir()))
+        report.notes.push_back(fmt::format("{}: left by an interrupted save ({} bytes); 'cbir repair' removes it",
+                                           leftover.string(), file_size_or_zero(leftover)));
 
     const size_t count = catalogue.count();
     const bool has_index_file = s.index_kind == "hnsw" || ((s.index_kind == "ivf" || s.index_kind == "ivfpq") &&

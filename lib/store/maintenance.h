@@ -19,6 +19,9 @@ struct CheckReport {
 // `samples` vectors, each of which must find itself first in the index.
 CheckReport check_store(Store& store, size_t samples = 100);
 
+// Removes what killed writers left in the store (abandoned temporary files); returns how many.
+size_t remove_abandoned_files(Store& store);
+
 // Deletes these paths' rows (absolute paths); returns how many there were. The index follows.
 size_t remove_from_store(Store& store, const std::vector<std::string>& paths);
 

@@ -1,10 +1,13 @@
 #include "util/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "util/error.h"
@@ -76,6 +79,23 @@ void sync_directory(const std::filesystem::path& dir) {
     if (fd < 0) return;  // best effort: some file systems refuse to open directories
     ::fsync(fd);
     ::close(fd);
+}
+
+std::vector<std::filesystem::path> abandoned_temporary_files(const std::filesystem::path& dir) {
+    std::vector<std::filesystem::path> out;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        const size_t at = name.rfind(".tmp-");
+        if (at == std::string::npos) continue;
+        const std::string rest = name.substr(at + 5);  // "<pid>-<n>"
+        const size_t dash = rest.find('-');
+        if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+        const long pid = std::strtol(rest.c_str(), nullptr, 10);
+        if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) out.push_back(entry.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 }  // namespace cbir

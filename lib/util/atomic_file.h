@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace cbir {
 
@@ -28,5 +29,9 @@ private:
 
 // fsync a directory so that a rename inside it survives power loss.
 void sync_directory(const std::filesystem::path& dir);
+
+// Temporary files in `dir` left by writers that were killed before they committed: named as above,
+// by a process that no longer runs.
+std::vector<std::filesystem::path> abandoned_temporary_files(const std::filesystem::path& dir);
 
 }  // namespace cbir
