@@ -8,6 +8,7 @@
 #include "index/hnsw_index.h"
 #include "index/ivf_index.h"
 #include "util/hash.h"
+#include "util/parallel_for.h"
 
 namespace cbir {
 namespace {
@@ -72,12 +73,20 @@ void GroupedIndex::join(int64_t label, int64_t id) {
 void GroupedIndex::add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace) {
     const int d = dimension();
     if (replace) detach(std::vector<int64_t>(ids, ids + count));
+    // Digests, and twins the inner index already holds, on all cores: searches of it run in parallel.
+    std::vector<Digest> digests(count);
+    std::vector<std::optional<int64_t>> searched(count);
+    parallel_for(count, [&](size_t i) {
+        const float* v = vectors + i * static_cast<size_t>(d);
+        digests[i] = xxh3_128(v, static_cast<size_t>(d) * sizeof(float));
+        if (search_for_twins_ && !label_by_digest_.count(digests[i])) searched[i] = find_twin(v);
+    });
     std::vector<int64_t> alone_ids;
     std::vector<float> alone_vectors;
     std::vector<int64_t> now_grouped;  // replaced rows that had stood alone and now join a group
     for (size_t i = 0; i < count; ++i) {
         const float* v = vectors + i * static_cast<size_t>(d);
-        const Digest digest = xxh3_128(v, static_cast<size_t>(d) * sizeof(float));
+        const Digest& digest = digests[i];
         std::optional<int64_t> twin;
         if (auto found = label_by_digest_.find(digest); found != label_by_digest_.end()) {
             twin = found->second;
@@ -89,7 +98,7 @@ void GroupedIndex::add_batch(const int64_t* ids, const float* vectors, size_t co
                 if (stored.size() != static_cast<size_t>(d) || !same_bytes(stored.data(), v, d)) twin.reset();
             }
         }
-        if (!twin && search_for_twins_) twin = find_twin(v);
+        if (!twin) twin = searched[i];
         if (twin && *twin != ids[i]) {
             auto grouped = label_of_.find(*twin);
             join(grouped == label_of_.end() ? *twin : grouped->second, ids[i]);

@@ -3,12 +3,12 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include <fmt/format.h>
+
+#include "util/parallel_for.h"
 
 namespace cbir {
 namespace {
@@ -135,14 +135,7 @@ void HnswIndex::add_batch(const int64_t* ids, const float* vectors, size_t count
     // Grown by doubling: a catch-up adds chunk after chunk, and each resize copies the whole graph.
     if (graph_->cur_element_count + count > graph_->max_elements_)
         reserve(std::max(graph_->cur_element_count + count, 2 * graph_->max_elements_));
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> workers;
-    const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(count)));
-    for (unsigned t = 0; t < threads; ++t)
-        workers.emplace_back([&] {
-            for (size_t i; (i = next.fetch_add(1)) < count;) add(ids[i], vectors + i * static_cast<size_t>(dimension_));
-        });
-    for (auto& w : workers) w.join();
+    parallel_for(count, [&](size_t i) { add(ids[i], vectors + i * static_cast<size_t>(dimension_)); });
 }
 
 std::optional<std::string> HnswIndex::rebuild_reason(size_t) const {
