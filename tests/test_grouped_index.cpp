@@ -9,6 +9,7 @@
 #include "index/flat_index.h"
 #include "index/grouped_index.h"
 #include "index/hnsw_index.h"
+#include "index/ivf_index.h"
 #include "test_support.h"
 
 using namespace cbir;
@@ -139,4 +140,31 @@ TEST_CASE("grouped index: thousands of identical vectors keep HNSW recall, throu
         CHECK(index.group_count() == 0);
         for (const auto& n : index.search(copied.data(), {10, 0})) CHECK(rows.vectors.count(n.id) == 1);
     }
+}
+
+TEST_CASE("grouped index: identical vectors in an IVF index are one entry too") {
+    std::mt19937 rng(11);
+    Rows rows;
+    IndexSpec spec;
+    spec.kind = "ivf";
+    spec.ivf_nlist = 16;
+    auto ivf = std::make_unique<IvfIndex>(kDimension, Metric::L2, spec);
+    std::vector<float> training;
+    for (int i = 0; i < 1000; ++i) {
+        rows.vectors[i + 1] = random_vector(rng);
+        training.insert(training.end(), rows.vectors[i + 1].begin(), rows.vectors[i + 1].end());
+    }
+    ivf->train(training.data(), 1000);
+    GroupedIndex index(std::move(ivf), rows.fetcher());
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 1000; ++i) ids.push_back(i + 1);
+    index.add_batch(ids.data(), training.data(), ids.size(), /*replace=*/false);
+    const std::vector<float> copied = rows.vectors[7];
+    for (int64_t id = 1001; id <= 4000; ++id) {  // one at a time, as a server takes uploads
+        rows.vectors[id] = copied;
+        index.add(id, copied.data());
+    }
+    CHECK(index.size() == 4000);
+    CHECK(index.inner().size() == 1000);
+    CHECK(recall(index, rows, copied, rng) >= 0.95);
 }
