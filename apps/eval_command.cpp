@@ -39,7 +39,7 @@ int run(const EvalFlags& flags) {
                                  "recall_at_" + std::to_string(r.recall_k)});
     printer->record({std::string("exact"), static_cast<int64_t>(r.queries), r.metric, r.precision_at_1,
                      r.precision_at_5, r.precision_at_10, r.mean_average_precision, 1.0});
-    if (r.index_kind != "flat")
+    if (r.index_kind != index_kind_name(IndexKind::Flat))
         printer->record({r.index_kind, static_cast<int64_t>(r.queries), r.metric, r.index_precision_at_1,
                          r.index_precision_at_5, r.index_precision_at_10, std::string(""), r.ann_recall});
     if (flags.per_class)

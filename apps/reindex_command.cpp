@@ -29,7 +29,7 @@ int run(const ReindexFlags& flags) {
     const auto dir = resolve_store(flags.store, /*for_writing=*/true);
     WriterLock lock(dir);
     auto store = Store::open(dir);
-    const IndexSpec spec = flags.index.empty() ? store->settings().index_spec()
+    const IndexSpec spec = flags.index.empty() ? store->settings().index
                                                : parse_index_flags(flags.index, flags.hnsw_m, flags.ef_construction,
                                                                    flags.nlist, flags.pq_m, flags.pq_bits);
     const auto started = std::chrono::steady_clock::now();

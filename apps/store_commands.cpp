@@ -61,7 +61,7 @@ std::function<int()> add_repair_command(CLI::App& app) {
         WriterLock lock(dir);
         auto store = Store::open(dir);
         remove_abandoned_files(*store);
-        reindex_store(*store, store->settings().index_spec());
+        reindex_store(*store, store->settings().index);
         const CheckReport report = check_store(*store);
         for (const auto& problem : report.problems) print_error(problem);
         if (!f.verbosity.quiet)

@@ -247,6 +247,45 @@ class StoreHostile(unittest.TestCase):
             self.assertRegex(r.stderr, "backup|new store")
 
 
+class FormatOneStore(unittest.TestCase):
+    """A store written before index files carried identities (tests/fixtures/store-v1) still works."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cbir-v1-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        shutil.copytree(os.path.join(SOURCE, "tests", "fixtures", "store-v1"), os.path.join(self.tmp, "store"))
+
+    def query(self, *extra):
+        return run(self.tmp, "query", os.path.join(SEED, "dog2.jpg"), "--store", "store", "--model", MODEL,
+                   "--format", "tsv", *extra)
+
+    def test_a_format_one_store_is_read_and_upgraded_on_its_first_write(self):
+        exact = self.query("--exact")
+        self.assertEqual(exact.returncode, 0, exact.stderr)
+        self.assertEqual(len(exact.stdout.splitlines()), 1 + 3)
+        # Read-only commands read it as it is, the version-1 index file included.
+        r = self.query()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([l.split("\t")[3] for l in r.stdout.splitlines()],
+                         [l.split("\t")[3] for l in exact.stdout.splitlines()])
+        self.assertNotIn("rebuilding", r.stderr)
+        info = run(self.tmp, "info", "--store", "store", "--format", "tsv")
+        self.assertIn("current", info.stdout)
+        # The first write gives the store its identity; the old index file is then rebuilt once.
+        r = run(self.tmp, "index", os.path.join(SEED, "cat2.jpg"), "--store", "store", "--model", MODEL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("1 new", r.stderr)
+        r = self.query()
+        self.assertEqual(len(r.stdout.splitlines()), 1 + 4)
+        exact = self.query("--exact")
+        self.assertEqual([l.split("\t")[3] for l in r.stdout.splitlines()],
+                         [l.split("\t")[3] for l in exact.stdout.splitlines()])
+        check = run(self.tmp, "check", "--store", "store")
+        self.assertEqual(check.returncode, 0, check.stderr)
+        with open(os.path.join(self.tmp, "store", "index.hnsw"), "rb") as f:
+            self.assertEqual(f.read(12)[8:], (2).to_bytes(4, "little"))  # now format 2
+
+
 def same_device(a, b):
     return os.stat(a).st_dev == os.stat(b).st_dev
 

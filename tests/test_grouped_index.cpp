@@ -63,7 +63,7 @@ double recall(const VectorIndex& index, const Rows& rows, const std::vector<floa
 TEST_CASE("grouped index: thousands of identical vectors keep HNSW recall, through changes and a reload") {
     std::mt19937 rng(7);
     Rows rows;
-    GroupedIndex index(std::make_unique<HnswIndex>(kDimension, Metric::L2, HnswParams{}, 1000), rows.fetcher());
+    GroupedIndex index(std::make_unique<HnswIndex>(kDimension, Metric::L2, IndexSpec{}, 1000), rows.fetcher());
     std::vector<int64_t> ids;
     std::vector<float> vectors;
     int64_t next_id = 1;
@@ -121,7 +121,7 @@ TEST_CASE("grouped index: thousands of identical vectors keep HNSW recall, throu
         test::TempDir dir;
         index.save(dir.path() / "index.hnsw", CatalogueState{"", 3, ""});
         IndexFileHeader header;
-        auto loaded = GroupedIndex::load(dir.path() / "index.hnsw", 64, rows.fetcher(), header);
+        auto loaded = GroupedIndex::load(dir.path() / "index.hnsw", IndexSpec{}, rows.fetcher(), header);
         CHECK(loaded->size() == rows.vectors.size());
         CHECK(loaded->group_count() == 1);
         CHECK(recall(*loaded, rows, copied, rng) >= 0.95);
@@ -146,7 +146,7 @@ TEST_CASE("grouped index: identical vectors in an IVF index are one entry too") 
     std::mt19937 rng(11);
     Rows rows;
     IndexSpec spec;
-    spec.kind = "ivf";
+    spec.kind = IndexKind::Ivf;
     spec.ivf_nlist = 16;
     auto ivf = std::make_unique<IvfIndex>(kDimension, Metric::L2, spec);
     std::vector<float> training;

@@ -72,7 +72,7 @@ TEST_CASE("index: HNSW recall@10 against flat search on 5000 clustered vectors")
     for (Metric metric : {Metric::L2, Metric::Cosine}) {
         CAPTURE(metric_name(metric));
         FlatIndex flat(64, metric);
-        HnswIndex hnsw(64, metric, HnswParams{}, 100);  // starts small: add() must grow it
+        HnswIndex hnsw(64, metric, IndexSpec{}, 100);  // starts small: add() must grow it
         for (size_t i = 0; i < data.size(); ++i) {
             flat.add(int64_t(i + 1), data[i].data());
             hnsw.add(int64_t(i + 1), data[i].data());
@@ -109,20 +109,20 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
         out.clear();
         for (int64_t id : ids) out.insert(out.end(), data[size_t(id - 10)].begin(), data[size_t(id - 10)].end());
     };
-    GroupedIndex hnsw(std::make_unique<HnswIndex>(32, Metric::Cosine, HnswParams{}, 500), fetch);
+    GroupedIndex hnsw(std::make_unique<HnswIndex>(32, Metric::Cosine, IndexSpec{}, 500), fetch);
     for (size_t i = 0; i < data.size(); ++i) hnsw.add(int64_t(i + 10), data[i].data());
     const CatalogueState built_from{"0123456789abcdef0123456789abcdef", 42, "fedcba9876543210fedcba9876543210"};
     hnsw.save(file, built_from);
 
     IndexFileHeader header;
-    auto loaded = GroupedIndex::load(file, 64, fetch, header);
+    auto loaded = GroupedIndex::load(file, IndexSpec{}, fetch, header);
     CHECK(header.kind == "hnsw");
     CHECK(header.count == 500);
     CHECK(header.built_from.generation == 42);
     CHECK(header.built_from.store_id == built_from.store_id);
     CHECK(header.built_from.token == built_from.token);
     CHECK(header.metric == Metric::Cosine);
-    CHECK(header.params[0] == uint32_t(HnswParams{}.m));
+    CHECK(header.params[0] == uint32_t(IndexSpec{}.hnsw_m));
     for (size_t i = 0; i < 50; ++i) {
         const auto before = hnsw.search(data[i].data(), {10, 0});
         const auto after = loaded->search(data[i].data(), {10, 0});
@@ -133,27 +133,27 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
     const auto size = std::filesystem::file_size(file);
     SUBCASE("truncated") {
         std::filesystem::resize_file(file, size - 7);
-        CHECK_THROWS_AS(GroupedIndex::load(file, 64, fetch, header), IndexFileError);
+        CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), IndexFileError);
     }
     SUBCASE("a flipped byte in the graph") {
         flip_byte(file, std::streamoff(size / 2));
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("checksum"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("checksum"), IndexFileError);
     }
     SUBCASE("a foreign file") {
         std::ofstream(file, std::ios::trunc) << "SQLite format 3, or anything else that is not ours" << std::string(200, 'x');
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("not a cbir index"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("not a cbir index"), IndexFileError);
     }
     SUBCASE("a newer format version") {
         flip_byte(file, 8);  // the low byte of the version: 2 ^ 0x5A
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("newer"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("newer"), IndexFileError);
     }
     SUBCASE("a file shorter than the header") {
         std::ofstream(file, std::ios::trunc) << "CBIRANN";
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, 64, fetch, header), doctest::Contains("too short"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("too short"), IndexFileError);
     }
     SUBCASE("a missing file") {
         std::filesystem::remove(file);
-        CHECK_THROWS_AS(GroupedIndex::load(file, 64, fetch, header), IndexFileError);
+        CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), IndexFileError);
     }
     SUBCASE("no temporary file is left behind by a save") {
         size_t entries = 0;
@@ -165,7 +165,7 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
 TEST_CASE("index: on the seed photos' reference features HNSW gives exactly the flat results") {
     const auto features = test::reference_seed_features();
     FlatIndex flat(512, Metric::L2);
-    HnswIndex hnsw(512, Metric::L2, HnswParams{}, 7);
+    HnswIndex hnsw(512, Metric::L2, IndexSpec{}, 7);
     int64_t id = 1;
     for (const auto& [name, f] : features) {
         flat.add(id, f.data());

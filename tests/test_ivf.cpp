@@ -55,16 +55,16 @@ TEST_CASE("index spec: factory strings and short names") {
     std::string error;
     auto hnsw = parse_index_spec("HNSW32", IndexSpec{}, &error);
     REQUIRE(hnsw);
-    CHECK(hnsw->kind == "hnsw");
+    CHECK(hnsw->kind == IndexKind::Hnsw);
     CHECK(hnsw->hnsw_m == 32);
     auto ivf = parse_index_spec("IVF2048,Flat", IndexSpec{}, &error);
     REQUIRE(ivf);
-    CHECK(ivf->kind == "ivf");
+    CHECK(ivf->kind == IndexKind::Ivf);
     CHECK(ivf->ivf_nlist == 2048);
     CHECK(ivf->describe() == "IVF2048,Flat");
     auto pq = parse_index_spec("IVF1024,PQ64", IndexSpec{}, &error);
     REQUIRE(pq);
-    CHECK(pq->kind == "ivfpq");
+    CHECK(pq->kind == IndexKind::IvfPq);
     CHECK(pq->pq_m == 64);
     CHECK(pq->pq_bits == 8);
     CHECK(parse_index_spec("flat", IndexSpec{}, &error)->describe() == "Flat");
@@ -94,18 +94,18 @@ TEST_CASE("ivf: IVF-Flat recall@10 and IVF-PQ with exact re-ranking, for l2 and 
         for (size_t i = 0; i < n; ++i) ids[i] = int64_t(i + 1);
 
         IndexSpec spec;
-        spec.kind = "ivf";
+        spec.kind = IndexKind::Ivf;
         spec.ivf_nlist = choose_ivf_nlist(n);
         IvfIndex ivf(d, metric, spec);
         ivf.train(data.data(), n);
         ivf.add_batch(ids.data(), data.data(), n, false);
         CHECK(ivf.size() == n);
         SearchParams params;
-        params.nprobe = kDefaultNprobe;
+        params.nprobe = IndexSpec{}.ivf_nprobe;
         const double ivf_recall = recall_at_10(ivf, exact, queries, d, params);
         CHECK(ivf_recall >= 0.95);
 
-        spec.kind = "ivfpq";
+        spec.kind = IndexKind::IvfPq;
         spec.pq_m = 16;
         auto pq = std::make_unique<IvfIndex>(d, metric, spec);
         pq->train(data.data(), n);
@@ -131,7 +131,7 @@ TEST_CASE("ivf: re-adding an id replaces it; the file round-trips; damage is det
     std::vector<int64_t> ids(n);
     for (size_t i = 0; i < n; ++i) ids[i] = int64_t(i + 100);
     IndexSpec spec;
-    spec.kind = "ivf";
+    spec.kind = IndexKind::Ivf;
     spec.ivf_nlist = 64;
     IvfIndex ivf(d, Metric::L2, spec);
     ivf.train(data.data(), n);
@@ -152,7 +152,7 @@ TEST_CASE("ivf: re-adding an id replaces it; the file round-trips; damage is det
     write_index_file(file, written, payload, "");
     IndexFileHeader header;
     auto mapped = map_index_file(file, header);
-    auto loaded = IvfIndex::from_payload(mapped, header, file.string());
+    auto loaded = IvfIndex::from_payload(mapped, header, IndexSpec{}, file.string());
     CHECK(header.kind == "ivf");
     CHECK(header.built_from.generation == 7);
     CHECK(loaded->size() == n);

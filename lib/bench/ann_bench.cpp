@@ -3,7 +3,6 @@
 #include <faiss/IndexFlat.h>
 #include <omp.h>
 
-#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -14,8 +13,7 @@
 
 #include "bench/synthetic.h"
 #include "index/grouped_index.h"
-#include "index/hnsw_index.h"
-#include "index/ivf_index.h"
+#include "index/index_factory.h"
 #include "index/reranked_index.h"
 #include "util/log.h"
 
@@ -52,38 +50,19 @@ std::vector<std::set<int64_t>> ground_truth(const AnnBenchOptions& o) {
     return truth;
 }
 
-std::unique_ptr<VectorIndex> build(const AnnBenchOptions& o, const IndexSpec& spec) {
-    const size_t n = o.base.size() / o.dimension;
-    if (spec.kind == "hnsw") {
-        HnswParams params;
-        params.m = spec.hnsw_m;
-        params.ef_construction = spec.hnsw_ef_construction;
-        auto index = std::make_unique<HnswIndex>(o.dimension, o.metric, params, n);
-        std::atomic<size_t> next{0};
-        std::vector<std::thread> workers;
-        for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
-            workers.emplace_back([&] {
-                for (size_t i; (i = next.fetch_add(1)) < n;) index->add(static_cast<int64_t>(i + 1), &o.base[i * o.dimension]);
-            });
-        for (auto& w : workers) w.join();
-        return index;
-    }
-    IndexSpec s = spec;
-    if (s.ivf_nlist <= 0) s.ivf_nlist = choose_ivf_nlist(n);
-    auto index = std::make_unique<IvfIndex>(o.dimension, o.metric, s);
-    size_t sample = std::min(n, static_cast<size_t>(s.ivf_nlist) * 64);
-    if (s.kind == "ivfpq") sample = std::min(n, std::max(sample, (size_t(1) << s.pq_bits) * 64));
-    const size_t stride = std::max<size_t>(1, n / sample);
-    std::vector<float> training;
-    for (size_t i = 0; i < n && training.size() < sample * o.dimension; i += stride)
-        training.insert(training.end(), &o.base[i * o.dimension], &o.base[(i + 1) * o.dimension]);
-    index->train(training.data(), training.size() / o.dimension);
-    std::vector<int64_t> ids(n);
-    for (size_t i = 0; i < n; ++i) ids[i] = static_cast<int64_t>(i + 1);
-    constexpr size_t kChunk = 65536;
-    for (size_t i = 0; i < n; i += kChunk)
-        index->add_batch(&ids[i], &o.base[i * o.dimension], std::min(kChunk, n - i), false);
-    return index;
+// The synthetic rows as the store's index build reads its catalogue: chunks of ids 1..n and vectors.
+RowChunks synthetic_rows(const AnnBenchOptions& o) {
+    return [&o](const ChunkVisitor& visit) {
+        constexpr size_t kChunk = 65536;
+        const size_t n = o.base.size() / o.dimension;
+        std::vector<int64_t> ids;
+        for (size_t i = 0; i < n; i += kChunk) {
+            const size_t count = std::min(kChunk, n - i);
+            ids.resize(count);
+            for (size_t j = 0; j < count; ++j) ids[j] = static_cast<int64_t>(i + j + 1);
+            visit(ids.data(), &o.base[i * o.dimension], count);
+        }
+    };
 }
 
 }  // namespace
@@ -97,14 +76,6 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
     std::filesystem::create_directories(o.work_dir);
     for (const IndexSpec& spec : o.specs) {
         log_notice("building " + spec.describe());
-        const auto started = Clock::now();
-        auto built = build(o, spec);
-        AnnBenchRow row;
-        row.index = spec.describe();
-        row.count = n;
-        row.build_seconds = seconds_since(started);
-        const auto file = o.work_dir / ("bench." + spec.kind);
-        if (auto* v = dynamic_cast<IvfIndex*>(built.get())) row.index = v->spec().describe();
         const int d = o.dimension;
         const auto& base = o.base;
         const VectorFetcher fetch = [&base, d](const auto& ids, auto& vectors) {
@@ -112,28 +83,39 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
             for (size_t i = 0; i < ids.size(); ++i)
                 std::copy(&base[(ids[i] - 1) * d], &base[ids[i] * d], &vectors[i * d]);
         };
-        GroupedIndex(std::move(built), fetch).save(file, CatalogueState{});
+        IndexSpec chosen = spec;
+        if (chosen.is_ivf() && chosen.ivf_nlist <= 0) chosen.ivf_nlist = choose_ivf_nlist(n);
+        const auto started = Clock::now();
+        auto built = build_index(chosen, o.dimension, o.metric, n, synthetic_rows(o), fetch);  // the store's path
+        AnnBenchRow row;
+        row.index = chosen.describe();
+        row.count = n;
+        row.build_seconds = seconds_since(started);
+        const auto file = o.work_dir / ("bench." + index_kind_name(spec.kind));
+        built->save(file, CatalogueState{});
         ::malloc_trim(0);  // hand freed heap back, so the RSS growth below is the loaded index's
         row.file_bytes = std::filesystem::file_size(file);
         const double rss_before = resident_mib();
         const auto load_started = Clock::now();
         IndexFileHeader header;
-        std::unique_ptr<VectorIndex> index = GroupedIndex::load(file, 64, fetch, header);
+        IndexSpec search_defaults;
+        std::unique_ptr<VectorIndex> index = GroupedIndex::load(file, search_defaults, fetch, header);
         row.load_seconds = seconds_since(load_started);
         row.resident_mib = resident_mib() - rss_before;
         std::filesystem::remove(file);
-        if (spec.kind == "ivfpq") index = std::make_unique<RerankedIndex>(std::move(index), fetch);
+        if (spec.kind == IndexKind::IvfPq) index = std::make_unique<RerankedIndex>(std::move(index), fetch);
         omp_set_num_threads(1);  // queries/s on one thread, FAISS included
-        for (int knob : spec.kind == "hnsw" ? o.ef_values : o.nprobe_values) {
+        const bool hnsw = spec.kind == IndexKind::Hnsw;
+        for (int knob : hnsw ? o.ef_values : o.nprobe_values) {
             SearchParams params;
             params.k = 10;
-            (spec.kind == "hnsw" ? params.ef : params.nprobe) = knob;
+            (hnsw ? params.ef : params.nprobe) = knob;
             size_t found = 0;
             const auto search_started = Clock::now();
             for (size_t i = 0; i < q; ++i)
                 for (const auto& hit : index->search(&o.query_vectors[i * o.dimension], params)) found += truth[i].count(hit.id);
             const double elapsed = seconds_since(search_started);
-            row.knob = (spec.kind == "hnsw" ? "ef=" : "nprobe=") + std::to_string(knob);
+            row.knob = (hnsw ? "ef=" : "nprobe=") + std::to_string(knob);
             row.queries_per_second = q / elapsed;
             row.recall_at_10 = double(found) / double(q * 10);
             on_row(row);

@@ -10,7 +10,7 @@ namespace cbir {
 class FlatIndex final : public VectorIndex {
 public:
     FlatIndex(int dimension, Metric metric);
-    std::string kind() const override { return "flat"; }
+    IndexKind kind() const override { return IndexKind::Flat; }
     Metric metric() const override { return metric_; }
     int dimension() const override { return dimension_; }
     size_t size() const override { return ids_.size(); }

@@ -220,15 +220,16 @@ void GroupedIndex::decode_groups(const unsigned char* data, size_t size, const s
     if (in.left() != 0) throw IndexFileError(name + ": trailing bytes after the groups of identical vectors");
 }
 
-std::unique_ptr<GroupedIndex> GroupedIndex::load(const std::filesystem::path& path, int hnsw_ef_search, VectorFetcher fetch,
-                                                 IndexFileHeader& header) {
+std::unique_ptr<GroupedIndex> GroupedIndex::load(const std::filesystem::path& path, const IndexSpec& search_defaults,
+                                                 VectorFetcher fetch, IndexFileHeader& header) {
     const MappedPayload payload = map_index_file(path, header);
     const std::string name = path.string();
     std::unique_ptr<VectorIndex> inner;
-    if (header.kind == "hnsw")
-        inner = HnswIndex::from_payload(payload, header, hnsw_ef_search, name);
-    else if (header.kind == "ivf" || header.kind == "ivfpq")
-        inner = IvfIndex::from_payload(payload, header, name);
+    const auto kind = parse_index_kind(header.kind);
+    if (kind == IndexKind::Hnsw)
+        inner = HnswIndex::from_payload(payload, header, search_defaults, name);
+    else if (kind == IndexKind::Ivf || kind == IndexKind::IvfPq)
+        inner = IvfIndex::from_payload(payload, header, search_defaults, name);
     else
         throw IndexFileError(name + ": unknown index kind '" + header.kind + "'");
     auto index = std::make_unique<GroupedIndex>(std::move(inner), std::move(fetch));

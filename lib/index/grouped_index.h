@@ -26,12 +26,13 @@ public:
     GroupedIndex(std::unique_ptr<VectorIndex> inner, VectorFetcher fetch);
 
     // The index in a verified file, of whichever kind its header names. Throws IndexFileError.
-    static std::unique_ptr<GroupedIndex> load(const std::filesystem::path& path, int hnsw_ef_search, VectorFetcher fetch,
-                                              IndexFileHeader& header);
+    // The search defaults (HNSW ef, IVF nprobe) come from `search_defaults`, the rest from the file.
+    static std::unique_ptr<GroupedIndex> load(const std::filesystem::path& path, const IndexSpec& search_defaults,
+                                              VectorFetcher fetch, IndexFileHeader& header);
     // Writes the index file (atomically) as built from `built_from`.
     void save(const std::filesystem::path& path, const CatalogueState& built_from) const override;
 
-    std::string kind() const override { return inner_->kind(); }
+    IndexKind kind() const override { return inner_->kind(); }
     Metric metric() const override { return inner_->metric(); }
     int dimension() const override { return inner_->dimension(); }
     size_t size() const override { return inner_->size() + grouped_rows_ - groups_.size(); }

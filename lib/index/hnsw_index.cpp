@@ -106,13 +106,15 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> read_graph(const MappedPayload&
 
 }  // namespace
 
-HnswIndex::HnswIndex(int dimension, Metric metric, const HnswParams& params)
-    : dimension_(dimension), metric_(metric), params_(params), space_(make_space(metric, dimension)) {}
+HnswIndex::HnswIndex(int dimension, Metric metric, const IndexSpec& spec)
+    : dimension_(dimension), metric_(metric), spec_(spec), space_(make_space(metric, dimension)) {
+    spec_.kind = IndexKind::Hnsw;
+}
 
-HnswIndex::HnswIndex(int dimension, Metric metric, const HnswParams& params, size_t capacity)
-    : HnswIndex(dimension, metric, params) {
+HnswIndex::HnswIndex(int dimension, Metric metric, const IndexSpec& spec, size_t capacity)
+    : HnswIndex(dimension, metric, spec) {
     graph_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), std::max<size_t>(capacity, 16),
-                                                               params.m, params.ef_construction);
+                                                               spec.hnsw_m, spec.hnsw_ef_construction);
     graph_->setEf(1);  // see search()
 }
 
@@ -169,7 +171,7 @@ std::vector<Neighbor> HnswIndex::search(const float* query, const SearchParams& 
     // hnswlib keeps ef in the graph (shared state), and searches with max(ef, k) candidates. With
     // ef fixed at 1, asking for max(ef, k) results searches exactly as broadly, and the top k of them
     // are the answer: concurrent searches with different ef need no lock.
-    const int ef = params.ef > 0 ? params.ef : params_.ef_search;
+    const int ef = params.ef > 0 ? params.ef : spec_.hnsw_ef_search;
     const size_t breadth = std::max(static_cast<size_t>(std::max(ef, 1)), k);
     auto found = graph_->searchKnn(q.data(), breadth);
     while (found.size() > k) found.pop();
@@ -185,22 +187,21 @@ std::vector<Neighbor> HnswIndex::search(const float* query, const SearchParams& 
 
 void HnswIndex::write_payload(PayloadFile& out, IndexFileHeader& header) const {
     graph_->saveIndex(out.proc_path());
-    header.kind = kind();
+    header.kind = index_kind_name(kind());
     header.dimension = static_cast<uint32_t>(dimension_);
     header.metric = metric_;
     header.count = graph_->cur_element_count;  // tombstones included: what the file holds
-    header.params = {static_cast<uint32_t>(params_.m), static_cast<uint32_t>(params_.ef_construction), 0, 0};
+    header.params = {static_cast<uint32_t>(spec_.hnsw_m), static_cast<uint32_t>(spec_.hnsw_ef_construction), 0, 0};
 }
 
 std::unique_ptr<HnswIndex> HnswIndex::from_payload(const MappedPayload& payload, const IndexFileHeader& header,
-                                                   int ef_search, const std::string& name) {
-    if (header.kind != "hnsw") throw IndexFileError(name + ": holds a '" + header.kind + "' index, not hnsw");
+                                                   const IndexSpec& search_defaults, const std::string& name) {
+    if (parse_index_kind(header.kind) != IndexKind::Hnsw) throw IndexFileError(name + ": holds a '" + header.kind + "' index, not hnsw");
     if (header.dimension == 0 || header.dimension > 65536) throw IndexFileError(name + ": implausible dimension");
-    HnswParams params;
-    params.m = static_cast<int>(header.params[0]);
-    params.ef_construction = static_cast<int>(header.params[1]);
-    params.ef_search = ef_search;
-    std::unique_ptr<HnswIndex> index(new HnswIndex(static_cast<int>(header.dimension), header.metric, params));
+    IndexSpec spec = search_defaults;
+    spec.hnsw_m = static_cast<int>(header.params[0]);
+    spec.hnsw_ef_construction = static_cast<int>(header.params[1]);
+    std::unique_ptr<HnswIndex> index(new HnswIndex(static_cast<int>(header.dimension), header.metric, spec));
     index->graph_ = read_graph(payload, index->space_.get(), name);
     index->graph_->setEf(1);  // see search()
     if (index->graph_->cur_element_count != header.count)

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "index/index_file.h"
+#include "index/index_spec.h"
 #include "index/vector_index.h"
 
 namespace hnswlib {
@@ -13,22 +14,18 @@ template <typename T> class SpaceInterface;
 
 namespace cbir {
 
-struct HnswParams {
-    int m = 32;                 // graph degree (32: recall@10 0.98 at 1M vectors, ef 64; 16 gave 0.87)
-    int ef_construction = 200;  // build-time breadth
-    int ef_search = 64;         // query-time breadth when the caller gives none (raised to k)
-};
-
 class HnswIndex final : public VectorIndex {
 public:
-    HnswIndex(int dimension, Metric metric, const HnswParams& params, size_t capacity);
+    // M, ef_construction and the default ef_search from the spec.
+    HnswIndex(int dimension, Metric metric, const IndexSpec& spec, size_t capacity);
     ~HnswIndex() override;
     // From a verified file's payload (index_file.h); throws IndexFileError naming `name`.
+    // M and ef_construction come from the header, the default ef_search from `search_defaults`.
     static std::unique_ptr<HnswIndex> from_payload(const MappedPayload& payload, const IndexFileHeader& header,
-                                                   int ef_search, const std::string& name);
+                                                   const IndexSpec& search_defaults, const std::string& name);
     void write_payload(PayloadFile& out, IndexFileHeader& header) const override;
 
-    std::string kind() const override { return "hnsw"; }
+    IndexKind kind() const override { return IndexKind::Hnsw; }
     Metric metric() const override { return metric_; }
     int dimension() const override { return dimension_; }
     size_t size() const override;
@@ -44,13 +41,11 @@ public:
     std::vector<Neighbor> search(const float* query, const SearchParams& params) const override;
     // Compacted once a tenth of the graph is tombstones.
     std::optional<std::string> rebuild_reason(size_t catalogue_rows) const override;
-    const HnswParams& params() const { return params_; }
-
 private:
-    HnswIndex(int dimension, Metric metric, const HnswParams& params);
+    HnswIndex(int dimension, Metric metric, const IndexSpec& spec);
     int dimension_;
     Metric metric_;
-    HnswParams params_;
+    IndexSpec spec_;
     std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
     std::unique_ptr<hnswlib::HierarchicalNSW<float>> graph_;
     std::mutex resize_mutex_;

@@ -7,14 +7,38 @@
 
 namespace cbir {
 
+std::string index_kind_name(IndexKind kind) {
+    switch (kind) {
+        case IndexKind::Flat: return "flat";
+        case IndexKind::Hnsw: return "hnsw";
+        case IndexKind::Ivf: return "ivf";
+        case IndexKind::IvfPq: return "ivfpq";
+    }
+    return "unknown";
+}
+
+std::optional<IndexKind> parse_index_kind(const std::string& name) {
+    for (IndexKind kind : {IndexKind::Flat, IndexKind::Hnsw, IndexKind::Ivf, IndexKind::IvfPq})
+        if (index_kind_name(kind) == name) return kind;
+    return std::nullopt;
+}
+
 std::string IndexSpec::describe() const {
     const std::string lists = ivf_nlist > 0 ? std::to_string(ivf_nlist) : "auto";
-    if (kind == "flat") return "Flat";
-    if (kind == "hnsw") return "HNSW" + std::to_string(hnsw_m);
-    if (kind == "ivf") return "IVF" + lists + ",Flat";
-    if (kind == "ivfpq")  // 8 bits is FAISS's default and is left out, as its factory strings do
-        return "IVF" + lists + ",PQ" + std::to_string(pq_m) + (pq_bits == 8 ? "" : "x" + std::to_string(pq_bits));
-    return kind;
+    switch (kind) {
+        case IndexKind::Flat: return "Flat";
+        case IndexKind::Hnsw: return "HNSW" + std::to_string(hnsw_m);
+        case IndexKind::Ivf: return "IVF" + lists + ",Flat";
+        case IndexKind::IvfPq:  // 8 bits is FAISS's default and is left out, as its factory strings do
+            return "IVF" + lists + ",PQ" + std::to_string(pq_m) + (pq_bits == 8 ? "" : "x" + std::to_string(pq_bits));
+    }
+    return index_kind_name(kind);
+}
+
+size_t IndexSpec::ivf_training_size(size_t rows) const {
+    size_t wanted = static_cast<size_t>(std::max(ivf_nlist, 1)) * 64;
+    if (kind == IndexKind::IvfPq) wanted = std::max(wanted, (size_t(1) << pq_bits) * 64);
+    return std::min(rows, wanted);
 }
 
 std::optional<IndexSpec> parse_index_spec(const std::string& text, const IndexSpec& defaults, std::string* error) {
@@ -27,19 +51,19 @@ std::optional<IndexSpec> parse_index_spec(const std::string& text, const IndexSp
         return std::nullopt;
     };
     if (lower == "flat") {
-        spec.kind = "flat";
+        spec.kind = IndexKind::Flat;
     } else if (std::regex_match(lower, m, std::regex("hnsw(\\d*)"))) {
-        spec.kind = "hnsw";
+        spec.kind = IndexKind::Hnsw;
         if (m[1].length()) spec.hnsw_m = std::stoi(m[1]);
     } else if (lower == "ivf") {
-        spec.kind = "ivf";
+        spec.kind = IndexKind::Ivf;
     } else if (lower == "ivfpq") {
-        spec.kind = "ivfpq";
+        spec.kind = IndexKind::IvfPq;
     } else if (std::regex_match(lower, m, std::regex("ivf(\\d+|auto),flat"))) {
-        spec.kind = "ivf";
+        spec.kind = IndexKind::Ivf;
         spec.ivf_nlist = m[1] == "auto" ? 0 : std::stoi(m[1]);
     } else if (std::regex_match(lower, m, std::regex("ivf(\\d+|auto),pq(\\d+)(?:x(\\d+))?"))) {
-        spec.kind = "ivfpq";
+        spec.kind = IndexKind::IvfPq;
         spec.ivf_nlist = m[1] == "auto" ? 0 : std::stoi(m[1]);
         spec.pq_m = std::stoi(m[2]);
         if (m[3].length()) spec.pq_bits = std::stoi(m[3]);

@@ -73,7 +73,7 @@ IvfIndex::IvfIndex(int dimension, Metric metric, const IndexSpec& spec) : dimens
                                            : static_cast<faiss::IndexFlat*>(new faiss::IndexFlatIP(dimension));
     faiss::IndexIVF* ivf;
     try {
-        if (spec.kind == "ivfpq")
+        if (spec.kind == IndexKind::IvfPq)
             ivf = new faiss::IndexIVFPQ(quantizer, dimension, spec.ivf_nlist, spec.pq_m, spec.pq_bits, faiss_metric(metric));
         else
             ivf = new faiss::IndexIVFFlat(quantizer, dimension, spec.ivf_nlist, faiss_metric(metric));
@@ -82,7 +82,7 @@ IvfIndex::IvfIndex(int dimension, Metric metric, const IndexSpec& spec) : dimens
         throw Error(std::string("cannot create ") + spec.describe() + ": " + e.what());
     }
     ivf->own_fields = true;  // the IVF index deletes its quantizer
-    ivf->nprobe = kDefaultNprobe;
+    ivf->nprobe = static_cast<size_t>(std::max(spec.ivf_nprobe, 1));
     index_.reset(ivf);
     ivf_ = ivf;
     skip_precomputed_tables();
@@ -142,7 +142,7 @@ std::vector<Neighbor> IvfIndex::search(const float* query, const SearchParams& p
     std::vector<float> distances(k);
     std::vector<faiss::Index::idx_t> labels(k);
     faiss::SearchParametersIVF search_params;
-    search_params.nprobe = static_cast<size_t>(params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+    search_params.nprobe = static_cast<size_t>(params.nprobe > 0 ? params.nprobe : std::max(spec_.ivf_nprobe, 1));
     index_->search(1, q.data(), k, distances.data(), labels.data(), &search_params);
     std::vector<Neighbor> out;
     for (int i = 0; i < k; ++i) {
@@ -169,7 +169,7 @@ void IvfIndex::write_payload(PayloadFile& out, IndexFileHeader& header) const {
     faiss::VectorIOWriter writer;
     faiss::write_index(index_.get(), &writer);
     out.append(writer.data.data(), writer.data.size());
-    header.kind = spec_.kind;
+    header.kind = index_kind_name(spec_.kind);
     header.dimension = static_cast<uint32_t>(dimension_);
     header.metric = metric_;
     header.count = size();
@@ -178,8 +178,9 @@ void IvfIndex::write_payload(PayloadFile& out, IndexFileHeader& header) const {
 }
 
 std::unique_ptr<IvfIndex> IvfIndex::from_payload(const MappedPayload& payload, const IndexFileHeader& header,
-                                                 const std::string& name) {
-    if (header.kind != "ivf" && header.kind != "ivfpq")
+                                                 const IndexSpec& search_defaults, const std::string& name) {
+    const auto kind = parse_index_kind(header.kind);
+    if (kind != IndexKind::Ivf && kind != IndexKind::IvfPq)
         throw IndexFileError(name + ": holds a '" + header.kind + "' index, not ivf");
     SpanReader reader(payload.data(), payload.size());
     std::unique_ptr<faiss::Index> index;
@@ -188,14 +189,15 @@ std::unique_ptr<IvfIndex> IvfIndex::from_payload(const MappedPayload& payload, c
     } catch (const faiss::FaissException& e) {
         throw IndexFileError(name + ": FAISS could not read the index: " + e.what());
     }
-    IndexSpec spec;
-    spec.kind = header.kind;
+    IndexSpec spec = search_defaults;
+    spec.kind = *kind;
     spec.ivf_nlist = static_cast<int>(header.params[0]);
     spec.pq_m = static_cast<int>(header.params[1]);
     spec.pq_bits = static_cast<int>(header.params[2]);
     if (index->d != static_cast<int>(header.dimension) || static_cast<uint64_t>(index->ntotal) != header.count)
         throw IndexFileError(name + ": FAISS index does not match its header");
     std::unique_ptr<IvfIndex> out(new IvfIndex(static_cast<int>(header.dimension), header.metric, spec, std::move(index)));
+    out->ivf_->nprobe = static_cast<size_t>(std::max(spec.ivf_nprobe, 1));
     out->trained_on_ = header.params[3];
     return out;
 }

@@ -17,12 +17,13 @@ namespace cbir {
 
 class IvfIndex final : public VectorIndex {
 public:
-    // spec.kind "ivf" or "ivfpq"; nlist must be set (> 0).
+    // spec.kind Ivf or IvfPq; nlist must be set (> 0); spec.ivf_nprobe is the default nprobe.
     IvfIndex(int dimension, Metric metric, const IndexSpec& spec);
     ~IvfIndex() override;
     // From a verified file's payload (index_file.h); throws IndexFileError naming `name`.
+    // nlist and PQ come from the header, the default nprobe from `search_defaults`.
     static std::unique_ptr<IvfIndex> from_payload(const MappedPayload& payload, const IndexFileHeader& header,
-                                                  const std::string& name);
+                                                  const IndexSpec& search_defaults, const std::string& name);
     void write_payload(PayloadFile& out, IndexFileHeader& header) const override;
 
     // k-means on `count` vectors (raw model output; prepared here for the metric).
@@ -33,7 +34,7 @@ public:
     // removed first; a fresh build of distinct ids skips that.
     void add_batch(const int64_t* ids, const float* vectors, size_t count, bool replace = true) override;
 
-    std::string kind() const override { return spec_.kind; }
+    IndexKind kind() const override { return spec_.kind; }
     Metric metric() const override { return metric_; }
     int dimension() const override { return dimension_; }
     size_t size() const override;
@@ -56,7 +57,5 @@ private:
     std::unique_ptr<faiss::Index> index_;
     faiss::IndexIVF* ivf_ = nullptr;  // index_ as an IVF
 };
-
-inline constexpr int kDefaultNprobe = 16;
 
 }  // namespace cbir

@@ -13,7 +13,7 @@ namespace cbir {
 class RerankedIndex final : public VectorIndex {
 public:
     RerankedIndex(std::unique_ptr<VectorIndex> inner, VectorFetcher fetch, int factor = 10);
-    std::string kind() const override { return inner_->kind(); }
+    IndexKind kind() const override { return inner_->kind(); }
     Metric metric() const override { return inner_->metric(); }
     int dimension() const override { return inner_->dimension(); }
     size_t size() const override { return inner_->size(); }

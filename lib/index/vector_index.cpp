@@ -5,11 +5,11 @@
 namespace cbir {
 
 void VectorIndex::write_payload(PayloadFile&, IndexFileHeader&) const {
-    throw Error("a " + kind() + " index has no index file");
+    throw Error("a " + index_kind_name(kind()) + " index has no index file");
 }
 
 void VectorIndex::save(const std::filesystem::path&, const CatalogueState&) const {
-    throw Error("a " + kind() + " index is not saved alone; it is saved grouped (grouped_index.h)");
+    throw Error("a " + index_kind_name(kind()) + " index is not saved alone; it is saved grouped (grouped_index.h)");
 }
 
 }  // namespace cbir

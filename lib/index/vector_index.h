@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "index/index_spec.h"
 #include "index/metric.h"
 
 namespace cbir {
@@ -35,7 +36,7 @@ struct CatalogueState;
 class VectorIndex {
 public:
     virtual ~VectorIndex() = default;
-    virtual std::string kind() const = 0;
+    virtual IndexKind kind() const = 0;
     virtual Metric metric() const = 0;
     virtual int dimension() const = 0;
     virtual size_t size() const = 0;

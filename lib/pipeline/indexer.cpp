@@ -46,9 +46,9 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
     if (options.metric && *options.metric != s.metric)
         throw Error(fmt::format("{}: the store uses metric '{}'; it cannot be changed to '{}' (use a new --store)",
                                 store.dir().string(), metric_name(s.metric), metric_name(*options.metric)));
-    if (options.index && options.index->describe() != s.index_spec().describe())
+    if (options.index && options.index->describe() != s.index.describe())
         throw Error(fmt::format("{}: the store uses index {}; change it with 'cbir reindex --index {}' (no re-embedding)",
-                                store.dir().string(), s.index_spec().describe(), options.index->describe()));
+                                store.dir().string(), s.index.describe(), options.index->describe()));
 }
 
 // A file whose content the catalogue already has (same sha256) takes that row's vector: a moved
@@ -145,7 +145,6 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         if (!store) {
             StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
                                                         options.index.value_or(IndexSpec{}));
-            settings.hnsw.ef_search = options.hnsw_ef_search;
             store = Store::create(options.store_dir, settings);
         } else if (store->settings().dimension != embedder->dimension()) {
             throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors",

@@ -72,7 +72,7 @@ StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric m
     settings.dimension = dimension;
     settings.metric = metric;
     settings.preprocessing = PreprocessSpec::name();
-    settings.set_index_spec(index);
+    settings.index = index;
     return settings;
 }
 

@@ -104,8 +104,8 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     }
 
     std::unique_ptr<VectorIndex> index = index_loading.get();
-    report.index_kind = index->kind();
-    log_debug(fmt::format("{} index of {} vectors ready at {:.3f} s", index->kind(), index->size(), elapsed()));
+    report.index_kind = index_kind_name(index->kind());
+    log_debug(fmt::format("{} index of {} vectors ready at {:.3f} s", report.index_kind, index->size(), elapsed()));
     if (!vectors.empty() && index->size() > 0) {
         for (const auto& v : vectors)
             if (!v.empty() && static_cast<int>(v.size()) != index->dimension())
@@ -116,7 +116,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     SearchParams params;
     params.k = options.top_k;
     params.ef = options.ef;
-    params.nprobe = options.nprobe > 0 ? options.nprobe : settings.ivf_nprobe;
+    params.nprobe = options.nprobe;  // 0: the store's default
     for (size_t i = 0; i < images.size(); ++i) {
         if (!results[i].error.empty() || vectors[i].empty()) continue;
         results[i].hits = find_hits(*index, store->catalogue(), vectors[i].data(), params, options.max_distance);

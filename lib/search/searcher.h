@@ -39,16 +39,9 @@ struct QueryResult {
     std::string error;  // the query image could not be read; hits empty
 };
 
-// One query's vector: from the catalogue when the file is indexed and unchanged, else embedded.
-struct QueryVector {
-    std::filesystem::path query;
-    std::vector<float> vector;  // empty on error
-    std::string error;
-};
-
 struct QueryReport {
     Metric metric = Metric::L2;
-    std::string index_kind;  // what was searched: "hnsw" or "flat"
+    std::string index_kind;  // what was searched: hnsw, ivf, ivfpq or flat
     std::vector<QueryResult> results;
 };
 

@@ -91,14 +91,14 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
     SearchParams params;
     params.k = request.k;
     params.ef = request.ef;
-    params.nprobe = request.nprobe > 0 ? request.nprobe : reader_->settings().ivf_nprobe;
+    params.nprobe = request.nprobe;  // 0: the store's default
     const auto started = std::chrono::steady_clock::now();
     SearchAnswer answer;
     answer.query_kind = std::move(query_kind);
     answer.metric = reader_->settings().metric;
     {
         std::shared_lock<std::shared_mutex> lock(index_mutex_);
-        answer.index_kind = index_->kind();
+        answer.index_kind = index_kind_name(index_->kind());
         answer.hits = find_hits(*index_, reader_->catalogue(), vector.data(), params, request.max_distance);
     }
     answer.search_ms = milliseconds_since(started);
@@ -274,9 +274,9 @@ ServiceStatus SearchService::status() const {
     {
         std::shared_lock<std::shared_mutex> lock(index_mutex_);
         s.indexed = index_->size();
-        s.index_kind = index_->kind();
+        s.index_kind = index_kind_name(index_->kind());
     }
-    s.index_spec = reader_->settings().index_spec().describe();
+    s.index_spec = reader_->settings().index.describe();
     s.metric = reader_->settings().metric;
     s.dimension = reader_->settings().dimension;
     s.model = model_;

@@ -5,8 +5,7 @@
 #include <fmt/format.h>
 
 #include "index/grouped_index.h"
-#include "index/hnsw_index.h"
-#include "index/ivf_index.h"
+#include "index/index_factory.h"
 #include "index/reranked_index.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -16,8 +15,6 @@ namespace {
 
 constexpr size_t kChunk = 8192;  // rows read from the catalogue at a time: bounded memory
 
-bool is_ivf(const std::string& kind) { return kind == "ivf" || kind == "ivfpq"; }
-
 VectorFetcher catalogue_fetcher(Store& store) {
     Catalogue& catalogue = store.catalogue();
     const int dimension = store.settings().dimension;
@@ -26,74 +23,31 @@ VectorFetcher catalogue_fetcher(Store& store) {
     };
 }
 
-// Visits the rows changed after `generation` in chunks of ids and vectors.
-void for_each_chunk_since(Store& store, uint64_t generation,
-                          const std::function<void(const std::vector<int64_t>&, const std::vector<float>&)>& visit) {
-    const int dimension = store.settings().dimension;
-    std::vector<int64_t> ids;
-    std::vector<float> vectors;
-    store.catalogue().for_each_vector_since(generation, [&](int64_t id, const float* vector, int row_dimension) {
-        if (row_dimension != dimension) return;
-        ids.push_back(id);
-        vectors.insert(vectors.end(), vector, vector + dimension);
-        if (ids.size() == kChunk) {
-            visit(ids, vectors);
-            ids.clear();
-            vectors.clear();
-        }
-    });
-    if (!ids.empty()) visit(ids, vectors);
+// The rows changed after `generation` (all rows for 0), in chunks of ids and vectors.
+RowChunks rows_since(Store& store, uint64_t generation) {
+    return [&store, generation](const ChunkVisitor& visit) {
+        const int dimension = store.settings().dimension;
+        std::vector<int64_t> ids;
+        std::vector<float> vectors;
+        store.catalogue().for_each_vector_since(generation, [&](int64_t id, const float* vector, int row_dimension) {
+            if (row_dimension != dimension) return;
+            ids.push_back(id);
+            vectors.insert(vectors.end(), vector, vector + dimension);
+            if (ids.size() == kChunk) {
+                visit(ids.data(), vectors.data(), ids.size());
+                ids.clear();
+                vectors.clear();
+            }
+        });
+        if (!ids.empty()) visit(ids.data(), vectors.data(), ids.size());
+    };
 }
 
-void add_rows_since(Store& store, uint64_t generation, VectorIndex& index, bool replace) {
-    for_each_chunk_since(store, generation, [&](const auto& ids, const auto& vectors) {
-        index.add_batch(ids.data(), vectors.data(), ids.size(), replace);
-    });
-}
-
-// k-means needs a sample, not the collection: 64 points per list (FAISS wants at least 39), and for
-// PQ at least 64 per code of each sub-quantizer, taken at an even stride through the catalogue.
-std::unique_ptr<IvfIndex> train_ivf(Store& store, size_t count) {
+// The store's index built anew from every catalogue vector (flat where the store searches exactly).
+std::unique_ptr<VectorIndex> rebuild(Store& store) {
     const StoreSettings& s = store.settings();
-    IndexSpec spec = s.index_spec();
-    if (spec.ivf_nlist <= 0) spec.ivf_nlist = choose_ivf_nlist(count);
-    if (count < static_cast<size_t>(spec.ivf_nlist) * 39)
-        log_warning(fmt::format("{} vectors give fewer than 39 per list for {} (poor centroids)", count, spec.describe()));
-    size_t wanted = static_cast<size_t>(spec.ivf_nlist) * 64;
-    if (spec.kind == "ivfpq") wanted = std::max(wanted, (size_t(1) << spec.pq_bits) * 64);
-    const size_t sample = std::min(count, wanted);
-    const size_t stride = std::max<size_t>(1, count / sample);
-    std::vector<float> training;
-    size_t row = 0, taken = 0;
-    store.catalogue().for_each_vector_since(0, [&](int64_t, const float* v, int d) {
-        if (d == s.dimension && row++ % stride == 0 && taken < sample) {
-            training.insert(training.end(), v, v + d);
-            ++taken;
-        }
-    });
-    log_notice(fmt::format("training {} on {} of {} vectors", spec.describe(), taken, count));
-    auto index = std::make_unique<IvfIndex>(s.dimension, s.metric, spec);
-    index->train(training.data(), taken);
-    return index;
-}
-
-// A fresh index of the store's kind with every catalogue vector; null for flat stores and for IVF
-// stores too small to train (the caller searches exactly then).
-std::unique_ptr<GroupedIndex> rebuild(Store& store) {
-    const StoreSettings& s = store.settings();
-    const size_t count = store.catalogue().count();
-    std::unique_ptr<VectorIndex> inner;
-    if (s.index_kind == "hnsw") {
-        inner = std::make_unique<HnswIndex>(s.dimension, s.metric, s.hnsw, count);
-    } else if (is_ivf(s.index_kind)) {
-        if (count < kIvfMinimumVectors) return nullptr;
-        inner = train_ivf(store, count);
-    } else {
-        return nullptr;
-    }
-    auto index = std::make_unique<GroupedIndex>(std::move(inner), catalogue_fetcher(store));
-    add_rows_since(store, 0, *index, /*replace=*/false);
-    return index;
+    return build_index(s.index, s.dimension, s.metric, store.catalogue().count(), rows_since(store, 0),
+                       catalogue_fetcher(store));
 }
 
 // Applies the catalogue's changes after `since` to a loaded index: deletions, then new and changed
@@ -109,13 +63,15 @@ bool catch_up(Store& store, VectorIndex& index, uint64_t since) {
         log_notice(*reason + ": rebuilding the index");
         return false;
     }
-    add_rows_since(store, since, index, /*replace=*/true);
+    rows_since(store, since)([&](const int64_t* ids, const float* vectors, size_t count) {
+        index.add_batch(ids, vectors, count, /*replace=*/true);
+    });
     return true;
 }
 
 // The loaded index brought to the catalogue's generation: caught up when its file is behind, rebuilt
 // when it is missing, damaged, built from another catalogue, or cannot catch up.
-std::unique_ptr<GroupedIndex> current_index(Store& store, std::unique_ptr<GroupedIndex> loaded,
+std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorIndex> loaded,
                                             const IndexFileHeader& header, uint64_t generation, bool announce_missing,
                                             bool& changed) {
     changed = true;
@@ -143,13 +99,13 @@ std::unique_ptr<GroupedIndex> current_index(Store& store, std::unique_ptr<Groupe
 }
 
 // Loads the index file; returns null (after saying why) when it is missing or unusable.
-std::unique_ptr<GroupedIndex> try_load(Store& store, IndexFileHeader& header) {
+std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
     std::error_code ec;
     if (!std::filesystem::exists(store.index_file(), ec)) return nullptr;
     const StoreSettings& s = store.settings();
     try {
-        auto index = GroupedIndex::load(store.index_file(), s.hnsw.ef_search, catalogue_fetcher(store), header);
-        if (index->dimension() != s.dimension || index->metric() != s.metric || index->kind() != s.index_kind) {
+        auto index = GroupedIndex::load(store.index_file(), s.index, catalogue_fetcher(store), header);
+        if (index->dimension() != s.dimension || index->metric() != s.metric || index->kind() != s.index.kind) {
             log_warning(fmt::format("{}: index was built for another kind, dimension or metric; rebuilding it",
                                     store.index_file().string()));
             return nullptr;
@@ -162,7 +118,7 @@ std::unique_ptr<GroupedIndex> try_load(Store& store, IndexFileHeader& header) {
 }
 
 std::unique_ptr<VectorIndex> for_search(Store& store, std::unique_ptr<VectorIndex> index) {
-    if (store.settings().index_kind != "ivfpq") return index;
+    if (index->kind() != IndexKind::IvfPq) return index;
     return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store));
 }
 
@@ -196,21 +152,20 @@ std::string describe_foreign(Store& store, const CatalogueState& built_from) {
     return fmt::format("a copy of this store that has changed since: generation {} differs", built_from.generation);
 }
 
-std::unique_ptr<FlatIndex> build_flat_index(Store& store) {
-    const auto& s = store.settings();
-    auto index = std::make_unique<FlatIndex>(s.dimension, s.metric);
-    store.catalogue().for_each_vector_since(0, [&](int64_t id, const float* vector, int dimension) {
-        if (dimension == s.dimension) index->add(id, vector);
-    });
-    return index;
+std::unique_ptr<VectorIndex> build_flat_index(Store& store) {
+    const StoreSettings& s = store.settings();
+    IndexSpec flat;
+    flat.kind = IndexKind::Flat;
+    return build_index(flat, s.dimension, s.metric, store.catalogue().count(), rows_since(store, 0),
+                       catalogue_fetcher(store));
 }
 
 std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) {
     const StoreSettings& s = store.settings();
-    if (s.index_kind == "flat") return build_flat_index(store);
-    if (is_ivf(s.index_kind) && store.catalogue().count() < kIvfMinimumVectors) {
-        log_debug(fmt::format("{} vectors are too few for {}: searching exactly", store.catalogue().count(),
-                              s.index_spec().describe()));
+    if (s.index.searches_exactly(store.catalogue().count())) {
+        if (s.index.kind != IndexKind::Flat)
+            log_debug(fmt::format("{} vectors are too few for {}: searching exactly", store.catalogue().count(),
+                                  s.index.describe()));
         return build_flat_index(store);
     }
     const uint64_t generation = store.catalogue().generation();
@@ -231,9 +186,9 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) 
 
 void update_index_file(Store& store) {
     const StoreSettings& s = store.settings();
-    if (s.index_kind == "flat") return;
     const size_t count = store.catalogue().count();
-    if (is_ivf(s.index_kind) && count < kIvfMinimumVectors) {
+    if (s.index.kind == IndexKind::Flat) return;
+    if (s.index.searches_exactly(count)) {
         log_notice(fmt::format("{} vectors are fewer than the {} an IVF index trains on; searching exactly until "
                                "there are more (the index is trained then)",
                                count, kIvfMinimumVectors));
@@ -260,14 +215,17 @@ void refresh_index_file(Store& store) {
 }
 
 void save_index_file(const VectorIndex& index, Store& store, uint64_t generation) {
-    if (index.kind() == "flat") return;
+    if (index.kind() == IndexKind::Flat) return;
     index.save(store.index_file(), catalogue_state(store, generation));
 }
 
 void reindex_store(Store& store, const IndexSpec& spec) {
     StoreSettings settings = store.settings();
     const std::filesystem::path old_file = store.index_file();
-    settings.set_index_spec(spec);
+    settings.index = spec;
+    // The search defaults are the store's, whatever the kind.
+    settings.index.hnsw_ef_search = store.settings().index.hnsw_ef_search;
+    settings.index.ivf_nprobe = store.settings().index.ivf_nprobe;
     store.update_index_settings(settings);
     std::error_code ec;
     std::filesystem::remove(old_file, ec);

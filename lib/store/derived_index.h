@@ -20,7 +20,7 @@ IndexFileMatch match_index_file(Store& store, const CatalogueState& built_from, 
 std::string describe_foreign(Store& store, const CatalogueState& built_from);
 
 // Exact search over every vector in the catalogue.
-std::unique_ptr<FlatIndex> build_flat_index(Store& store);
+std::unique_ptr<VectorIndex> build_flat_index(Store& store);
 
 // The index a query should search: flat for "flat" stores (and for IVF stores still too small to
 // train), else the index file. A file behind the catalogue catches up with the rows changed and

@@ -16,16 +16,6 @@
 
 namespace cbir {
 
-namespace {
-
-uintmax_t file_size_or_zero(const std::filesystem::path& path) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    return ec ? 0 : size;
-}
-
-}  // namespace
-
 size_t remove_abandoned_files(Store& store) {
     size_t removed = 0;
     for (const auto& leftover : abandoned_temporary_files(store.dir())) {
@@ -67,8 +57,7 @@ CheckReport check_store(Store& store, size_t samples) {
                                            leftover.string(), file_size_or_zero(leftover)));
 
     const size_t count = catalogue.count();
-    const bool has_index_file = s.index_kind == "hnsw" || ((s.index_kind == "ivf" || s.index_kind == "ivfpq") &&
-                                                           count >= kIvfMinimumVectors);
+    const bool has_index_file = !s.index.searches_exactly(count);
     if (has_index_file) {
         std::error_code ec;
         if (!std::filesystem::exists(store.index_file(), ec)) {
@@ -109,7 +98,6 @@ CheckReport check_store(Store& store, size_t samples) {
         SearchParams params;
         params.k = 1;
         params.ef = 64;
-        params.nprobe = s.ivf_nprobe;
         for (size_t i = 0; i < ids.size(); ++i) {
             const float* own = &vectors[i * s.dimension];
             const auto hits = index->search(own, params);
@@ -127,7 +115,7 @@ CheckReport check_store(Store& store, size_t samples) {
         if (misses > ids.size() / 20)  // approximate indexes may miss a few; more means a broken index
             report.problems.push_back(fmt::format("{}: {} of {} sampled images do not find themselves in the {} index; "
                                                   "run 'cbir repair'", store.dir().string(), misses, ids.size(),
-                                                  index->kind()));
+                                                  index_kind_name(index->kind())));
         else
             report.notes.push_back(fmt::format("{} of {} sampled images found themselves first", ids.size() - misses,
                                                ids.size()));

@@ -24,14 +24,14 @@ void write_settings(Catalogue& c, const StoreSettings& s) {
     c.set_meta("dimension", std::to_string(s.dimension));
     c.set_meta("metric", metric_name(s.metric));
     c.set_meta("preprocessing", s.preprocessing);
-    c.set_meta("index_kind", s.index_kind);
-    c.set_meta("hnsw_m", std::to_string(s.hnsw.m));
-    c.set_meta("hnsw_ef_construction", std::to_string(s.hnsw.ef_construction));
-    c.set_meta("hnsw_ef_search", std::to_string(s.hnsw.ef_search));
-    c.set_meta("ivf_nlist", std::to_string(s.ivf_nlist));
-    c.set_meta("ivf_nprobe", std::to_string(s.ivf_nprobe));
-    c.set_meta("pq_m", std::to_string(s.pq_m));
-    c.set_meta("pq_bits", std::to_string(s.pq_bits));
+    c.set_meta("index_kind", index_kind_name(s.index.kind));
+    c.set_meta("hnsw_m", std::to_string(s.index.hnsw_m));
+    c.set_meta("hnsw_ef_construction", std::to_string(s.index.hnsw_ef_construction));
+    c.set_meta("hnsw_ef_search", std::to_string(s.index.hnsw_ef_search));
+    c.set_meta("ivf_nlist", std::to_string(s.index.ivf_nlist));
+    c.set_meta("ivf_nprobe", std::to_string(s.index.ivf_nprobe));
+    c.set_meta("pq_m", std::to_string(s.index.pq_m));
+    c.set_meta("pq_bits", std::to_string(s.index.pq_bits));
 }
 
 int optional_int(const Catalogue& c, const std::string& key, int fallback) {
@@ -61,16 +61,18 @@ StoreSettings read_settings(const Catalogue& c) {
     if (!metric) throw Error(c.file().string() + ": unknown metric in store metadata");
     s.metric = *metric;
     s.preprocessing = required(c, "preprocessing");
-    s.index_kind = required(c, "index_kind");
-    s.hnsw.m = std::stoi(required(c, "hnsw_m"));
-    s.hnsw.ef_construction = std::stoi(required(c, "hnsw_ef_construction"));
-    s.hnsw.ef_search = std::stoi(required(c, "hnsw_ef_search"));
-    s.ivf_nlist = optional_int(c, "ivf_nlist", s.ivf_nlist);
-    s.ivf_nprobe = optional_int(c, "ivf_nprobe", s.ivf_nprobe);
-    s.pq_m = optional_int(c, "pq_m", s.pq_m);
-    s.pq_bits = optional_int(c, "pq_bits", s.pq_bits);
-    if (s.index_kind != "flat" && s.index_kind != "hnsw" && s.index_kind != "ivf" && s.index_kind != "ivfpq")
-        throw Error(c.file().string() + ": unknown index kind '" + s.index_kind + "' in store metadata");
+    const std::string kind = required(c, "index_kind");
+    if (auto parsed = parse_index_kind(kind))
+        s.index.kind = *parsed;
+    else
+        throw Error(c.file().string() + ": unknown index kind '" + kind + "' in store metadata");
+    s.index.hnsw_m = std::stoi(required(c, "hnsw_m"));
+    s.index.hnsw_ef_construction = std::stoi(required(c, "hnsw_ef_construction"));
+    s.index.hnsw_ef_search = std::stoi(required(c, "hnsw_ef_search"));
+    s.index.ivf_nlist = optional_int(c, "ivf_nlist", s.index.ivf_nlist);
+    s.index.ivf_nprobe = optional_int(c, "ivf_nprobe", s.index.ivf_nprobe);
+    s.index.pq_m = optional_int(c, "pq_m", s.index.pq_m);
+    s.index.pq_bits = optional_int(c, "pq_bits", s.index.pq_bits);
     return s;
 }
 
@@ -121,26 +123,6 @@ std::unique_ptr<Store> Store::create(const std::filesystem::path& dir, const Sto
         txn.commit();
     }
     return std::unique_ptr<Store>(new Store(dir, std::move(catalogue), settings));
-}
-
-IndexSpec StoreSettings::index_spec() const {
-    IndexSpec spec;
-    spec.kind = index_kind;
-    spec.hnsw_m = hnsw.m;
-    spec.hnsw_ef_construction = hnsw.ef_construction;
-    spec.ivf_nlist = ivf_nlist;
-    spec.pq_m = pq_m;
-    spec.pq_bits = pq_bits;
-    return spec;
-}
-
-void StoreSettings::set_index_spec(const IndexSpec& spec) {
-    index_kind = spec.kind;
-    hnsw.m = spec.hnsw_m;
-    hnsw.ef_construction = spec.hnsw_ef_construction;
-    ivf_nlist = spec.ivf_nlist;
-    pq_m = spec.pq_m;
-    pq_bits = spec.pq_bits;
 }
 
 void Store::update_index_settings(const StoreSettings& settings) {

@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 
-#include "index/hnsw_index.h"
 #include "index/index_spec.h"
 #include "index/metric.h"
 #include "store/catalogue.h"
@@ -29,15 +28,7 @@ struct StoreSettings {
     int dimension = 0;
     Metric metric = Metric::L2;
     std::string preprocessing;
-    std::string index_kind = "hnsw";  // flat | hnsw | ivf | ivfpq
-    HnswParams hnsw;
-    int ivf_nlist = 0;  // 0 = chosen from the collection's size when trained
-    int ivf_nprobe = 16;
-    int pq_m = 64;
-    int pq_bits = 8;
-
-    IndexSpec index_spec() const;
-    void set_index_spec(const IndexSpec& spec);
+    IndexSpec index;  // kind, build parameters and search defaults
 };
 
 class Store {
@@ -58,7 +49,7 @@ public:
     Catalogue& catalogue() { return *catalogue_; }
     const StoreSettings& settings() const { return settings_; }
     // The derived index file of the store's kind ("index.hnsw", "index.ivf", "index.ivfpq").
-    std::filesystem::path index_file() const { return dir_ / ("index." + settings_.index_kind); }
+    std::filesystem::path index_file() const { return dir_ / ("index." + index_kind_name(settings_.index.kind)); }
     // Records a new index choice (cbir reindex); the caller rebuilds the index.
     void update_index_settings(const StoreSettings& settings);
 

@@ -5,18 +5,9 @@
 #include "embed/model_file.h"
 #include "index/index_file.h"
 #include "store/derived_index.h"
+#include "util/file_stat.h"
 
 namespace cbir {
-namespace {
-
-uint64_t file_size_or_zero(const std::filesystem::path& p) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(p, ec);
-    return ec ? 0 : size;
-}
-
-}  // namespace
-
 std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     const StoreSettings& s = store.settings();
     std::vector<std::pair<std::string, std::string>> out;
@@ -30,14 +21,14 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     out.emplace_back("dimension", std::to_string(s.dimension));
     out.emplace_back("metric", metric_name(s.metric) + " (" + metric_description(s.metric) + ")");
     out.emplace_back("preprocessing", s.preprocessing);
-    out.emplace_back("index", s.index_spec().describe());
-    if (s.index_kind == "hnsw") {
-        out.emplace_back("hnsw_m", std::to_string(s.hnsw.m));
-        out.emplace_back("hnsw_ef_construction", std::to_string(s.hnsw.ef_construction));
-        out.emplace_back("hnsw_ef_search", std::to_string(s.hnsw.ef_search));
+    out.emplace_back("index", s.index.describe());
+    if (s.index.kind == IndexKind::Hnsw) {
+        out.emplace_back("hnsw_m", std::to_string(s.index.hnsw_m));
+        out.emplace_back("hnsw_ef_construction", std::to_string(s.index.hnsw_ef_construction));
+        out.emplace_back("hnsw_ef_search", std::to_string(s.index.hnsw_ef_search));
     }
-    if (s.index_kind == "ivf" || s.index_kind == "ivfpq") out.emplace_back("ivf_nprobe", std::to_string(s.ivf_nprobe));
-    if (s.index_kind != "flat") {
+    if (s.index.is_ivf()) out.emplace_back("ivf_nprobe", std::to_string(s.index.ivf_nprobe));
+    if (s.index.kind != IndexKind::Flat) {
         std::string state;
         try {
             const IndexFileHeader header = read_index_file_header(store.index_file());
@@ -54,7 +45,7 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
                     break;
             }
         } catch (const IndexFileError& e) {
-            state = (s.index_kind != "hnsw" && store.catalogue().count() < kIvfMinimumVectors)
+            state = s.index.searches_exactly(store.catalogue().count())
                         ? "none: too few vectors to train, searching exactly"
                         : std::string("unusable: ") + e.what() + " (rebuilt by the next query)";
         }

@@ -13,4 +13,10 @@ std::optional<FileStat> stat_file(const std::filesystem::path& path) {
                     static_cast<int64_t>(st.st_ino)};
 }
 
+uint64_t file_size_or_zero(const std::filesystem::path& path) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    return ec ? 0 : static_cast<uint64_t>(size);
+}
+
 }  // namespace cbir

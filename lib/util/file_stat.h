@@ -19,4 +19,7 @@ struct FileStat {
 // stat(2) with nanosecond mtime; nullopt if the file cannot be stat'ed.
 std::optional<FileStat> stat_file(const std::filesystem::path& path);
 
+// For reports: the size in bytes, 0 for a file that is not there.
+uint64_t file_size_or_zero(const std::filesystem::path& path);
+
 }  // namespace cbir

@@ -34,6 +34,13 @@ void fuzz_decode(const std::string& bytes) {
 }
 
 // Raw bytes as a whole index file: the header parser and checksum must reject them cleanly.
+cbir::IndexSpec small_hnsw() {
+    cbir::IndexSpec spec;
+    spec.hnsw_m = 16;
+    spec.hnsw_ef_search = 16;
+    return spec;
+}
+
 // The catalogue holds nothing in these runs: every fetched vector is missing (NaN).
 void no_vectors(const std::vector<int64_t>& ids, std::vector<float>& vectors) {
     vectors.assign(ids.size() * 4, std::numeric_limits<float>::quiet_NaN());
@@ -61,7 +68,7 @@ void fuzz_container(const std::string& bytes) {
     }
     try {
         cbir::IndexFileHeader header;
-        cbir::GroupedIndex::load(scratch_file(), 16, no_vectors, header);
+        cbir::GroupedIndex::load(scratch_file(), small_hnsw(), no_vectors, header);
     } catch (const cbir::Error&) {
     }
 }
@@ -77,7 +84,7 @@ void fuzz_graph(const std::string& bytes) {
     header.params = {16, 200, 0, 0};
     write_scratch_index(header, bytes, "");
     try {
-        auto index = cbir::GroupedIndex::load(scratch_file(), 16, no_vectors, header);
+        auto index = cbir::GroupedIndex::load(scratch_file(), small_hnsw(), no_vectors, header);
         search_and_change(*index);
     } catch (const cbir::Error&) {
     } catch (const std::bad_alloc&) {
@@ -87,7 +94,7 @@ void fuzz_graph(const std::string& bytes) {
 // Bytes as the groups of identical vectors beside a well-formed graph of three vectors.
 void fuzz_groups(const std::string& bytes) {
     static const std::string graph = [] {
-        cbir::HnswIndex index(4, cbir::Metric::L2, cbir::HnswParams{16, 200, 16}, 3);
+        cbir::HnswIndex index(4, cbir::Metric::L2, small_hnsw(), 3);
         for (int64_t id = 1; id <= 3; ++id) {
             const float v[4] = {float(id), 0, 0, 0};
             index.add(id, v);
@@ -106,7 +113,7 @@ void fuzz_groups(const std::string& bytes) {
     header.params = {16, 200, 0, 0};
     write_scratch_index(header, graph, bytes);
     try {
-        auto index = cbir::GroupedIndex::load(scratch_file(), 16, no_vectors, header);
+        auto index = cbir::GroupedIndex::load(scratch_file(), small_hnsw(), no_vectors, header);
         search_and_change(*index);
     } catch (const cbir::Error&) {
     } catch (const std::bad_alloc&) {
