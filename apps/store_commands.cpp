@@ -7,7 +7,7 @@
 
 #include "cli_common.h"
 #include "more_commands.h"
-#include "store/catalogue_key.h"
+#include "store/file_identity.h"
 #include "store/derived_index.h"
 #include "store/maintenance.h"
 #include "store/writer_lock.h"

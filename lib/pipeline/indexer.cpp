@@ -8,7 +8,7 @@
 #include "pipeline/model_resolution.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
-#include "store/catalogue_key.h"
+#include "store/file_identity.h"
 #include "store/derived_index.h"
 #include "store/maintenance.h"
 #include "store/store.h"
@@ -60,8 +60,8 @@ bool reuse_known_content(Store& store, const Candidate& c, IndexSummary& summary
     } catch (const Error&) {
         return false;  // unreadable: the pipeline reports it
     }
-    auto twin = store.catalogue().find_by_sha256(sha256);
-    if (!twin || twin->vector.size() != static_cast<size_t>(store.settings().dimension)) return false;
+    auto twin = row_with_content(store.catalogue(), sha256, store.settings().dimension);
+    if (!twin) return false;
     auto st = stat_file(c.path);
     if (!st) return false;
     Transaction txn(store.catalogue());
@@ -92,7 +92,7 @@ std::vector<Candidate> select_changed(const std::vector<std::filesystem::path>& 
         auto row = known.find(c.catalogue_path);
         if (row != known.end()) {
             auto st = stat_file(file);
-            if (st && st->size == row->second.size && st->mtime_ns == row->second.mtime_ns) {
+            if (st && row_is_current(*st, row->second.size, row->second.mtime_ns)) {
                 ++summary.unchanged;
                 continue;
             }
@@ -150,9 +150,6 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
             throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors",
                                     model.path.string(), embedder->dimension(), store->settings().dimension));
         }
-        if (store->settings().preprocessing != PreprocessSpec::name())
-            throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}'",
-                                    store->dir().string(), store->settings().preprocessing, PreprocessSpec::name()));
 
         std::vector<std::filesystem::path> paths;
         for (const auto& c : todo) paths.push_back(c.path);
@@ -168,16 +165,11 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
             Transaction txn(store->catalogue());
             for (size_t b = 0; b < images.size(); ++b) {
                 const Candidate& c = todo[indices[b]];
-                ImageRecord record;
-                record.path = c.catalogue_path;
-                record.size = images[b].stat.size;
-                record.mtime_ns = images[b].stat.mtime_ns;
-                record.sha256 = images[b].sha256;
-                record.width = images[b].width;
-                record.height = images[b].height;
-                record.vector.assign(vectors.begin() + static_cast<long>(b) * dimension,
-                                     vectors.begin() + static_cast<long>(b + 1) * dimension);
-                store->catalogue().upsert(record);
+                const PreparedImage& image = images[b];
+                store->catalogue().upsert(image_record(c.catalogue_path, image.stat, image.sha256, image.width,
+                                                       image.height,
+                                                       {vectors.begin() + static_cast<long>(b) * dimension,
+                                                        vectors.begin() + static_cast<long>(b + 1) * dimension}));
                 ++(c.known ? summary.updated : summary.added);
             }
             txn.commit();

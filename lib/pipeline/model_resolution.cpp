@@ -31,6 +31,10 @@ ModelFile model_for_new_store(const std::optional<std::filesystem::path>& reques
 
 ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested) {
     const StoreSettings& s = store.settings();
+    // Vectors are comparable only when made the same way: the same model and the same preprocessing.
+    if (s.preprocessing != PreprocessSpec::name())
+        throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}'",
+                                store.dir().string(), s.preprocessing, PreprocessSpec::name()));
     const std::filesystem::path path = requested ? *requested : std::filesystem::path(s.model_path);
     if (!requested) {
         auto st = stat_file(path);

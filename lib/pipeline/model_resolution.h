@@ -17,8 +17,10 @@ ModelFile describe_model(const std::filesystem::path& path);
 ModelFile model_for_new_store(const std::optional<std::filesystem::path>& requested,
                               const std::filesystem::path& executable_dir);
 
-// For an existing store: the requested model must be the store's (same sha256); without a request
-// the store's recorded model is used, re-hashed only if its size or mtime changed.
+// For an existing store, whose vectors a new one must be comparable with: the store's preprocessing
+// must be this cbir's, and the requested model the store's (same sha256); without a request the
+// store's recorded model is used, re-hashed unless its size, mtime, change time and inode are as
+// recorded. Throws cbir::Error naming the mismatch.
 ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested);
 
 // The settings of a new store built by `model`: its identity (path, sha256, size, mtime), the

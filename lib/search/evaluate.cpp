@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "index/flat_index.h"
-#include "store/catalogue_key.h"
+#include "store/file_identity.h"
 #include "store/derived_index.h"
 #include "util/error.h"
 #include "util/parallel_for.h"

@@ -9,7 +9,7 @@
 #include "embed/embedder.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/embedding_pipeline.h"
-#include "store/catalogue_key.h"
+#include "store/file_identity.h"
 #include "store/derived_index.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -25,7 +25,7 @@ std::optional<std::vector<float>> stored_vector(Store& store, const std::filesys
     auto record = store.catalogue().find_by_path(catalogue_key(image));
     if (!record) return std::nullopt;
     auto st = stat_file(image);
-    if (!st || st->size != record->size || st->mtime_ns != record->mtime_ns) return std::nullopt;
+    if (!st || !row_is_current(*st, record->size, record->mtime_ns)) return std::nullopt;
     return record->vector;
 }
 

@@ -9,7 +9,7 @@
 #include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
-#include "store/catalogue_key.h"
+#include "store/file_identity.h"
 #include "store/derived_index.h"
 #include "util/atomic_file.h"
 #include "util/file_stat.h"

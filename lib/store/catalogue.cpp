@@ -64,8 +64,7 @@ private:
 std::string damage_hint(sqlite3* db) {
     const int code = db ? sqlite3_errcode(db) : SQLITE_OK;
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
-        return " — the catalogue is damaged: restore the store from a backup, or move it aside and index the photos "
-               "into a new store (sqlite3's .recover can salvage rows from the old file)";
+        return std::string(" — the catalogue is damaged: ") + kDamagedCatalogueRecovery;
     return "";
 }
 

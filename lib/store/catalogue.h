@@ -16,6 +16,12 @@ struct sqlite3_stmt;
 
 namespace cbir {
 
+// What to do when SQLite finds the catalogue damaged: it is the one file of a store that cannot be
+// rebuilt from the others.
+inline constexpr const char* kDamagedCatalogueRecovery =
+    "restore the store from a backup, or move it aside and index the photos into a new store (sqlite3's .recover "
+    "can salvage rows from the old file)";
+
 struct ImageRecord {
     int64_t id = 0;
     std::string path;  // absolute

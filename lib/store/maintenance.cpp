@@ -7,7 +7,7 @@
 
 #include "index/index_file.h"
 #include "index/ivf_index.h"
-#include "store/catalogue_key.h"
+#include "store/file_identity.h"
 #include "store/derived_index.h"
 #include "util/atomic_file.h"
 #include "util/file_stat.h"
@@ -28,22 +28,22 @@ size_t remove_abandoned_files(Store& store) {
     return removed;
 }
 
-CheckReport check_store(Store& store, size_t samples) {
-    CheckReport report;
-    const StoreSettings& s = store.settings();
-    Catalogue& catalogue = store.catalogue();
-    const std::string catalogue_name = catalogue.file().string();
+namespace {
 
+void check_catalogue(Store& store, CheckReport& report) {
+    Catalogue& catalogue = store.catalogue();
     const std::string integrity = catalogue.integrity_check();
     if (integrity != "ok")
-        report.problems.push_back(fmt::format("{}: SQLite integrity check failed ({}); the catalogue is damaged: copy "
-                                              "what reads (sqlite3 .recover) or index the photos into a new store",
-                                              catalogue_name, integrity));
-    if (const size_t wrong = catalogue.rows_with_wrong_dimension(s.dimension))
+        report.problems.push_back(fmt::format("{}: SQLite integrity check failed ({}); the catalogue is damaged: {}",
+                                              catalogue.file().string(), integrity, kDamagedCatalogueRecovery));
+    const int dimension = store.settings().dimension;
+    if (const size_t wrong = catalogue.rows_with_wrong_dimension(dimension))
         report.problems.push_back(fmt::format("{}: {} rows hold vectors of the wrong size (store dimension {}); remove "
                                               "them with 'cbir remove' and index those files again",
-                                              catalogue_name, wrong, s.dimension));
+                                              catalogue.file().string(), wrong, dimension));
+}
 
+void check_model(const StoreSettings& s, CheckReport& report) {
     if (auto st = stat_file(s.model_path); !st) {
         report.problems.push_back(fmt::format("{}: the store's model is missing; queries of new images will need "
                                               "--model with sha256 {}", s.model_path, s.model_sha256));
@@ -51,75 +51,81 @@ CheckReport check_store(Store& store, size_t samples) {
         report.problems.push_back(fmt::format("{}: the model file changed (sha256 differs from the store's {}); put the "
                                               "original back or build a new store", s.model_path, s.model_sha256));
     }
+}
 
+// The index file's header, checksum and catalogue state; leftovers of interrupted saves.
+void check_index_file(Store& store, CheckReport& report) {
     for (const auto& leftover : abandoned_temporary_files(store.dir()))
         report.notes.push_back(fmt::format("{}: left by an interrupted save ({} bytes); 'cbir repair' removes it",
                                            leftover.string(), file_size_or_zero(leftover)));
-
-    const size_t count = catalogue.count();
-    const bool has_index_file = !s.index.searches_exactly(count);
-    if (has_index_file) {
-        std::error_code ec;
-        if (!std::filesystem::exists(store.index_file(), ec)) {
-            report.notes.push_back(fmt::format("{}: missing; the next query (or 'cbir repair') builds it",
-                                               store.index_file().string()));
-        } else {
-            try {
-                IndexFileHeader header;
-                map_index_file(store.index_file(), header);  // header and whole-file checksum
-                const auto match = match_index_file(store, header.built_from, catalogue.generation());
-                if (match == IndexFileMatch::Behind)
-                    report.notes.push_back(fmt::format("{}: stale (built from generation {}, catalogue at {}); the next "
-                                                       "query (or 'cbir repair') catches it up",
-                                                       store.index_file().string(), header.built_from.generation,
-                                                       catalogue.generation()));
-                else if (match == IndexFileMatch::Foreign)
-                    report.notes.push_back(fmt::format("{}: built from another catalogue ({}); it is not used, and the "
-                                                       "next query (or 'cbir repair') rebuilds it",
-                                                       store.index_file().string(),
-                                                       describe_foreign(store, header.built_from)));
-            } catch (const IndexFileError& e) {
-                report.problems.push_back(fmt::format("{}; run 'cbir repair' to rebuild it from the catalogue", e.what()));
-            }
-        }
+    const std::string file = store.index_file().string();
+    const uint64_t generation = store.catalogue().generation();
+    if (store.settings().index.searches_exactly(store.catalogue().count())) return;
+    std::error_code ec;
+    if (!std::filesystem::exists(store.index_file(), ec)) {
+        report.notes.push_back(fmt::format("{}: missing; the next query (or 'cbir repair') builds it", file));
+        return;
     }
-
-    // Each sampled vector must come back as its own nearest neighbour.
-    if (report.problems.empty() && count > 0) {
-        auto index = open_search_index(store, /*save=*/false);
-        std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
-        std::shuffle(rows.begin(), rows.end(), std::mt19937(12345));
-        rows.resize(std::min(rows.size(), samples));
-        std::vector<int64_t> ids;
-        for (const auto& row : rows) ids.push_back(row.first);
-        std::vector<float> vectors;
-        catalogue.vectors_of(ids, s.dimension, vectors);
-        size_t misses = 0;
-        SearchParams params;
-        params.k = 1;
-        params.ef = 64;
-        for (size_t i = 0; i < ids.size(); ++i) {
-            const float* own = &vectors[i * s.dimension];
-            const auto hits = index->search(own, params);
-            // The first hit must be this row, or a row whose vector is exactly this one (identical
-            // images tie at distance 0, in id order). A hit at distance 0 is not enough: an index
-            // built from another catalogue answers with other rows' ids.
-            bool found = !hits.empty() && hits[0].id == ids[i];
-            if (!found && !hits.empty()) {
-                std::vector<float> first;
-                catalogue.vectors_of({hits[0].id}, s.dimension, first);
-                found = std::equal(first.begin(), first.end(), own);
-            }
-            if (!found) ++misses;
-        }
-        if (misses > ids.size() / 20)  // approximate indexes may miss a few; more means a broken index
-            report.problems.push_back(fmt::format("{}: {} of {} sampled images do not find themselves in the {} index; "
-                                                  "run 'cbir repair'", store.dir().string(), misses, ids.size(),
-                                                  index_kind_name(index->kind())));
-        else
-            report.notes.push_back(fmt::format("{} of {} sampled images found themselves first", ids.size() - misses,
-                                               ids.size()));
+    try {
+        IndexFileHeader header;
+        map_index_file(store.index_file(), header);  // header and whole-file checksum
+        const auto match = match_index_file(store, header.built_from, generation);
+        if (match == IndexFileMatch::Behind)
+            report.notes.push_back(fmt::format("{}: stale (built from generation {}, catalogue at {}); the next query "
+                                               "(or 'cbir repair') catches it up",
+                                               file, header.built_from.generation, generation));
+        else if (match == IndexFileMatch::Foreign)
+            report.notes.push_back(fmt::format("{}: built from another catalogue ({}); it is not used, and the next "
+                                               "query (or 'cbir repair') rebuilds it",
+                                               file, describe_foreign(store, header.built_from)));
+    } catch (const IndexFileError& e) {
+        report.problems.push_back(fmt::format("{}; run 'cbir repair' to rebuild it from the catalogue", e.what()));
     }
+}
+
+// Each sampled vector must come back first: its own row, or a row whose vector is exactly this one
+// (identical images tie at distance 0, in id order). A hit at distance 0 is not enough: an index
+// built from another catalogue answers with other rows' ids.
+void check_samples(Store& store, size_t samples, CheckReport& report) {
+    Catalogue& catalogue = store.catalogue();
+    const int dimension = store.settings().dimension;
+    auto index = open_search_index(store, /*save=*/false);
+    std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
+    std::shuffle(rows.begin(), rows.end(), std::mt19937(12345));
+    rows.resize(std::min(rows.size(), samples));
+    std::vector<int64_t> ids;
+    for (const auto& row : rows) ids.push_back(row.first);
+    std::vector<float> vectors;
+    catalogue.vectors_of(ids, dimension, vectors);
+    size_t misses = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        const float* own = &vectors[i * dimension];
+        const auto hits = index->search(own, {1, 64, 0});
+        bool found = !hits.empty() && hits[0].id == ids[i];
+        if (!found && !hits.empty()) {
+            std::vector<float> first;
+            catalogue.vectors_of({hits[0].id}, dimension, first);
+            found = std::equal(first.begin(), first.end(), own);
+        }
+        if (!found) ++misses;
+    }
+    if (misses > ids.size() / 20)  // approximate indexes may miss a few; more means a broken index
+        report.problems.push_back(fmt::format("{}: {} of {} sampled images do not find themselves in the {} index; "
+                                              "run 'cbir repair'", store.dir().string(), misses, ids.size(),
+                                              index_kind_name(index->kind())));
+    else
+        report.notes.push_back(fmt::format("{} of {} sampled images found themselves first", ids.size() - misses,
+                                           ids.size()));
+}
+
+}  // namespace
+
+CheckReport check_store(Store& store, size_t samples) {
+    CheckReport report;
+    check_catalogue(store, report);
+    check_model(store.settings(), report);
+    check_index_file(store, report);
+    if (report.problems.empty() && store.catalogue().count() > 0) check_samples(store, samples, report);
     return report;
 }
 
