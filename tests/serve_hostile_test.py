@@ -23,7 +23,8 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_test import COREL, MODEL, NAMES, SEED, Server, cbir, post_image, post_json, request  # noqa: E402
+from serve_test import (CBIR, COREL, MODEL, NAMES, SEED, Server, cbir, clean_env, post_image, post_json,  # noqa: E402
+                        request)
 
 LATIN1_NAME = b"caf\xe9 cr\xe8me.jpg"  # a legal Linux file name that is not UTF-8
 
@@ -161,7 +162,6 @@ class HostileClients(unittest.TestCase):
         os.makedirs(cls.photos)
         for n in NAMES:
             shutil.copy(os.path.join(SEED, n + ".jpg"), cls.photos)
-        shutil.copy(os.path.join(COREL, "150.jpg"), os.path.join(os.fsencode(cls.photos), LATIN1_NAME))
         r = cbir(cls.tmp, "index", "photos", "--store", "store", "--model", MODEL)
         assert r.returncode == 0, r.stderr
         # A copy for the tests that need a server of their own (one at a time: a store has one writer).
@@ -201,6 +201,29 @@ class HostileClients(unittest.TestCase):
             growth_mib = (peak_rss_kib(server.process.pid) - before) / 1024
             self.assertLess(growth_mib, 32, "the server held the bodies")
             self.assertEqual(post_image(server.url + "/search?k=1", os.path.join(SEED, "dog1.jpg"))[0], 200)
+        finally:
+            server.stop()
+
+    def test_request_bodies_held_at_once_are_bounded(self):
+        """With --request-threads 1 and --max-body-mb 1, bodies held together may not pass 1 MiB."""
+        server = Server(self.spare, "--request-threads", "1", "--max-body-mb", "1")
+        try:
+            head = (f"POST /search HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server.url)}\r\nContent-Type: image/jpeg\r\n"
+                    "Content-Length: 900000\r\n\r\n").encode()
+            first = connect(server.url)
+            first.sendall(head + b"\0" * 700000)  # the rest comes later
+            time.sleep(0.5)
+            second = connect(server.url)
+            try:
+                second.sendall(head + b"\0" * 900000)
+            except OSError:
+                pass  # refused and closed while sending
+            status, headers, body = read_response(second, 10)
+            self.assertEqual((status, json.loads(body)["status"]), (503, 503))
+            first.sendall(b"\0" * 200000)
+            self.assertEqual(read_response(first, 10)[0], 422)  # read whole: zeros are no image
+            first.close()
+            second.close()
         finally:
             server.stop()
 
@@ -250,32 +273,41 @@ class HostileClients(unittest.TestCase):
     # Item 6: names that are not UTF-8 travel as "path" (display) and "path_bytes" (exact, base64).
     def test_file_names_that_are_not_utf8(self):
         latin1 = os.path.join(os.fsencode(self.photos), LATIN1_NAME)
-        status, found = post_image(self.url + "/search?k=3", latin1)
+        shutil.copy(os.path.join(COREL, "150.jpg"), latin1)
+        r = cbir(self.tmp, "index", "photos", "--store", "spare/store")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        server = Server(self.spare, "--root", self.photos)
+        try:
+            self.check_names_that_are_not_utf8(server.url, latin1)
+        finally:
+            server.stop()
+
+    def check_names_that_are_not_utf8(self, url, latin1):
+        status, found = post_image(url + "/search?k=3", latin1)
         self.assertEqual(status, 200, found)
         hit = found["results"][0]
         self.assertEqual(base64.b64decode(hit["path_bytes"]), latin1)
         self.assertIn("\ufffd", hit["path"])
         self.assertNotIn("path_bytes", found["results"][1])  # only where it is needed
-        status, meta = request(self.url + f"/images/{hit['id']}")
+        status, meta = request(url + f"/images/{hit['id']}")
         self.assertEqual((status, base64.b64decode(meta["path_bytes"])), (200, latin1))
 
         # Removed by its exact bytes, then added back by them, then removed by its %-escaped path.
         quoted = urllib.parse.quote(hit["path_bytes"], safe="")
-        status, removed = request(self.url + f"/images?path_bytes={quoted}", "DELETE")
+        status, removed = request(url + f"/images?path_bytes={quoted}", "DELETE")
         self.assertEqual((status, removed["status"], base64.b64decode(removed["path_bytes"])), (200, "removed", latin1))
-        self.assertEqual(request(self.url + f"/images/{hit['id']}")[0], 404)
-        status, added = post_json(self.url + "/images", {"path_bytes": hit["path_bytes"]})
+        self.assertEqual(request(url + f"/images/{hit['id']}")[0], 404)
+        status, added = post_json(url + "/images", {"path_bytes": hit["path_bytes"]})
         self.assertEqual((status, base64.b64decode(added["path_bytes"])), (201, latin1), added)
-        status, removed = request(self.url + "/images/" + urllib.parse.quote(latin1, safe=""), "DELETE")
+        status, removed = request(url + "/images/" + urllib.parse.quote(latin1, safe=""), "DELETE")
         self.assertEqual((status, removed["id"]), (200, added["id"]))
-        status, added = request(self.url + f"/images?path_bytes={quoted}", "POST")
+        status, added = request(url + f"/images?path_bytes={quoted}", "POST")
         self.assertEqual(status, 201, added)
 
         # The CLI's JSON printers: the same rule, and the bytes name a file that exists.
         for fmt in ("jsonl", "json"):
-            r = subprocess.run([os.path.join(os.environ.get("CBIR_BIN_DIR", "build/apps"), "cbir"), "query", latin1,
-                                "--store", "store", "-k", "2", "--format", fmt], cwd=self.tmp, capture_output=True,
-                               env={k: v for k, v in os.environ.items() if not k.startswith("CBIR_")})
+            r = subprocess.run([CBIR, "query", latin1, "--store", "spare/store", "-k", "2", "--format", fmt],
+                               cwd=self.tmp, capture_output=True, env=clean_env())
             self.assertEqual(r.returncode, 0, r.stderr)
             rows = json.loads(r.stdout) if fmt == "json" else [json.loads(line) for line in r.stdout.splitlines()]
             first = rows[0]
