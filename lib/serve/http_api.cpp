@@ -94,7 +94,30 @@ struct Body {
     }
 };
 
-Body read_body(const httplib::Request& req, const httplib::ContentReader& reader, size_t max_bytes) {
+// How a request whose bytes stopped coming before it was whole is answered (nullopt: they did not).
+std::optional<std::pair<int, std::string>> read_failure_answer(const ConnectionLimits& limits) {
+    switch (HttpServer::read_failure()) {
+        case ReadFailure::HeadersTooLarge:
+            return std::make_pair(431, fmt::format("request headers larger than {} bytes", limits.max_header_bytes));
+        case ReadFailure::BodyTooLarge:
+            return std::make_pair(413, fmt::format("the request body is larger than the {} bytes allowed (cbir serve "
+                                                   "--max-body-mb)",
+                                                   limits.max_body_bytes));
+        case ReadFailure::ServerBusy:
+            return std::make_pair(503, "the server is holding as many request bodies as it may at once; retry shortly");
+        case ReadFailure::TimedOut:
+            return std::make_pair(408, fmt::format("the request did not arrive within {} s (headers and body; cbir "
+                                                   "serve --request-timeout)",
+                                                   limits.request_seconds));
+        case ReadFailure::Stopping: return std::make_pair(503, "the server is stopping");
+        case ReadFailure::Closed:
+        case ReadFailure::None: return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+Body read_body(const httplib::Request& req, const httplib::ContentReader& reader, const ConnectionLimits& limits) {
+    const size_t max_bytes = limits.max_body_bytes;
     const std::string length = req.get_header_value("Content-Length");
     if (!length.empty() && std::strtoull(length.c_str(), nullptr, 10) > max_bytes)
         throw RequestError(413, fmt::format("request body of {} bytes is larger than the {} allowed (cbir serve --max-body-mb)",
@@ -118,17 +141,8 @@ Body read_body(const httplib::Request& req, const httplib::ContentReader& reader
         });
     }
     if (!complete) {
-        switch (HttpServer::read_failure()) {
-            case ReadFailure::BodyTooLarge:
-                throw RequestError(413, fmt::format("the request body is larger than the {} bytes allowed (cbir serve "
-                                                    "--max-body-mb)",
-                                                    max_bytes));
-            case ReadFailure::ServerBusy:
-                throw RequestError(503, "the server is holding as many request bodies as it may at once; retry shortly");
-            case ReadFailure::TimedOut: throw RequestError(408, "the request body did not arrive in time");
-            case ReadFailure::Stopping: throw RequestError(503, "the server is stopping");
-            default: throw RequestError(400, "the request body could not be read (cut short or malformed)");
-        }
+        if (auto answer = read_failure_answer(limits)) throw RequestError(answer->first, answer->second);
+        throw RequestError(400, "the request body could not be read (cut short or malformed)");
     }
     HttpServer::body_read_to_end();
     return body;
@@ -480,22 +494,8 @@ void HttpApi::add_routes() {
             HttpServer::close_after_response();
         }
         if (!res.body.empty()) return;  // already a JSON error
-        const ConnectionLimits& limits = server_->limits();
-        switch (HttpServer::read_failure()) {
-            case ReadFailure::HeadersTooLarge:
-                return send_error(res, 431, fmt::format("request headers larger than {} bytes", limits.max_header_bytes));
-            case ReadFailure::TimedOut:
-                return send_error(res, 408, fmt::format("the request did not arrive within {} s (headers and body)",
-                                                        limits.request_seconds));
-            case ReadFailure::Stopping: return send_error(res, 503, "the server is stopping");
-            case ReadFailure::BodyTooLarge:  // read by httplib itself (a route without a body reader)
-                return send_error(res, 413, fmt::format("the request body is larger than the {} bytes allowed (cbir "
-                                                        "serve --max-body-mb)",
-                                                        limits.max_body_bytes));
-            case ReadFailure::ServerBusy:
-                return send_error(res, 503, "the server is holding as many request bodies as it may at once; retry shortly");
-            default: break;
-        }
+        // The headers, or a body httplib read itself (a route without a body reader), stopped coming.
+        if (auto answer = read_failure_answer(server_->limits())) return send_error(res, answer->first, answer->second);
         if (res.status == 404) send_error(res, 404, "no such route: " + req.method + " " + req.path);
         else if (res.status == 413) send_error(res, 413, "request body too large (see cbir serve --max-body-mb)");
         else send_error(res, res.status, fmt::format("HTTP {}", res.status));
@@ -537,7 +537,7 @@ void HttpApi::add_routes() {
     });
 
     s.Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-        const Body request_body = read_body(req, reader, options_.max_body_bytes);
+        const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         SearchRequest request = search_request_from(req, request_body);
         SearchAnswer answer;
@@ -567,7 +567,7 @@ void HttpApi::add_routes() {
     });
 
     s.Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-        const Body request_body = read_body(req, reader, options_.max_body_bytes);
+        const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         AddResult added;
         if (is_json(req)) {
