@@ -204,8 +204,9 @@ class HostileClients(unittest.TestCase):
         finally:
             server.stop()
 
-    def test_request_bodies_held_at_once_are_bounded(self):
-        """With --request-threads 1 and --max-body-mb 1, bodies held together may not pass 1 MiB."""
+    def test_bodies_held_at_once_are_bounded(self):
+        """With --request-threads 1 and --max-body-mb 1, the request bodies and files being sent held
+        together may not pass 1 MiB."""
         server = Server(self.spare, "--request-threads", "1", "--max-body-mb", "1")
         try:
             head = (f"POST /search HTTP/1.1\r\nHost: 127.0.0.1:{port_of(server.url)}\r\nContent-Type: image/jpeg\r\n"
@@ -224,6 +225,10 @@ class HostileClients(unittest.TestCase):
             self.assertEqual(read_response(first, 10)[0], 422)  # read whole: zeros are no image
             first.close()
             second.close()
+            ids = {os.path.basename(hit["path"]): hit["id"]
+                   for hit in post_json(server.url + "/search", {"id": 1, "k": 50})[1]["results"]}
+            for name, expected in (("cat2.jpg", 503), ("dog1.jpg", 200)):  # 1.2 MB and 70 KB
+                self.assertEqual(request(server.url + f"/images/{ids[name]}/file")[0], expected, name)
         finally:
             server.stop()
 

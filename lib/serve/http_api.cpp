@@ -596,6 +596,9 @@ void HttpApi::add_routes() {
     s.Get(R"(/images/(\d+)/file)", [this](const httplib::Request& req, httplib::Response& res) {
         const WorkSlot slot(*work_slots_);
         const ImageFile file = service_.image_file(id_from(req.matches[1]));
+        // The bytes stay in memory until the client has taken them, after the work slot is given back.
+        if (!HttpServer::hold_response_bytes(file.bytes.size()))
+            throw RequestError(503, "the server is holding as many files and bodies as it may at once; retry shortly");
         res.set_header("Cache-Control", "private, max-age=60");
         res.set_content(file.bytes, content_type_of(file.record.path).c_str());
     });

@@ -64,8 +64,8 @@ private:
     TimePoint at_{};
 };
 
-// The bytes of request bodies held at once by all connections: with a thread per connection, the
-// per-request limit alone would let every connection hold a maximal body at the same time.
+// The bytes of request and response bodies held at once by all connections: with a thread per
+// connection, the per-request limit alone would let every connection hold a maximal body at once.
 class BodyBudget {
 public:
     explicit BodyBudget(size_t capacity) : capacity_(capacity) {}
@@ -195,11 +195,16 @@ public:
         length_unknown_ = length_unknown;
     }
     void set_body_done() { body_done_ = true; }
+    bool hold(size_t bytes) {
+        if (!budget_.reserve(bytes)) return false;
+        reserved_ += bytes;
+        return true;
+    }
     bool body_unread() const {
         if (phase_ != Phase::Body) return true;  // the headers never ended
         return length_unknown_ ? !body_done_ : body_bytes_ < declared_length_;
     }
-    // The handler is done with the body: its memory goes back to the budget.
+    // The request is answered: what it held goes back to the budget.
     void end_request() {
         budget_.release(reserved_);
         reserved_ = 0;
@@ -231,8 +236,7 @@ public:
         }
         const size_t n = std::min(allowed, end_ - begin_);
         if (phase_ == Phase::Body) {
-            if (!budget_.reserve(n)) return fail(ReadFailure::ServerBusy);
-            reserved_ += n;
+            if (!hold(n)) return fail(ReadFailure::ServerBusy);
             body_bytes_ += n;
         } else {
             header_bytes_ += n;
@@ -504,6 +508,8 @@ void HttpServer::body_read_to_end() {
 void HttpServer::close_after_response() {
     if (current_connection) current_connection->close_requested = true;
 }
+
+bool HttpServer::hold_response_bytes(size_t bytes) { return !current_connection || current_connection->stream->hold(bytes); }
 
 bool HttpServer::process_and_close_socket(int sock) {
     std::optional<Registry::Handle> handle;

@@ -10,7 +10,8 @@
 //   response_seconds; a connection serves at most max_requests_per_connection requests;
 // - request bytes are counted as the connection reads them, whatever the route, method or encoding:
 //   headers past max_header_bytes, a body past max_body_bytes (chunk framing included) or past what
-//   all bodies together may hold (body_memory_bytes) stop being read, and the route says why;
+//   all bodies together may hold (body_memory_bytes, which also counts response bodies a route
+//   holds, see hold_response_bytes) stop being read, and the route says why;
 // - stop() ends in bounded time: idle connections and requests still sending their headers are
 //   closed at once; requests being answered get stop_grace_seconds more of their client's time.
 #include <httplib.h>
@@ -41,7 +42,8 @@ struct ConnectionLimits {
     double stop_grace_seconds = 5;
     size_t max_header_bytes = 64u << 10;
     size_t max_body_bytes = 64u << 20;
-    size_t body_memory_bytes = 512u << 20;  // request bodies being held at once, all connections together
+    // Request bodies being read or handled and response bodies being written, all connections together.
+    size_t body_memory_bytes = 512u << 20;
 };
 
 // Why a request's bytes stopped coming before it was whole.
@@ -75,8 +77,11 @@ public:
     static bool body_unread();
     // the route read the whole body (a chunked body's end is only known to its reader),
     static void body_read_to_end();
-    // and closing the connection after the answer.
+    // closing the connection after the answer,
     static void close_after_response();
+    // and holding `bytes` of a response body until it is written (a file being sent to a client that
+    // may take its time): false when that would pass body_memory_bytes.
+    static bool hold_response_bytes(size_t bytes);
 
 private:
     // httplib calls it on a thread of the task queue for each accepted connection (a private virtual,
