@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -43,7 +44,9 @@ struct ServeFlags {
 int stop_pipe[2] = {-1, -1};
 volatile sig_atomic_t stop_signals = 0;
 std::atomic<bool> stop_requested{false};
-std::atomic<HttpApi*> running_api{nullptr};
+// The server the watcher stops; under the mutex, so that a stop in progress ends before the server goes.
+std::mutex running_api_mutex;
+HttpApi* running_api = nullptr;
 
 void on_stop_signal(int) {
     if (stop_signals++ > 0) _exit(kInterrupted);
@@ -83,7 +86,8 @@ int run(const ServeFlags& flags) {
         }
         stop_requested = true;
         log_notice("stopping: finishing requests in flight, then saving the index (a second signal ends at once)");
-        if (HttpApi* api = running_api.load()) api->stop();
+        std::lock_guard<std::mutex> lock(running_api_mutex);
+        if (running_api) running_api->stop();
     });
     signal_thread.detach();
 
@@ -109,9 +113,15 @@ int run(const ServeFlags& flags) {
     http.allowed_hosts = flags.allowed_hosts;
     HttpApi api(*service, http);
     const int port = api.bind();
-    running_api = &api;
+    {
+        std::lock_guard<std::mutex> lock(running_api_mutex);
+        running_api = &api;
+    }
     struct Unregister {  // before `api` goes, on every path out
-        ~Unregister() { running_api = nullptr; }
+        ~Unregister() {
+            std::lock_guard<std::mutex> lock(running_api_mutex);
+            running_api = nullptr;
+        }
     } unregister;
     if (stop_requested) api.stop();
     if (!is_loopback(flags.host))
