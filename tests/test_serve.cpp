@@ -211,7 +211,7 @@ private:
 
 }  // namespace
 
-TEST_CASE("serve: past the connection limit an idle connection makes room, or the newcomer gets 503; stop() is prompt") {
+TEST_CASE("serve: past the connection limit an idle connection makes room, or the newcomer gets 503, and stop() is prompt") {
     ConnectionLimits limits;
     limits.max_connections = 2;
     limits.stop_grace_seconds = 5;
