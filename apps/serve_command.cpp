@@ -1,12 +1,14 @@
 // `cbir serve`: the store as a long-running HTTP service (lib/serve). This file parses flags, wires
 // signals to a clean shutdown and prints where the service listens.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -29,6 +31,9 @@ struct ServeFlags {
     int threads = 0;
     int batch = 8;
     int request_threads = 8;
+    int max_connections = 128;
+    double request_timeout = 30;
+    std::vector<std::string> allowed_hosts;
     int max_body_mb = 64;
     int save_interval = 60;
     std::string precision = "fp32";
@@ -39,12 +44,24 @@ struct ServeFlags {
 int stop_pipe[2] = {-1, -1};
 volatile sig_atomic_t stop_signals = 0;
 std::atomic<bool> stop_requested{false};
-std::atomic<HttpApi*> running_api{nullptr};
+// The server the watcher stops; under the mutex, so that a stop in progress ends before the server goes.
+std::mutex running_api_mutex;
+HttpApi* running_api = nullptr;
 
 void on_stop_signal(int) {
     if (stop_signals++ > 0) _exit(kInterrupted);
     const char byte = 1;
     [[maybe_unused]] ssize_t written = ::write(stop_pipe[1], &byte, 1);
+}
+
+// Each connection holds a descriptor: the soft limit (often 1024) is raised as far as the hard one
+// allows when --max-connections needs it, with room for the store, the model and the logs.
+void allow_descriptors_for(int connections) {
+    struct rlimit limit {};
+    const rlim_t needed = static_cast<rlim_t>(connections) + 256;
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : std::min(needed, limit.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 bool is_loopback(const std::string& host) {
@@ -69,7 +86,8 @@ int run(const ServeFlags& flags) {
         }
         stop_requested = true;
         log_notice("stopping: finishing requests in flight, then saving the index (a second signal ends at once)");
-        if (HttpApi* api = running_api.load()) api->stop();
+        std::lock_guard<std::mutex> lock(running_api_mutex);
+        if (running_api) running_api->stop();
     });
     signal_thread.detach();
 
@@ -84,21 +102,31 @@ int run(const ServeFlags& flags) {
     auto service = SearchService::open(options);
     if (stop_requested) return kOk;
 
+    allow_descriptors_for(flags.max_connections);
     HttpOptions http;
     http.host = flags.host;
     http.port = flags.port;
     http.max_body_bytes = static_cast<size_t>(flags.max_body_mb) << 20;
     http.request_threads = flags.request_threads;
+    http.max_connections = flags.max_connections;
+    http.request_timeout_seconds = flags.request_timeout;
+    http.allowed_hosts = flags.allowed_hosts;
     HttpApi api(*service, http);
     const int port = api.bind();
-    running_api = &api;
+    {
+        std::lock_guard<std::mutex> lock(running_api_mutex);
+        running_api = &api;
+    }
     struct Unregister {  // before `api` goes, on every path out
-        ~Unregister() { running_api = nullptr; }
+        ~Unregister() {
+            std::lock_guard<std::mutex> lock(running_api_mutex);
+            running_api = nullptr;
+        }
     } unregister;
     if (stop_requested) api.stop();
     if (!is_loopback(flags.host))
         log_warning(fmt::format("listening on {}: anyone who can reach this machine can search and change the store "
-                                "(there is no authentication)",
+                                "(there is no authentication; clients naming it by a host name need --allow-host NAME)",
                                 flags.host));
     const ServiceStatus status = service->status();
     const std::string shown_host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
@@ -131,8 +159,18 @@ std::function<int()> add_serve_command(CLI::App& app) {
         ->capture_default_str()->envname("CBIR_THREADS");
     app.add_option("--batch", flags->batch, "Most uploaded images embedded in one forward pass")
         ->check(CLI::Range(1, 256))->capture_default_str()->envname("CBIR_BATCH");
-    app.add_option("--request-threads", flags->request_threads, "Threads answering HTTP requests")
+    app.add_option("--request-threads", flags->request_threads,
+                   "Requests worked on at once (decoding, embedding, searching, reading files)")
         ->check(CLI::Range(1, 1024))->capture_default_str();
+    app.add_option("--max-connections", flags->max_connections,
+                   "Open connections at most (past it the longest-idle one is closed, or 503 when all are busy)")
+        ->check(CLI::Range(1, 4096))->capture_default_str();
+    app.add_option("--request-timeout", flags->request_timeout,
+                   "Seconds a request's headers and body may take to arrive (then 408)")
+        ->check(CLI::Range(0.1, 3600.0))->capture_default_str();
+    app.add_option("--allow-host", flags->allowed_hosts,
+                   "Host name clients may use besides IP addresses, localhost and --host (repeatable; e.g. the "
+                   "name of a reverse proxy)");
     app.add_option("--max-body-mb", flags->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")
         ->check(CLI::Range(1, 4096))->capture_default_str();
     app.add_option("--save-interval", flags->save_interval,

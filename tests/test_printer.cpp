@@ -1,9 +1,11 @@
 // One printer per format; each must produce what its format's readers expect.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "output/printer.h"
+#include "util/byte_text.h"
 
 using namespace cbir;
 
@@ -46,4 +48,39 @@ TEST_CASE("printer: table aligns columns, numbers to the right") {
           "query  rank  distance  path\n"
           "q.jpg     1    0.0000  a b.jpg\n"
           "q.jpg     2   12.3400  odd,\"name\"\tx.jpg\n");
+}
+
+TEST_CASE("printer: a name that is not UTF-8 is shown, and given back exactly in base64") {
+    const std::string latin1 = "caf\xe9.jpg";
+    for (auto format : {OutputFormat::Jsonl, OutputFormat::Json}) {
+        std::ostringstream out;
+        auto printer = make_printer(format, out, {"query", "rank", "path"});
+        printer->record({std::string("q.jpg"), int64_t(1), latin1});
+        printer->finish();
+        std::string text = out.str();
+        text.erase(std::remove_if(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\n'; }), text.end());
+        CHECK(text.find("\"path\":\"caf\xef\xbf\xbd.jpg\",\"path_bytes\":\"Y2Fm6S5qcGc=\"") != std::string::npos);
+        CHECK(text.find("query_bytes") == std::string::npos);  // only where needed
+    }
+    std::ostringstream paths;
+    auto printer = make_printer(OutputFormat::Paths, paths, {"path"});
+    printer->record({latin1});
+    printer->finish();
+    CHECK(paths.str() == latin1 + "\n");  // the bytes themselves, for xargs
+}
+
+TEST_CASE("byte text: UTF-8 validity as RFC 3629 says, base64 both ways") {
+    CHECK(is_valid_utf8("plain ascii"));
+    CHECK(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    for (const char* bad : {"\xe9", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\xff"})
+        CHECK_MESSAGE(!is_valid_utf8(bad), bad);
+    CHECK(displayable_utf8("a\xe9" "b\xc3\xa9") == "a\xef\xbf\xbd" "b\xc3\xa9");
+    for (const std::string bytes : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\x00\xfe"}) {
+        CHECK(base64_decode(base64_encode(bytes)) == bytes);
+    }
+    CHECK(base64_encode("foobar") == "Zm9vYmFy");
+    CHECK(base64_encode("fo") == "Zm8=");
+    CHECK(!base64_decode("Zm8"));
+    CHECK(!base64_decode("Z=8="));
+    CHECK(!base64_decode("Zm9v!mFy"));
 }

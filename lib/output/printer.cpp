@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/byte_text.h"
+
 namespace cbir {
 namespace {
 
@@ -103,17 +105,20 @@ private:
     char separator_;
 };
 
+// A text field that is not valid UTF-8 (a file name may hold any bytes) gets "<name>_bytes" beside
+// its display form, so that a script can get back to the file.
 nlohmann::ordered_json to_object(const std::vector<std::string>& columns, const Record& values) {
     nlohmann::ordered_json object;
-    for (size_t i = 0; i < values.size() && i < columns.size(); ++i)
-        std::visit([&](const auto& v) { object[columns[i]] = v; }, values[i]);
+    for (size_t i = 0; i < values.size() && i < columns.size(); ++i) {
+        if (const auto* text = std::get_if<std::string>(&values[i]))
+            set_text_field(object, columns[i], *text);
+        else
+            std::visit([&](const auto& v) { object[columns[i]] = v; }, values[i]);
+    }
     return object;
 }
 
-// Invalid UTF-8 (file names may hold any bytes) is replaced rather than failing the output.
-std::string dump(const nlohmann::ordered_json& value, int indent) {
-    return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+std::string dump(const nlohmann::ordered_json& value, int indent) { return dump_json(value, indent); }
 
 class JsonlPrinter final : public RecordPrinter {
 public:

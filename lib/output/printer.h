@@ -26,7 +26,9 @@ public:
     virtual void finish() = 0;  // the table prints here, once it knows the column widths
 };
 
-// columns: field names (the header of table/tsv/csv, the keys of json/jsonl). `paths` prints only
+// columns: field names (the header of table/tsv/csv, the keys of json/jsonl; a text value that is
+// not valid UTF-8 is shown with U+FFFD there and given exactly, in base64, as "<name>_bytes";
+// table, tsv, csv and paths print its bytes as they are). `paths` prints only
 // the column named "path", each ended by a newline, or by NUL with null_terminated (for xargs -0).
 std::unique_ptr<RecordPrinter> make_printer(OutputFormat format, std::ostream& out, std::vector<std::string> columns,
                                             bool null_terminated = false);

@@ -1,25 +1,39 @@
 #pragma once
-// The HTTP/JSON face of a SearchService (cpp-httplib): the routes, their parameters and answers, the
-// web page at "/", request limits and per-route statistics. Documented in the README ("cbir serve").
+// The HTTP/JSON face of a SearchService (cpp-httplib, through HttpServer): the routes, their
+// parameters and answers, the web page at "/", which requests are accepted at all (methods,
+// encodings, Host and Origin), and per-route statistics. Documented in the README ("cbir serve").
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "serve/request_stats.h"
 #include "serve/search_service.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace cbir {
+
+class HttpServer;
+class WorkSlots;
 
 struct HttpOptions {
     std::string host = "127.0.0.1";
-    int port = 19121;                       // 0: any free port (bind() says which)
-    size_t max_body_bytes = 64u << 20;      // larger requests get 413
-    int request_threads = 8;
+    int port = 19121;                   // 0: any free port (bind() says which)
+    size_t max_body_bytes = 64u << 20;  // larger request bodies get 413, however they are sent
+    int request_threads = 8;            // requests worked on at once (decoding, searching, files)
+    int max_connections = 128;          // past it: the longest-idle connection closes, or 503
+    double request_timeout_seconds = 30;  // a request's headers and body must arrive within it
+    // Host names accepted besides IP addresses, "localhost" and `host` (DNS rebinding: a page on
+    // another site whose name resolves to this machine sends its own name as Host).
+    std::vector<std::string> allowed_hosts;
 };
+
+// Whether a request's Host header names this server: an IP address, localhost, the listening host,
+// or an allowed name (any port: ssh or container port forwarding changes it). An absent Host passes.
+bool host_allowed(const std::string& host_header, const std::string& listening_host,
+                  const std::vector<std::string>& allowed_hosts);
+// Whether a request that changes or computes something comes from this server's own pages: no
+// Origin header (not a browser, or a same-origin GET), or "http://" + its Host.
+bool origin_allowed(const std::string& origin_header, const std::string& host_header);
 
 class HttpApi {
 public:
@@ -27,7 +41,7 @@ public:
     ~HttpApi();
     // Binds the listening socket; returns the port. Throws cbir::Error when it cannot.
     int bind();
-    // Answers requests until stop(); requests in flight finish before it returns.
+    // Answers requests until stop(); requests in flight finish (in bounded time) before it returns.
     void run();
     // Safe from any thread, before or during run().
     void stop();
@@ -37,7 +51,8 @@ private:
     SearchService& service_;
     HttpOptions options_;
     RequestStats stats_;
-    std::unique_ptr<httplib::Server> server_;
+    std::unique_ptr<WorkSlots> work_slots_;
+    std::unique_ptr<HttpServer> server_;
 };
 
 }  // namespace cbir

@@ -1,6 +1,7 @@
 #include "serve/search_service.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <chrono>
 #include <cmath>
 
@@ -9,8 +10,9 @@
 #include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
-#include "store/file_identity.h"
+#include "serve/catalogued_file.h"
 #include "store/derived_index.h"
+#include "store/file_identity.h"
 #include "util/atomic_file.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
@@ -39,6 +41,8 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     s.reader_ = Store::open(s.options_.store_dir);  // first: a missing store is reported, not created
     s.lock_ = std::make_unique<WriterLock>(s.options_.store_dir);
     s.writer_ = Store::open(s.options_.store_dir);
+    s.opened_lock_ = file_identity(writer_lock_file(s.options_.store_dir));
+    s.opened_catalogue_ = file_identity(catalogue_file(s.options_.store_dir));
 
     if (s.options_.roots.empty()) s.options_.roots.push_back(s.options_.store_dir.parent_path());
     for (const auto& root : s.options_.roots) {
@@ -84,6 +88,21 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
         throw RequestError(400, fmt::format("the vector has {} values; this store's have {}", vector.size(), dimension));
     for (float v : vector)
         if (!std::isfinite(v)) throw RequestError(400, "the vector holds a value that is not a finite number");
+    {
+        // Distances are float32 sums of squares or products: from a vector whose squared norm passes a
+        // quarter of FLT_MAX they could overflow to infinity (null in JSON, and an arbitrary order).
+        // Checked as the index will see it (cosine normalises, which a tiny vector can overflow).
+        std::vector<float> prepared = vector;
+        prepare_for_metric(reader_->settings().metric, prepared.data(), prepared.size());
+        double norm2 = 0;
+        for (float v : prepared) norm2 += static_cast<double>(v) * v;
+        if (!std::isfinite(norm2) || norm2 > FLT_MAX / 4)
+            throw RequestError(400, fmt::format("the vector is out of range: its squared norm would overflow float32 "
+                                                "distances (at most {:.3g})",
+                                                FLT_MAX / 4));
+    }
+    if (request.max_distance && !std::isfinite(*request.max_distance))
+        throw RequestError(400, "max_distance must be a finite number");
     if (request.k < 1 || request.k > 10000) throw RequestError(400, "k must be between 1 and 10000");
     if (request.ef < 0 || request.ef > 100000 || request.nprobe < 0)
         throw RequestError(400, "ef must be between 0 and 100000, nprobe not negative (0: the store's default)");
@@ -101,6 +120,8 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
         answer.index_kind = index_kind_name(index_->kind());
         answer.hits = find_hits(*index_, reader_->catalogue(), vector.data(), params, request.max_distance);
     }
+    for (const QueryHit& hit : answer.hits)
+        if (!std::isfinite(hit.distance)) throw Error(fmt::format("the distance to image {} is not a finite number", hit.id));
     answer.search_ms = milliseconds_since(started);
     return answer;
 }
@@ -119,7 +140,8 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
     const auto started = std::chrono::steady_clock::now();
     // Bytes already in the store are searched with their stored vector, as `cbir query` does for an
     // indexed file: the image finds itself at distance 0, and no inference runs.
-    if (auto known = reader_->catalogue().find_by_sha256(sha256_hex(bytes.data(), bytes.size()))) {
+    if (auto known = row_with_content(reader_->catalogue(), sha256_hex(bytes.data(), bytes.size()),
+                                      reader_->settings().dimension)) {
         SearchAnswer answer = search(known->vector, request, "stored");
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
@@ -136,25 +158,25 @@ std::vector<float> SearchService::embed(const PreparedImage& image) const {
     return batcher_->embed(image.input);
 }
 
+std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
+    // The same picture already catalogued elsewhere has its vector: no inference.
+    if (auto twin = row_with_content(reader_->catalogue(), image.sha256, reader_->settings().dimension))
+        return twin->vector;
+    return embed(image);
+}
+
 AddResult SearchService::add_upload(const std::string& bytes) {
     PreparedImage image = prepare_image_bytes(bytes, PreprocessSpec{});
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
     // Content-addressed: the same upload twice is one file and one row.
     const std::filesystem::path target = uploads_dir() / (image.sha256 + image_extension(bytes));  // never the client's name
-    ImageRecord record;
-    record.path = target.string();
-    if (auto existing = reader_->catalogue().find_by_path(record.path)) return {existing->id, existing->path, "unchanged"};
-    std::vector<float> vector;
-    if (auto twin = reader_->catalogue().find_by_sha256(image.sha256))
-        vector = twin->vector;  // the same picture is already catalogued elsewhere
-    else
-        vector = embed(image);
-
-    record.sha256 = image.sha256;
-    record.width = image.width;
-    record.height = image.height;
-    record.vector = std::move(vector);
-    return commit(std::move(record), &bytes);
+    if (auto existing = reader_->catalogue().find_by_path(target.string())) {
+        auto st = stat_file(target);  // a stored copy that is gone or damaged is written again below
+        if (st && row_is_current(*st, existing->size, existing->mtime_ns)) return {existing->id, existing->path, "unchanged"};
+    }
+    // The file's size and mtime are the stored copy's, set when commit() writes it.
+    return commit(image_record(target.string(), FileStat{}, image.sha256, image.width, image.height, vector_of(image)),
+                  &bytes);
 }
 
 std::filesystem::path SearchService::resolve_under_roots(const std::string& path) const {
@@ -173,55 +195,62 @@ std::filesystem::path SearchService::resolve_under_roots(const std::string& path
 }
 
 AddResult SearchService::add_path(const std::string& path) {
-    const std::filesystem::path file = resolve_under_roots(path);
-    const auto existing = reader_->catalogue().find_by_path(file.string());
-    auto st = stat_file(file);
-    if (existing && st && existing->size == st->size && existing->mtime_ns == st->mtime_ns)
+    const std::string key = catalogue_key(resolve_under_roots(path));
+    const auto existing = reader_->catalogue().find_by_path(key);
+    auto st = stat_file(key);
+    if (existing && st && row_is_current(*st, existing->size, existing->mtime_ns))
         return {existing->id, existing->path, "unchanged"};
-    PreparedImage image = prepare_image(file, PreprocessSpec{});
+    PreparedImage image = prepare_image(key, PreprocessSpec{});
     if (!image.ok()) throw RequestError(422, fmt::format("{}: {}", path, image.error));
-    ImageRecord record;
-    record.path = file.string();
-    record.size = image.stat.size;
-    record.mtime_ns = image.stat.mtime_ns;
-    record.sha256 = image.sha256;
-    record.width = image.width;
-    record.height = image.height;
-    if (auto twin = reader_->catalogue().find_by_sha256(image.sha256))
-        record.vector = twin->vector;
-    else
-        record.vector = embed(image);
-    return commit(std::move(record));
+    return commit(image_record(key, image.stat, image.sha256, image.width, image.height, vector_of(image)));
 }
 
 AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
     std::lock_guard<std::mutex> write(write_mutex_);
+    ensure_store_in_place();  // before anything is written: no folder is re-created in a removed store
     if (upload) {
         // Written under the write lock, so a concurrent DELETE of the same upload cannot remove the
-        // file between this write and the row's commit.
+        // file between this write and the row's commit. A stored copy is kept (its mtime is the
+        // row's) unless it is not the upload's bytes any more.
         const std::filesystem::path target(record.path);
-        std::filesystem::create_directories(target.parent_path());
-        if (!std::filesystem::exists(target)) {
+        if (!std::filesystem::is_directory(target.parent_path())) {
+            std::filesystem::create_directories(target.parent_path());
+            sync_directory(options_.store_dir);
+        }
+        auto st = stat_file(target);
+        std::string kept_sha256;
+        if (st && st->size == static_cast<int64_t>(upload->size())) {
+            try {
+                kept_sha256 = sha256_file_hex(target);
+            } catch (const Error&) {
+            }
+        }
+        if (kept_sha256 != record.sha256) {
             AtomicFileWriter file(target);
             file.write(upload->data(), upload->size());
             file.commit();
+            st = stat_file(target);
         }
-        auto st = stat_file(target);
         if (!st) throw Error(fmt::format("{}: cannot stat the stored upload", target.string()));
         record.size = st->size;
         record.mtime_ns = st->mtime_ns;
     }
     Catalogue& catalogue = writer_->catalogue();
-    const bool existed = catalogue.find_by_path(record.path).has_value();
+    const auto existing = catalogue.find_by_path(record.path);
+    // Decided here, under the write lock: of two identical adds racing, the second finds the first's row.
+    if (existing && existing->sha256 == record.sha256 && existing->size == record.size &&
+        existing->mtime_ns == record.mtime_ns)
+        return {existing->id, existing->path, "unchanged"};
     Transaction transaction(catalogue);
     const int64_t id = catalogue.upsert(record);
     transaction.commit();
+    ensure_store_in_place();  // removed during the commit: it went to a deleted file, which is not durable
     {
         std::unique_lock<std::shared_mutex> lock(index_mutex_);
         index_->add(id, record.vector.data());
     }
     generation_ = catalogue.generation();
-    return {id, record.path, existed ? "updated" : "added"};
+    return {id, record.path, existing ? "updated" : "added"};
 }
 
 AddResult SearchService::remove_id(int64_t id) {
@@ -242,6 +271,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
     std::vector<int64_t> removed;
     {
         std::lock_guard<std::mutex> write(write_mutex_);
+        ensure_store_in_place();
         Catalogue& catalogue = writer_->catalogue();
         {
             // Searches wait for the commit too: none may find in the index an id whose catalogue row
@@ -253,6 +283,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
             index_->remove(removed);
         }
         generation_ = catalogue.generation();
+        ensure_store_in_place();
         // Uploads are the store's own copies; files under the roots belong to the user and stay.
         const std::filesystem::path file(record.path);
         if (!removed.empty() && file.parent_path() == uploads_dir()) {
@@ -265,6 +296,36 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
 }
 
 std::optional<ImageRecord> SearchService::image(int64_t id) const { return reader_->catalogue().find_by_id(id); }
+
+ImageFile SearchService::image_file(int64_t id) const {
+    auto record = image(id);
+    if (!record) throw RequestError(404, fmt::format("no image with id {}", id));
+    std::string bytes = read_catalogued_file(*record);
+    return {std::move(*record), std::move(bytes)};
+}
+
+// The store may be removed (rm -rf) while it is served, and a new one made at its path (`cbir index`
+// succeeds: its lock file is a new one). SQLite would go on committing to the deleted catalogue and
+// the index file would be written into the new store; so writes and saves first check that the
+// catalogue and lock files at the store's paths are the ones opened.
+bool SearchService::store_in_place() const {
+    if (store_lost_) return false;
+    if (file_identity(catalogue_file(options_.store_dir)) == opened_catalogue_ &&
+        file_identity(writer_lock_file(options_.store_dir)) == opened_lock_)
+        return true;
+    if (!store_lost_.exchange(true))
+        log_warning(fmt::format("{}: the store was removed or replaced while being served; no write is accepted "
+                                "and the index file is not written any more (restart cbir serve)",
+                                options_.store_dir.string()));
+    return false;
+}
+
+void SearchService::ensure_store_in_place() const {
+    if (!store_in_place())
+        throw RequestError(503, fmt::format("{}: the store was removed or replaced while being served; nothing is "
+                                            "written to it any more (restart cbir serve)",
+                                            options_.store_dir.string()));
+}
 
 ServiceStatus SearchService::status() const {
     ServiceStatus s;
@@ -296,6 +357,7 @@ void SearchService::save_if_changed() {
         std::lock_guard<std::mutex> lock(saver_mutex_);
         if (generation_ == saved_generation_) return;
     }
+    if (!store_in_place()) return;  // never into another store made where this one was
     {
         // Searches go on while the file is written; writers wait (they hold write_mutex_ to change it).
         std::shared_lock<std::shared_mutex> lock(index_mutex_);

@@ -24,6 +24,7 @@
 #include "store/store.h"
 #include "store/writer_lock.h"
 #include "util/error.h"
+#include "util/file_stat.h"
 
 namespace cbir {
 
@@ -70,7 +71,13 @@ struct SearchAnswer {
 struct AddResult {
     int64_t id = 0;
     std::string path;    // absolute, as catalogued
-    std::string status;  // "added", "updated" (the path's file changed) or "unchanged"
+    std::string status;  // "added", "updated" (the path's file changed), "unchanged" or "removed"
+};
+
+// A catalogued image and its file's bytes, checked against the row.
+struct ImageFile {
+    ImageRecord record;
+    std::string bytes;
 };
 
 struct ServiceStatus {
@@ -109,7 +116,13 @@ public:
     AddResult remove_path(const std::string& path);
 
     std::optional<ImageRecord> image(int64_t id) const;
+    // The file of a catalogued image, for serving: 404 without the row, 410 when the file is no
+    // longer what the row says (read_catalogued_file).
+    ImageFile image_file(int64_t id) const;
     ServiceStatus status() const;
+    // False once the store's folder was removed or replaced under the service: it then refuses every
+    // write (503) and never writes its index file there.
+    bool store_in_place() const;
 
     // Writes the index file if the index changed since it was last written.
     void save_if_changed();
@@ -121,11 +134,15 @@ private:
     SearchAnswer search(const std::vector<float>& vector, const SearchRequest& request, std::string query_kind) const;
     // Decoded and embedded; 422 when the bytes are not an image cbir can read.
     std::vector<float> embed(const PreparedImage& image) const;
+    // The stored vector of the same content, else the image embedded.
+    std::vector<float> vector_of(const PreparedImage& image) const;
     // Catalogue first, then the index; an upload's bytes are written to record.path first.
     AddResult commit(ImageRecord record, const std::string* upload = nullptr);
     AddResult remove_record(const ImageRecord& record);
     std::filesystem::path uploads_dir() const { return options_.store_dir / "uploads"; }
     std::filesystem::path resolve_under_roots(const std::string& path) const;
+    // Throws RequestError 503 when the store's catalogue or lock file is not the one opened.
+    void ensure_store_in_place() const;
     void saver_loop();
 
     ServiceOptions options_;
@@ -136,6 +153,10 @@ private:
     std::unique_ptr<Embedder> embedder_;
     std::unique_ptr<EmbeddingBatcher> batcher_;
     std::vector<std::filesystem::path> canonical_roots_;
+    // The catalogue and lock files opened (device, inode), against which the paths are checked.
+    std::optional<FileIdentity> opened_catalogue_;
+    std::optional<FileIdentity> opened_lock_;
+    mutable std::atomic<bool> store_lost_{false};
 
     std::mutex write_mutex_;                // one writer at a time; held while the index file is saved
     mutable std::shared_mutex index_mutex_;  // searches share it; a write to the index takes it alone

@@ -8,6 +8,9 @@
 
 namespace cbir {
 
+// "<store>/lock"
+std::filesystem::path writer_lock_file(const std::filesystem::path& store_dir);
+
 class WriterLock {
 public:
     // Throws cbir::Error naming the store and the holder's pid when another writer has it.

@@ -19,4 +19,10 @@ uint64_t file_size_or_zero(const std::filesystem::path& path) {
     return ec ? 0 : static_cast<uint64_t>(size);
 }
 
+std::optional<FileIdentity> file_identity(const std::filesystem::path& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
 }  // namespace cbir

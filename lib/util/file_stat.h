@@ -22,4 +22,12 @@ std::optional<FileStat> stat_file(const std::filesystem::path& path);
 // For reports: the size in bytes, 0 for a file that is not there.
 uint64_t file_size_or_zero(const std::filesystem::path& path);
 
+// Which file a path names now (device and inode): tells a file replaced under the same name.
+struct FileIdentity {
+    uint64_t device = 0;
+    uint64_t inode = 0;
+    bool operator==(const FileIdentity& other) const { return device == other.device && inode == other.inode; }
+};
+std::optional<FileIdentity> file_identity(const std::filesystem::path& path);
+
 }  // namespace cbir
