@@ -7,6 +7,7 @@
 #include "cli_common.h"
 #include "more_commands.h"
 #include "search/duplicates.h"
+#include "util/byte_text.h"
 
 namespace cbir::cli {
 namespace {
@@ -35,16 +36,24 @@ int run(const DupsFlags& flags) {
         for (size_t g = 0; g < groups.size(); ++g) {
             nlohmann::ordered_json group{{"group", g + 1}, {"size", groups[g].size()}, {"paths", nlohmann::json::array()},
                                          {"similarity", nlohmann::json::array()}};
+            nlohmann::ordered_json exact_names = nlohmann::json::array();  // base64, for names not valid UTF-8
+            bool any_not_utf8 = false;
             for (const auto& m : groups[g]) {
-                group["paths"].push_back(display_path(m.path));
+                const std::string shown = display_path(m.path);
+                nlohmann::ordered_json name;
+                set_text_field(name, "path", shown);
+                group["paths"].push_back(name["path"]);
+                exact_names.push_back(name.contains("path_bytes") ? name["path_bytes"] : nlohmann::ordered_json());
+                any_not_utf8 = any_not_utf8 || name.contains("path_bytes");
                 group["similarity"].push_back(m.similarity);
             }
+            if (any_not_utf8) group["paths_bytes"] = exact_names;
             if (format == OutputFormat::Jsonl)
-                std::cout << group.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+                std::cout << dump_json(group) << '\n';
             else
                 all.push_back(group);
         }
-        if (format == OutputFormat::Json) std::cout << all.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+        if (format == OutputFormat::Json) std::cout << dump_json(all, 1) << '\n';
     } else {
         // `paths` prints every member but the first of each group: what `| xargs rm` would remove.
         auto printer = make_printer(format, std::cout, {"group", "similarity", "path"}, flags.null_separated);

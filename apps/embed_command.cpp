@@ -11,6 +11,7 @@
 #include "cli_common.h"
 #include "output/npy_writer.h"
 #include "pipeline/embed_files.h"
+#include "util/byte_text.h"
 
 namespace cbir::cli {
 namespace {
@@ -63,9 +64,9 @@ int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
                 std::cout << '\n';
             } else {
                 nlohmann::ordered_json row;
-                row["path"] = e.path.string();
+                set_text_field(row, "path", e.path.string());
                 row["vector"] = e.vector;
-                std::cout << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+                std::cout << dump_json(row) << '\n';
             }
         }
     }

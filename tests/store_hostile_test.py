@@ -6,6 +6,7 @@ damaged catalogue's advice.
 
 Run by ctest (CBIR_BIN_DIR, CBIR_SOURCE_DIR); Debian's python3.
 """
+import base64
 import json
 import os
 import shutil
@@ -246,6 +247,24 @@ class StoreHostile(unittest.TestCase):
             self.assertNotIn("run 'cbir check'", r.stderr)
             self.assertRegex(r.stderr, "backup|new store")
 
+
+    # File names that are not UTF-8 come back exactly from every JSON a command prints.
+    def test_names_that_are_not_utf8_round_trip_through_embed_and_dups(self):
+        folder = os.path.join(self.tmp, "latin1").encode()
+        os.makedirs(folder)
+        names = [b"caf\xe9.jpg", b"caf\xe9-copie.jpg"]
+        for name in names:
+            shutil.copy(os.path.join(SEED, "dog1.jpg").encode(), os.path.join(folder, name))
+        r = run(self.tmp, "embed", "latin1", "--format", "jsonl", "--model", MODEL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        exact = sorted(base64.b64decode(json.loads(l)["path_bytes"]) for l in r.stdout.splitlines())
+        self.assertEqual(exact, sorted(os.path.join(b"latin1", n) for n in names))
+        self.index("latin1", "--store", "s")
+        r = run(self.tmp, "dups", "--store", "s", "--format", "jsonl")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        group = json.loads(r.stdout.splitlines()[0])
+        for shown in group["paths_bytes"]:
+            self.assertTrue(os.path.exists(os.path.join(self.tmp.encode(), base64.b64decode(shown))))
 
 class FormatOneStore(unittest.TestCase):
     """A store written before index files carried identities (tests/fixtures/store-v1) still works."""

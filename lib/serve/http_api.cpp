@@ -531,7 +531,8 @@ void HttpApi::add_routes() {
                        {"model", {{"path", st.model.path.string()}, {"sha256", st.model.sha256}, {"untrained", st.model.untrained}}},
                        {"embedding", {{"images", st.images_embedded}, {"batches", st.inference_batches}}},
                        {"connections", {{"open", connections.open}, {"limit", server_->limits().max_connections},
-                                        {"refused", connections.refused}, {"evicted", connections.evicted}}},
+                                        {"refused", connections.refused}, {"evicted", connections.evicted},
+                                        {"body_bytes", connections.body_bytes}}},
                        {"uptime_seconds", stats_.uptime_seconds()},
                        {"requests", routes}});
     });

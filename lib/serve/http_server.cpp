@@ -77,6 +77,7 @@ public:
         return true;
     }
     void release(size_t bytes) { used_ -= bytes; }
+    size_t used() const { return used_.load(); }
 
 private:
     const size_t capacity_;
@@ -493,7 +494,11 @@ void HttpServer::stop() {
     if (is_running() && !listening_stopped_.exchange(true)) httplib::Server::stop();
 }
 
-ConnectionCounts HttpServer::connection_counts() const { return registry_->counts(); }
+ConnectionCounts HttpServer::connection_counts() const {
+    ConnectionCounts counts = registry_->counts();
+    counts.body_bytes = body_budget_->used();
+    return counts;
+}
 
 ReadFailure HttpServer::read_failure() {
     return current_connection ? current_connection->stream->failure() : ReadFailure::None;

@@ -53,6 +53,7 @@ struct ConnectionCounts {
     size_t open = 0;
     size_t refused = 0;  // answered 503: every connection was busy
     size_t evicted = 0;  // idle ones closed to make room
+    size_t body_bytes = 0;  // of request and response bodies held now (ConnectionLimits::body_memory_bytes)
 };
 
 class HttpServer : public httplib::Server {
