@@ -8,8 +8,10 @@
 #include "bench/ann_bench.h"
 #include "bench/benchmarks.h"
 #include "cli_common.h"
+#include "options.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/walk.h"
+#include "search/search_limits.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -52,101 +54,123 @@ std::filesystem::path model_path(const BenchFlags& flags, const std::filesystem:
         .path;
 }
 
+using Runner = std::function<void()>;
+
+Runner add_inference_bench(CLI::App& app, BenchFlags& flags, const std::filesystem::path& exe_dir) {
+    auto* sub = app.add_subcommand("inference", "Inference alone on random inputs: images/s per batch size");
+    add_model_option(*sub, flags.model, "TorchScript model (default: models/resnet18-*.pt)");
+    sub->add_option("--batch", flags.batches, "Batch sizes to measure")->delimiter(',')->capture_default_str()
+        ->check(CLI::Range(kBatchBounds.min, kBatchBounds.max));
+    add_threads_option(*sub, flags.threads);
+    sub->add_flag("--no-optimize", flags.no_optimize, "Skip torch::jit::optimize_for_inference");
+    add_precision_flag(*sub, flags.precision);
+    sub->add_option("--seconds", flags.seconds, "Timed seconds per batch size")->check(CLI::Range(0.1, 3600.0))
+        ->capture_default_str();
+    return [sub, &flags, exe_dir] {
+        if (!sub->parsed()) return;
+        const auto model = model_path(flags, exe_dir);
+        for (int batch : flags.batches) {
+            const InferenceBench r = bench_inference(model, batch, flags.threads, !flags.no_optimize,
+                                                     parse_precision(flags.precision), flags.seconds);
+            nlohmann::ordered_json row{{"bench", "inference"}, {"batch", r.batch}, {"threads", r.threads},
+                                       {"optimized", r.optimized}, {"precision", flags.precision},
+                                       {"images_per_second", r.images_per_second}, {"batches_timed", r.batch_seconds.size()},
+                                       {"load_seconds", r.load.load_seconds}, {"optimize_seconds", r.load.optimize_seconds},
+                                       {"warm_up_seconds", r.load.warm_up_seconds}};
+            std::cout << row.dump() << std::endl;
+        }
+    };
+}
+
+Runner add_decode_bench(CLI::App& app, BenchFlags& flags) {
+    auto* sub = app.add_subcommand("decode", "Read + decode + preprocess alone: images/s");
+    sub->add_option("folders", flags.folders, "Folders or images")->required();
+    add_readers_option(*sub, flags.readers);
+    return [sub, &flags] {
+        if (!sub->parsed()) return;
+        std::vector<std::filesystem::path> inputs(flags.folders.begin(), flags.folders.end());
+        const DecodeBench r = bench_decode(collect_image_files(inputs, [](const WalkProblem&) {}), flags.readers);
+        nlohmann::ordered_json row{{"bench", "decode"}, {"images", r.images}, {"failed", r.failed}, {"readers", r.readers},
+                                   {"seconds", r.seconds}, {"images_per_second", r.images_per_second}};
+        std::cout << row.dump() << std::endl;
+    };
+}
+
+Runner add_synth_store_bench(CLI::App& app, BenchFlags& flags, const std::filesystem::path& exe_dir) {
+    auto* sub = app.add_subcommand("synth-store", "Create a store of synthetic clustered vectors, index built");
+    sub->add_option("--store", flags.store, "New store directory")->required();
+    sub->add_option("--count", flags.count, "Vectors")->capture_default_str();
+    sub->add_option("--dimension", flags.dimension, "Dimension (must match the model for queries)")
+        ->check(CLI::Range(1, 65536))->capture_default_str();
+    sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
+        ->check(index_spec_validator())->capture_default_str();
+    add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
+    add_model_option(*sub, flags.model, "Model recorded as the store's (default: models/resnet18-*.pt)");
+    return [sub, &flags, exe_dir] {
+        if (!sub->parsed()) return;
+        make_synthetic_store(std::filesystem::absolute(flags.store), model_path(flags, exe_dir), flags.count,
+                             flags.dimension, *parse_metric(flags.metric),
+                             *parse_index_spec(flags.index_kind, IndexSpec{}, nullptr));
+    };
+}
+
+AnnBenchOptions ann_options(const BenchFlags& flags) {
+    AnnBenchOptions options;
+    options.count = flags.count;
+    options.dimension = flags.dimension;
+    options.queries = flags.queries;
+    options.metric = *parse_metric(flags.metric);
+    options.work_dir = flags.work_dir;
+    for (const auto& text : flags.ann_specs) options.specs.push_back(*parse_index_spec(text, IndexSpec{}, nullptr));
+    if (!flags.vectors_from.empty()) {
+        auto all = store_vectors(flags.vectors_from, options.dimension);
+        const size_t n = all.size() / options.dimension;
+        if (n <= options.queries) throw Error("the store has too few vectors for that many queries");
+        options.query_vectors.assign(all.end() - static_cast<long>(options.queries * options.dimension), all.end());
+        all.resize((n - options.queries) * options.dimension);
+        options.base = std::move(all);
+    }
+    return options;
+}
+
+Runner add_ann_bench(CLI::App& app, BenchFlags& flags) {
+    auto* sub = app.add_subcommand("ann", "Index kinds on the same vectors: build, size, load, memory, queries/s, recall@10");
+    sub->add_option("--count", flags.count, "Synthetic vectors (ignored with --vectors-from)")->capture_default_str();
+    sub->add_option("--dimension", flags.dimension, "Dimension of synthetic vectors")->check(CLI::Range(1, 65536))
+        ->capture_default_str();
+    sub->add_option("--queries", flags.queries, "Queries (from the same distribution, not in the base set)")
+        ->capture_default_str();
+    sub->add_option("--index", flags.ann_specs, "Index specs to measure (repeat the flag)")
+        ->check(index_spec_validator())->capture_default_str();
+    add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
+    sub->add_option("--vectors-from", flags.vectors_from, "Use a store's real vectors: the last --queries of them "
+                                                          "query the others");
+    sub->add_option("--work-dir", flags.work_dir, "Where index files are written while measured")->capture_default_str();
+    return [sub, &flags] {
+        if (!sub->parsed()) return;
+        bench_ann(ann_options(flags), [](const AnnBenchRow& r) {
+            nlohmann::ordered_json row{{"bench", "ann"}, {"index", r.index}, {"knob", r.knob}, {"vectors", r.count},
+                                       {"build_seconds", r.build_seconds}, {"file_mib", r.file_bytes / 1048576.0},
+                                       {"load_seconds", r.load_seconds}, {"resident_mib", r.resident_mib},
+                                       {"queries_per_second", r.queries_per_second}, {"recall_at_10", r.recall_at_10}};
+            std::cout << row.dump() << std::endl;
+        });
+    };
+}
+
 }  // namespace
 
 std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<BenchFlags>();
     app.require_subcommand(1);
-    auto* inference = app.add_subcommand("inference", "Inference alone on random inputs: images/s per batch size");
-    inference->add_option("--model", flags->model, "TorchScript model (default: models/resnet18-*.pt)");
-    inference->add_option("--batch", flags->batches, "Batch sizes to measure")->delimiter(',')->capture_default_str();
-    inference->add_option("--threads", flags->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
-    inference->add_flag("--no-optimize", flags->no_optimize, "Skip torch::jit::optimize_for_inference");
-    add_precision_flag(*inference, flags->precision);
-    inference->add_option("--seconds", flags->seconds, "Timed seconds per batch size")->capture_default_str();
-    auto* decode = app.add_subcommand("decode", "Read + decode + preprocess alone: images/s");
-    decode->add_option("folders", flags->folders, "Folders or images")->required();
-    decode->add_option("--readers", flags->readers, "Threads (0 = all cores)")->capture_default_str();
-    auto* synth = app.add_subcommand("synth-store", "Create a store of synthetic clustered vectors, index built");
-    synth->add_option("--store", flags->store, "New store directory")->required();
-    synth->add_option("--count", flags->count, "Vectors")->capture_default_str();
-    synth->add_option("--dimension", flags->dimension, "Dimension (must match the model for queries)")->capture_default_str();
-    synth->add_option("--index", flags->index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
-        ->check(index_spec_validator())->capture_default_str();
-    synth->add_option("--metric", flags->metric, "l2, cosine or ip")->check(CLI::IsMember({"l2", "cosine", "ip"}))
-        ->capture_default_str();
-    synth->add_option("--model", flags->model, "Model recorded as the store's (default: models/resnet18-*.pt)");
-    auto* ann = app.add_subcommand("ann", "Index kinds on the same vectors: build, size, load, memory, queries/s, recall@10");
-    ann->add_option("--count", flags->count, "Synthetic vectors (ignored with --vectors-from)")->capture_default_str();
-    ann->add_option("--dimension", flags->dimension, "Dimension of synthetic vectors")->capture_default_str();
-    ann->add_option("--queries", flags->queries, "Queries (from the same distribution, not in the base set)")
-        ->capture_default_str();
-    ann->add_option("--index", flags->ann_specs, "Index specs to measure (repeat the flag)")
-        ->check(index_spec_validator())->capture_default_str();
-    ann->add_option("--metric", flags->metric, "l2, cosine or ip")->check(CLI::IsMember({"l2", "cosine", "ip"}))
-        ->capture_default_str();
-    ann->add_option("--vectors-from", flags->vectors_from, "Use a store's real vectors: the last --queries of them "
-                                                           "query the others");
-    ann->add_option("--work-dir", flags->work_dir, "Where index files are written while measured")->capture_default_str();
     const std::filesystem::path exe_dir = executable_dir(argv0);
-    return [flags, exe_dir, inference, decode, synth, ann] {
-        try {
-            if (inference->parsed()) {
-                const auto model = model_path(*flags, exe_dir);
-                for (int batch : flags->batches) {
-                    const InferenceBench r = bench_inference(model, batch, flags->threads, !flags->no_optimize,
-                                                               parse_precision(flags->precision), flags->seconds);
-                    nlohmann::ordered_json row{{"bench", "inference"}, {"batch", r.batch}, {"threads", r.threads},
-                                               {"optimized", r.optimized}, {"precision", flags->precision}, {"images_per_second", r.images_per_second},
-                                               {"batches_timed", r.batch_seconds.size()},
-                                               {"load_seconds", r.load.load_seconds},
-                                               {"optimize_seconds", r.load.optimize_seconds},
-                                               {"warm_up_seconds", r.load.warm_up_seconds}};
-                    std::cout << row.dump() << std::endl;
-                }
-            } else if (decode->parsed()) {
-                std::vector<std::filesystem::path> inputs(flags->folders.begin(), flags->folders.end());
-                const auto files = collect_image_files(inputs, [](const WalkProblem&) {});
-                const DecodeBench r = bench_decode(files, flags->readers);
-                nlohmann::ordered_json row{{"bench", "decode"}, {"images", r.images}, {"failed", r.failed},
-                                           {"readers", r.readers}, {"seconds", r.seconds},
-                                           {"images_per_second", r.images_per_second}};
-                std::cout << row.dump() << std::endl;
-            } else if (ann->parsed()) {
-                AnnBenchOptions options;
-                options.count = flags->count;
-                options.dimension = flags->dimension;
-                options.queries = flags->queries;
-                options.metric = *parse_metric(flags->metric);
-                options.work_dir = flags->work_dir;
-                for (const auto& text : flags->ann_specs) options.specs.push_back(*parse_index_spec(text, IndexSpec{}, nullptr));
-                if (!flags->vectors_from.empty()) {
-                    auto all = store_vectors(flags->vectors_from, options.dimension);
-                    const size_t n = all.size() / options.dimension;
-                    if (n <= options.queries) throw Error("the store has too few vectors for that many queries");
-                    options.query_vectors.assign(all.end() - static_cast<long>(options.queries * options.dimension), all.end());
-                    all.resize((n - options.queries) * options.dimension);
-                    options.base = std::move(all);
-                }
-                bench_ann(options, [](const AnnBenchRow& r) {
-                    nlohmann::ordered_json row{{"bench", "ann"}, {"index", r.index}, {"knob", r.knob}, {"vectors", r.count},
-                                               {"build_seconds", r.build_seconds}, {"file_mib", r.file_bytes / 1048576.0},
-                                               {"load_seconds", r.load_seconds}, {"resident_mib", r.resident_mib},
-                                               {"queries_per_second", r.queries_per_second},
-                                               {"recall_at_10", r.recall_at_10}};
-                    std::cout << row.dump() << std::endl;
-                });
-            } else if (synth->parsed()) {
-                make_synthetic_store(std::filesystem::absolute(flags->store), model_path(*flags, exe_dir), flags->count,
-                                     flags->dimension, *parse_metric(flags->metric),
-                                     *parse_index_spec(flags->index_kind, IndexSpec{}, nullptr));
-            }
-            return static_cast<int>(kOk);
-        } catch (const std::exception& e) {
-            print_error(e.what());
-            return static_cast<int>(kError);
-        }
-    };
+    const std::vector<Runner> runners{add_inference_bench(app, *flags, exe_dir), add_decode_bench(app, *flags),
+                                      add_synth_store_bench(app, *flags, exe_dir), add_ann_bench(app, *flags)};
+    // The shared flags outlive the runners, which refer to them.
+    return guarded_command([flags, runners] {
+        for (const auto& run : runners) run();
+        return static_cast<int>(kOk);
+    });
 }
 
 }  // namespace cbir::cli

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
+#include "options.h"
 #include "more_commands.h"
 #include "search/duplicates.h"
 #include "util/byte_text.h"
@@ -72,13 +73,14 @@ int run(const DupsFlags& flags) {
 std::function<int()> add_dups_command(CLI::App& app) {
     auto flags = std::make_shared<DupsFlags>();
     add_store_flag(app, flags->store);
-    app.add_option("--min-similarity", flags->min_similarity,
-                   "Cosine similarity at which two images count as duplicates (see the README for how it was chosen)")
-        ->check(CLI::Range(-1.0, 1.0))->capture_default_str()->envname("CBIR_MIN_SIMILARITY");
+    add_min_similarity_option(app, flags->min_similarity,
+                              "Cosine similarity at which two images count as duplicates (see the README for how it "
+                              "was chosen)")
+        ->capture_default_str();
     app.add_option("--candidates", flags->candidates, "Nearest neighbours examined per image")
         ->check(CLI::Range(1, 1000))->capture_default_str();
     add_format_flag(app, flags->format);
-    app.add_flag("-0,--null", flags->null_separated, "With --format paths: NUL-terminated (xargs -0)");
+    add_null_option(app, flags->null_separated, "With --format paths: NUL-terminated (xargs -0)");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
+#include "options.h"
 #include "output/npy_writer.h"
 #include "pipeline/embed_files.h"
 #include "util/byte_text.h"
@@ -81,18 +82,15 @@ int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
 std::function<int()> add_embed_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<EmbedFlags>();
     app.add_option("inputs", flags->inputs, "Images, or folders walked recursively; - reads paths from stdin")->required();
-    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated");
-    app.add_option("--model", flags->model, "TorchScript model (default: models/resnet18-*.pt)")->envname("CBIR_MODEL");
+    add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
+    add_model_option(app, flags->model, "TorchScript model (default: models/resnet18-*.pt)");
     app.add_option("--format", flags->format, "jsonl ({path, vector} per line), tsv (path then values) or npy")
         ->check(CLI::IsMember({"jsonl", "tsv", "npy"}))->capture_default_str();
     app.add_option("-o,--output", flags->output, "With --format npy: the .npy file ([N, D] float32); the paths of "
                                                  "its rows are printed on stdout");
-    app.add_option("--batch", flags->batch, "Images per inference batch")->check(CLI::Range(1, 1024))
-        ->capture_default_str()->envname("CBIR_BATCH");
-    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str()->envname("CBIR_THREADS");
-    app.add_option("--readers", flags->readers, "Image decoding threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str();
+    add_batch_option(app, flags->batch);
+    add_threads_option(app, flags->threads);
+    add_readers_option(app, flags->readers);
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);

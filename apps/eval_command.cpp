@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli_common.h"
+#include "options.h"
 #include "more_commands.h"
 #include "search/evaluate.h"
 
@@ -59,10 +60,8 @@ std::function<int()> add_eval_command(CLI::App& app) {
     app.add_option("--root", flags->root, "Folder the label file's paths are relative to (default: the TSV's folder)");
     app.add_option("--recall-k", flags->recall_k, "k of the ANN recall@k against exact search")
         ->check(CLI::Range(1, 1000))->capture_default_str();
-    app.add_option("--ef", flags->ef, "HNSW search breadth for the recall (0 = the store's default)")
-        ->check(CLI::Range(0, 100000))->capture_default_str();
-    app.add_option("--nprobe", flags->nprobe, "IVF lists visited for the recall (0 = the store's default)")
-        ->check(CLI::Range(0, 1 << 20))->capture_default_str();
+    add_ef_option(app, flags->ef, "HNSW search breadth for the recall (0 = the store's default)");
+    add_nprobe_option(app, flags->nprobe, "IVF lists visited for the recall (0 = the store's default)");
     app.add_flag("--per-class", flags->per_class, "Also print each class's mean average precision");
     add_format_flag(app, flags->format);
     add_verbosity_flags(app, flags->verbosity);

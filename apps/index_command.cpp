@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "options.h"
 #include "progress.h"
 #include "pipeline/indexer.h"
 #include "util/error.h"
@@ -82,29 +83,21 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<IndexFlags>();
     app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files; - reads paths from stdin")
         ->required();
-    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated (find -print0)");
+    add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated (find -print0)");
     app.add_flag("--prune", flags->prune, "Also remove entries under the given folders whose files are gone");
     app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward, else ./.cbir)")
         ->envname("CBIR_STORE");
-    app.add_option("--model", flags->model,
-                   "TorchScript model, [N,3,224,224] -> [N,D] (default: the store's model, else models/resnet18-*.pt)")
-        ->envname("CBIR_MODEL");
+    add_model_option(app, flags->model,
+                     "TorchScript model, [N,3,224,224] -> [N,D] (default: the store's model, else models/resnet18-*.pt)");
     app.add_option("--index", flags->index_kind,
                    "ANN index of a new store: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, "
                    "IVF1024,PQ64) [HNSW32]")
         ->check(index_spec_validator())->envname("CBIR_INDEX");
-    app.add_option("--metric", flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]")
-        ->check(CLI::IsMember({"l2", "cosine", "ip"}))->envname("CBIR_METRIC");
-    app.add_option("--batch", flags->batch, "Images per inference batch")->check(CLI::Range(1, 1024))->capture_default_str()
-        ->envname("CBIR_BATCH");
-    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str()->envname("CBIR_THREADS");
-    app.add_option("--readers", flags->readers, "Image decoding threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str()->envname("CBIR_READERS");
-    app.add_option("--hnsw-m", flags->hnsw_m, "HNSW graph degree M of a new store")->check(CLI::Range(2, 256))
-        ->capture_default_str()->envname("CBIR_HNSW_M");
-    app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth of a new store")
-        ->check(CLI::Range(4, 4096))->capture_default_str()->envname("CBIR_EF_CONSTRUCTION");
+    add_metric_option(app, flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]");
+    add_batch_option(app, flags->batch);
+    add_threads_option(app, flags->threads);
+    add_readers_option(app, flags->readers);
+    add_hnsw_options(app, flags->hnsw_m, flags->ef_construction);
     add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);

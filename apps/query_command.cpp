@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "options.h"
 #include "output/montage.h"
 #include "output/printer.h"
 #include "store/store.h"
@@ -114,28 +115,22 @@ int run(const QueryFlags& flags) {
 std::function<int()> add_query_command(CLI::App& app) {
     auto flags = std::make_shared<QueryFlags>();
     app.add_option("images", flags->images, "Query images; - reads paths from stdin, one per line")->required();
-    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin, and --format paths output, are NUL-separated");
+    add_null_option(app, flags->null_separated, "Paths on stdin, and --format paths output, are NUL-separated");
     app.add_option("--max-distance", flags->max_distance, "Print only hits at this distance or closer (exit 1 if none)")
         ->check(CLI::NonNegativeNumber)->envname("CBIR_MAX_DISTANCE");
-    app.add_option("--min-similarity", flags->min_similarity,
-                   "Cosine/ip stores: print only hits with similarity (1 - distance) at least this")
-        ->check(CLI::Range(-1.0, 1.0))->excludes("--max-distance");
+    add_min_similarity_option(app, flags->min_similarity,
+                              "Cosine/ip stores: print only hits with similarity (1 - distance) at least this")
+        ->excludes("--max-distance");
     app.add_option("--montage", flags->montage, "Also write a contact sheet PNG: each query and its hits, captioned");
-    app.add_option("--batch", flags->batch, "Query images per inference batch")->check(CLI::Range(1, 1024))
-        ->capture_default_str()->envname("CBIR_BATCH");
-    app.add_option("-k,--top-k", flags->top_k, "Neighbours to print per query")->check(CLI::Range(1, 100000))
-        ->capture_default_str()->envname("CBIR_TOP_K");
+    add_batch_option(app, flags->batch, "Query images per inference batch");
+    add_top_k_option(app, flags->top_k);
     add_store_flag(app, flags->store);
-    app.add_option("--model", flags->model, "Model to embed queries with (must be the store's; default: the store's)")
-        ->envname("CBIR_MODEL");
+    add_model_option(app, flags->model, "Model to embed queries with (must be the store's; default: the store's)");
     add_format_flag(app, flags->format);
-    app.add_option("--ef", flags->ef, "HNSW search breadth (0 = the store's default, at least k)")
-        ->check(CLI::Range(0, 100000))->capture_default_str()->envname("CBIR_EF");
-    app.add_option("--nprobe", flags->nprobe, "IVF lists visited per query (0 = the store's default, 16)")
-        ->check(CLI::Range(0, 1 << 20))->capture_default_str()->envname("CBIR_NPROBE");
+    add_ef_option(app, flags->ef, "HNSW search breadth (0 = the store's default, at least k)");
+    add_nprobe_option(app, flags->nprobe, "IVF lists visited per query (0 = the store's default, 16)");
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index")->envname("CBIR_EXACT");
-    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str()->envname("CBIR_THREADS");
+    add_threads_option(app, flags->threads);
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });

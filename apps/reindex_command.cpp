@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "options.h"
 #include "more_commands.h"
 #include "store/derived_index.h"
 #include "store/writer_lock.h"
@@ -52,9 +53,7 @@ std::function<int()> add_reindex_command(CLI::App& app) {
                    "New index: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, IVF1024,PQ64); "
                    "default: rebuild the current one")
         ->check(index_spec_validator());
-    app.add_option("--hnsw-m", flags->hnsw_m, "HNSW graph degree M")->check(CLI::Range(2, 256))->capture_default_str();
-    app.add_option("--ef-construction", flags->ef_construction, "HNSW build breadth")->check(CLI::Range(4, 4096))
-        ->capture_default_str();
+    add_hnsw_options(app, flags->hnsw_m, flags->ef_construction);
     add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "options.h"
 #include "more_commands.h"
 #include "serve/http_api.h"
 #include "serve/search_service.h"
@@ -146,8 +147,7 @@ int run(const ServeFlags& flags) {
 std::function<int()> add_serve_command(CLI::App& app) {
     auto flags = std::make_shared<ServeFlags>();
     add_store_flag(app, flags->store);
-    app.add_option("--model", flags->model, "Model to embed with (must be the store's; default: the store's)")
-        ->envname("CBIR_MODEL");
+    add_model_option(app, flags->model, "Model to embed with (must be the store's; default: the store's)");
     app.add_option("--host", flags->host, "Address to listen on (loopback by default; 0.0.0.0 exposes the store)")
         ->capture_default_str()->envname("CBIR_HOST");
     app.add_option("--port", flags->port, "Port to listen on (0: any free port, printed at start)")
@@ -155,10 +155,8 @@ std::function<int()> add_serve_command(CLI::App& app) {
     app.add_option("--root", flags->roots,
                    "Folder whose files POST /images may add by path (repeatable; default: the folder holding the store)")
         ->check(CLI::ExistingDirectory);
-    app.add_option("--threads", flags->threads, "Inference threads (0 = all cores)")->check(CLI::Range(0, 1024))
-        ->capture_default_str()->envname("CBIR_THREADS");
-    app.add_option("--batch", flags->batch, "Most uploaded images embedded in one forward pass")
-        ->check(CLI::Range(1, 256))->capture_default_str()->envname("CBIR_BATCH");
+    add_threads_option(app, flags->threads);
+    add_batch_option(app, flags->batch, "Most uploaded images embedded in one forward pass");
     app.add_option("--request-threads", flags->request_threads,
                    "Requests worked on at once (decoding, embedding, searching, reading files)")
         ->check(CLI::Range(1, 1024))->capture_default_str();

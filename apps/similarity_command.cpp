@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli_common.h"
+#include "options.h"
 #include "more_commands.h"
 #include "index/metric.h"
 #include "pipeline/embed_files.h"
@@ -66,7 +67,7 @@ int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
 std::function<int()> add_similarity_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<SimilarityFlags>();
     app.add_option("images", flags->images, "Two or more images")->required()->expected(2, -1);
-    app.add_option("--model", flags->model, "TorchScript model (default: models/resnet18-*.pt)")->envname("CBIR_MODEL");
+    add_model_option(app, flags->model, "TorchScript model (default: models/resnet18-*.pt)");
     app.add_option("--matrix", flags->matrix, "Print a matrix of cosine similarities or squared L2 distances instead "
                                               "of one row per pair")
         ->check(CLI::IsMember({"cosine", "l2"}));

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "options.h"
 #include "more_commands.h"
 #include "store/file_identity.h"
 #include "store/derived_index.h"
@@ -75,7 +76,7 @@ std::function<int()> add_remove_command(CLI::App& app) {
     auto flags = common_flags(app);
     app.add_option("paths", flags->paths, "Images to remove from the store (the files are not touched); - reads stdin")
         ->required();
-    app.add_flag("-0,--null", flags->null_separated, "Paths on stdin are NUL-separated");
+    add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     return guarded(flags, [](const StoreFlags& f) {
         const auto dir = resolve_store(f.store, /*for_writing=*/true);
         WriterLock lock(dir);

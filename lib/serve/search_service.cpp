@@ -11,6 +11,7 @@
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
 #include "serve/catalogued_file.h"
+#include "search/search_limits.h"
 #include "store/derived_index.h"
 #include "store/file_identity.h"
 #include "util/atomic_file.h"
@@ -103,9 +104,12 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
     }
     if (request.max_distance && !std::isfinite(*request.max_distance))
         throw RequestError(400, "max_distance must be a finite number");
-    if (request.k < 1 || request.k > 10000) throw RequestError(400, "k must be between 1 and 10000");
-    if (request.ef < 0 || request.ef > 100000 || request.nprobe < 0)
-        throw RequestError(400, "ef must be between 0 and 100000, nprobe not negative (0: the store's default)");
+    if (!kTopKBounds.contains(request.k))
+        throw RequestError(400, fmt::format("k must be between {} and {}", kTopKBounds.min, kTopKBounds.max));
+    if (!kEfBounds.contains(request.ef) || !kNprobeBounds.contains(request.nprobe))
+        throw RequestError(400, fmt::format("ef must be between {} and {}, nprobe between {} and {} (0: the store's "
+                                            "default)", kEfBounds.min, kEfBounds.max, kNprobeBounds.min,
+                                            kNprobeBounds.max));
 
     SearchParams params;
     params.k = request.k;
