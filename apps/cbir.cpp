@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
         runners.emplace_back(sub, command.add(*sub));
     }
     app.get_subcommand("info")->alias("stats");
+    ignore_sigpipe();  // a closed pipe is a failed write, ended quietly (finish_output)
     if (auto code = parse(app, argc, argv)) return *code;
     for (auto& [sub, run] : runners)
         if (sub->parsed()) return run();

@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "store/store.h"
 #include "util/error.h"
@@ -139,18 +141,44 @@ void add_store_flag(CLI::App& app, std::string& store) {
 }
 
 namespace {
-extern "C" void on_stop_signal(int signal_number) {
+
+// Process-wide: the watcher thread is detached and may outlive the command that started it.
+int stop_pipe[2] = {-1, -1};
+volatile sig_atomic_t stop_signals = 0;
+
+extern "C" void on_stop_signal(int) {
+    if (stop_signals++ > 0) _exit(kInterrupted);
     cbir::stop_requested() = true;
-    std::signal(signal_number, SIG_DFL);  // a second Ctrl-C ends the process at once
+    const char byte = 1;
+    [[maybe_unused]] ssize_t written = ::write(stop_pipe[1], &byte, 1);
 }
+
 }  // namespace
 
-void stop_cleanly_on_signals() {
-    std::signal(SIGINT, on_stop_signal);
-    std::signal(SIGTERM, on_stop_signal);
+void stop_cleanly_on_signals(std::function<void()> on_stop) {
+    if (stop_pipe[0] < 0 && ::pipe(stop_pipe) != 0) throw Error("cannot create a pipe for signal handling");
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+    if (!on_stop) return;
+    std::thread([on_stop = std::move(on_stop)] {
+        char byte;
+        while (::read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+        }
+        on_stop();
+    }).detach();
 }
 
 void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+
+int finish_output(int code) {
+    std::cout.flush();
+    std::fflush(stdout);
+    if (!std::cout && errno == EPIPE) return kOk;
+    return code;
+}
 bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 

@@ -21,9 +21,11 @@ void print_error_message(const std::string& message);  // see print_error below
 
 enum ExitCode : int { kOk = 0, kNoResults = 1, kError = 2, kInterrupted = 130 };
 
-// SIGINT/SIGTERM ask long operations to stop at the next batch boundary (committed work is kept);
-// a second signal ends the process at once.
-void stop_cleanly_on_signals();
+// The one shutdown mechanism. The first SIGINT/SIGTERM sets cbir::stop_requested(), which long
+// operations poll at safe points (committed work is kept), and runs `on_stop`, when given, on a
+// watcher thread (the handler itself only writes a byte to a pipe: any thread may receive the
+// signal, and OpenBLAS starts its own at load). A second signal ends the process at once (130).
+void stop_cleanly_on_signals(std::function<void()> on_stop = {});
 
 struct Verbosity {
     bool quiet = false;
@@ -60,15 +62,20 @@ IndexSpec parse_index_flags(const std::string& text, int hnsw_m, int ef_construc
 void add_precision_flag(CLI::App& app, std::string& precision);
 Precision parse_precision(const std::string& precision);
 
-// Wraps a command's body: any exception becomes one "cbir: error: …" line and exit code 2.
+// The exit code once a command's output is flushed: a reader that went away (`cbir query … | head`)
+// is not an error (SIGPIPE is ignored; the write fails with EPIPE).
+int finish_output(int code);
+
+// Wraps a command's body: any exception becomes one "cbir: error: …" line and exit code 2; the
+// output's end is handled by finish_output.
 template <typename Body>
 std::function<int()> guarded_command(Body body) {
     return [body]() -> int {
         try {
-            return body();
+            return finish_output(body());
         } catch (const std::exception& e) {
             print_error_message(e.what());
-            return kError;
+            return finish_output(kError);
         }
     };
 }

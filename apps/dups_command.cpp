@@ -24,7 +24,6 @@ struct DupsFlags {
 
 int run(const DupsFlags& flags) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
     auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
     DuplicateOptions options;
     options.min_similarity = flags.min_similarity;

@@ -32,7 +32,6 @@ struct EmbedFlags {
 
 int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
     if (flags.format == "npy" && flags.output.empty()) {
         print_error("--format npy writes a file: give it with --output FILE.npy");
         return kError;
@@ -71,8 +70,6 @@ int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
             }
         }
     }
-    std::cout.flush();
-    if (!std::cout && errno == EPIPE) return kOk;
     if (failed) return kError;
     return embedded.empty() ? kNoResults : kOk;
 }

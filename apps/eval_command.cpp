@@ -24,7 +24,6 @@ struct EvalFlags {
 
 int run(const EvalFlags& flags) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
     auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
     EvalOptions options;
     if (!flags.labels.empty()) options.labels = flags.labels;

@@ -19,7 +19,6 @@ struct InfoFlags {
 
 int run(const InfoFlags& flags) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
     auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
     const auto facts = describe_store(*store);
     const OutputFormat format = resolve_format(flags.format);

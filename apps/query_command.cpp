@@ -57,7 +57,6 @@ void write_query_montage(const QueryReport& report, const std::string& output) {
 
 int run(const QueryFlags& flags) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
     QueryOptions options;
     options.store_dir = resolve_store(flags.store, /*for_writing=*/false);
     if (!flags.model.empty()) options.model = flags.model;
@@ -102,10 +101,9 @@ int run(const QueryFlags& flags) {
         }
     }
     printer->finish();
-    int code = any_error ? kError : any_hit ? kOk : kNoResults;
-    if (!std::cout && errno == EPIPE) code = kOk;  // the reader went away (`| head`): not an error
-    // Everything is written and committed; skip the teardown, where LibTorch's static destructors
-    // alone take 0.13 s of a query's wall time.
+    const int code = finish_output(any_error ? kError : any_hit ? kOk : kNoResults);
+    // Everything is written and nothing was changed; skip the teardown, where LibTorch's static
+    // destructors alone take 0.13 s of a query's wall time.
     std::fflush(nullptr);
     std::_Exit(code);
 }

@@ -1,23 +1,21 @@
 // `cbir serve`: the store as a long-running HTTP service (lib/serve). This file parses flags, wires
 // signals to a clean shutdown and prints where the service listens.
-#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "cli_common.h"
-#include "options.h"
 #include "more_commands.h"
+#include "options.h"
 #include "serve/http_api.h"
 #include "serve/search_service.h"
+#include "util/cancel.h"
 #include "util/log.h"
 
 namespace cbir::cli {
@@ -41,19 +39,10 @@ struct ServeFlags {
     Verbosity verbosity;
 };
 
-// Process-wide, not locals of run(): the watcher thread is detached and may outlive a failed start.
-int stop_pipe[2] = {-1, -1};
-volatile sig_atomic_t stop_signals = 0;
-std::atomic<bool> stop_requested{false};
-// The server the watcher stops; under the mutex, so that a stop in progress ends before the server goes.
+// The server the signal watcher stops; process-wide (the watcher is detached and may outlive a
+// failed start) and under the mutex, so that a stop in progress ends before the server goes.
 std::mutex running_api_mutex;
 HttpApi* running_api = nullptr;
-
-void on_stop_signal(int) {
-    if (stop_signals++ > 0) _exit(kInterrupted);
-    const char byte = 1;
-    [[maybe_unused]] ssize_t written = ::write(stop_pipe[1], &byte, 1);
-}
 
 // Each connection holds a descriptor: the soft limit (often 1024) is raised as far as the hard one
 // allows when --max-connections needs it, with room for the store, the model and the logs.
@@ -71,26 +60,13 @@ bool is_loopback(const std::string& host) {
 
 int run(const ServeFlags& flags) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
-    // SIGINT/SIGTERM: the handler only writes a byte to a pipe (any thread may receive the signal;
-    // OpenBLAS starts its own at load), and a watcher thread stops the server. A second signal ends
-    // the process at once: the catalogue is committed per request, the index file catches up later.
-    if (::pipe(stop_pipe) != 0) throw Error("cannot create a pipe for signal handling");
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, nullptr);
-    sigaction(SIGTERM, &action, nullptr);
-    std::thread signal_thread([] {
-        char byte;
-        while (::read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
-        }
-        stop_requested = true;
+    // A second signal ends the process at once: the catalogue is committed per request, and the index
+    // file catches up later.
+    stop_cleanly_on_signals([] {
         log_notice("stopping: finishing requests in flight, then saving the index (a second signal ends at once)");
         std::lock_guard<std::mutex> lock(running_api_mutex);
         if (running_api) running_api->stop();
     });
-    signal_thread.detach();
 
     ServiceOptions options;
     options.store_dir = resolve_store(flags.store, /*for_writing=*/false);
@@ -101,7 +77,7 @@ int run(const ServeFlags& flags) {
     options.precision = parse_precision(flags.precision);
     options.save_interval_seconds = flags.save_interval;
     auto service = SearchService::open(options);
-    if (stop_requested) return kOk;
+    if (cbir::stop_requested()) return kOk;
 
     allow_descriptors_for(flags.max_connections);
     HttpOptions http;
@@ -124,7 +100,7 @@ int run(const ServeFlags& flags) {
             running_api = nullptr;
         }
     } unregister;
-    if (stop_requested) api.stop();
+    if (cbir::stop_requested()) api.stop();
     if (!is_loopback(flags.host))
         log_warning(fmt::format("listening on {}: anyone who can reach this machine can search and change the store "
                                 "(there is no authentication; clients naming it by a host name need --allow-host NAME)",

@@ -22,7 +22,6 @@ struct SimilarityFlags {
 
 int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
     apply_verbosity(flags.verbosity);
-    ignore_sigpipe();
     EmbedFilesOptions options;
     if (!flags.model.empty()) options.model = flags.model;
     options.executable_dir = exe_dir;
