@@ -105,6 +105,56 @@ std::vector<Candidate> select_changed(const std::vector<std::filesystem::path>& 
     return out;
 }
 
+// The model that embeds this run's files, and the store it embeds into: the existing one (whose
+// model it must be), or a new one recorded with this model's dimension.
+std::unique_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const IndexOptions& options) {
+    ModelFile model = store ? model_for_existing_store(*store, options.model)
+                            : model_for_new_store(options.model, options.executable_dir);
+    warn_if_untrained(model);
+    EmbedderOptions embedder_options;
+    embedder_options.threads = options.threads;
+    embedder_options.precision = options.precision;
+    auto embedder = Embedder::load(model.path, embedder_options);
+    if (!store) {
+        StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
+                                                    options.index.value_or(IndexSpec{}));
+        store = Store::create(options.store_dir, settings);
+    } else if (store->settings().dimension != embedder->dimension()) {
+        throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors", model.path.string(),
+                                embedder->dimension(), store->settings().dimension));
+    }
+    return embedder;
+}
+
+// Decodes and embeds the candidates, one transaction per batch: a run stopped midway keeps every
+// batch it committed.
+void embed_into_store(Store& store, Embedder& embedder, const std::vector<Candidate>& todo, const IndexOptions& options,
+                      const IndexCallbacks& callbacks, IndexSummary& summary,
+                      const std::function<void(const std::filesystem::path&, const std::string&)>& fail) {
+    std::vector<std::filesystem::path> paths;
+    for (const auto& c : todo) paths.push_back(c.path);
+    PipelineOptions pipeline;
+    pipeline.batch = options.batch;
+    pipeline.reader_threads = options.reader_threads;
+    PipelineCallbacks pipeline_callbacks;
+    pipeline_callbacks.on_failure = [&](size_t i, const std::string& reason) { fail(todo[i].path, reason); };
+    pipeline_callbacks.on_progress = callbacks.on_progress;
+    pipeline_callbacks.on_batch = [&](const std::vector<size_t>& indices, const std::vector<PreparedImage>& images,
+                                      const std::vector<float>& vectors, int dimension) {
+        Transaction txn(store.catalogue());
+        for (size_t b = 0; b < images.size(); ++b) {
+            const Candidate& c = todo[indices[b]];
+            const PreparedImage& image = images[b];
+            store.catalogue().upsert(image_record(c.catalogue_path, image.stat, image.sha256, image.width, image.height,
+                                                  {vectors.begin() + static_cast<long>(b) * dimension,
+                                                   vectors.begin() + static_cast<long>(b + 1) * dimension}));
+            ++(c.known ? summary.updated : summary.added);
+        }
+        txn.commit();
+    };
+    run_embedding_pipeline(paths, embedder, PreprocessSpec{}, pipeline, pipeline_callbacks);
+}
+
 }  // namespace
 
 IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const IndexOptions& options,
@@ -128,62 +178,19 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         remove_abandoned_files(*store);  // the writer lock is ours: no save of another is under way
     }
     const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
-    std::vector<Candidate> todo = select_changed(files, store.get(), summary);
-
+    const std::vector<Candidate> todo = select_changed(files, store.get(), summary);
     if (!todo.empty()) {
         // The model is loaded only when there is something to embed: a re-run over an unchanged
         // folder costs a walk and a few stats.
-        ModelFile model = store ? model_for_existing_store(*store, options.model)
-                                : model_for_new_store(options.model, options.executable_dir);
-        warn_if_untrained(model);
-        EmbedderOptions embedder_options;
-        embedder_options.threads = options.threads;
-        embedder_options.precision = options.precision;
-        auto embedder = Embedder::load(model.path, embedder_options);
-        const PreprocessSpec spec;
-
-        if (!store) {
-            StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
-                                                        options.index.value_or(IndexSpec{}));
-            store = Store::create(options.store_dir, settings);
-        } else if (store->settings().dimension != embedder->dimension()) {
-            throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors",
-                                    model.path.string(), embedder->dimension(), store->settings().dimension));
-        }
-
-        std::vector<std::filesystem::path> paths;
-        for (const auto& c : todo) paths.push_back(c.path);
-        PipelineOptions pipeline;
-        pipeline.batch = options.batch;
-        pipeline.reader_threads = options.reader_threads;
-        PipelineCallbacks pipeline_callbacks;
-        pipeline_callbacks.on_failure = [&](size_t i, const std::string& reason) { fail(todo[i].path, reason); };
-        pipeline_callbacks.on_progress = callbacks.on_progress;
-        // One transaction per batch: a run stopped midway keeps every batch it committed.
-        pipeline_callbacks.on_batch = [&](const std::vector<size_t>& indices, const std::vector<PreparedImage>& images,
-                                          const std::vector<float>& vectors, int dimension) {
-            Transaction txn(store->catalogue());
-            for (size_t b = 0; b < images.size(); ++b) {
-                const Candidate& c = todo[indices[b]];
-                const PreparedImage& image = images[b];
-                store->catalogue().upsert(image_record(c.catalogue_path, image.stat, image.sha256, image.width,
-                                                       image.height,
-                                                       {vectors.begin() + static_cast<long>(b) * dimension,
-                                                        vectors.begin() + static_cast<long>(b + 1) * dimension}));
-                ++(c.known ? summary.updated : summary.added);
-            }
-            txn.commit();
-        };
-        run_embedding_pipeline(paths, *embedder, spec, pipeline, pipeline_callbacks);
+        auto embedder = embedder_for(store, options);
+        embed_into_store(*store, *embedder, todo, options, callbacks, summary, fail);
         summary.interrupted = stop_requested();
+    }
+    if (store) {
         if (options.prune) summary.pruned = prune_inputs(*store, inputs);
-        refresh_index_file(*store);
-    } else if (store) {
-        if (options.prune) summary.pruned = prune_inputs(*store, inputs);
-        // Nothing to embed, but copies, deletions, or a missing or stale index file still reach it.
+        // Copies, deletions, or a missing or stale index file reach the index even with nothing embedded.
         refresh_index_file(*store);
     }
-
     summary.store_count = store ? store->catalogue().count() : 0;
     summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return summary;

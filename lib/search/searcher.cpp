@@ -47,14 +47,53 @@ std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catal
     return hits;
 }
 
+namespace {
+
+// Embeds `images` with the store's model, one load for all, in batches by the same pipeline as
+// `index`; each vector (or error) lands in its slot.
+void embed_queries(Store& store, const std::vector<std::filesystem::path>& images, const std::vector<size_t>& slots,
+                   const QueryOptions& options, std::vector<std::vector<float>>& vectors,
+                   std::vector<QueryResult>& results) {
+    ModelFile model = model_for_existing_store(store, options.model);
+    warn_if_untrained(model);
+    EmbedderOptions embedder_options;
+    embedder_options.threads = options.threads;
+    embedder_options.precision = options.precision;
+    // A few queries do not repay optimising and warming up the model (measured: optimize 0.11 s +
+    // warm-up 0.07 s against ~0.05 s for one plain pass); many do.
+    embedder_options.optimize = images.size() > 16;
+    embedder_options.warm_up = embedder_options.optimize;
+    auto embedder = Embedder::load(model.path, embedder_options);
+    PipelineOptions pipeline;
+    pipeline.batch = options.batch;
+    PipelineCallbacks callbacks;
+    callbacks.on_failure = [&](size_t i, const std::string& reason) { results[slots[i]].error = reason; };
+    callbacks.on_batch = [&](const std::vector<size_t>& indices, const std::vector<PreparedImage>&,
+                             const std::vector<float>& batch_vectors, int dimension) {
+        for (size_t b = 0; b < indices.size(); ++b)
+            vectors[slots[indices[b]]].assign(batch_vectors.begin() + static_cast<long>(b) * dimension,
+                                              batch_vectors.begin() + static_cast<long>(b + 1) * dimension);
+    };
+    run_embedding_pipeline(images, *embedder, PreprocessSpec{}, pipeline, callbacks);
+}
+
+void require_dimension(const Store& store, const VectorIndex& index, const std::vector<std::vector<float>>& vectors) {
+    if (index.size() == 0) return;
+    for (const auto& v : vectors)
+        if (!v.empty() && static_cast<int>(v.size()) != index.dimension())
+            throw Error(fmt::format("{}: query vectors have {} dimensions, the store {}", store.dir().string(), v.size(),
+                                    index.dimension()));
+}
+
+}  // namespace
+
 QueryReport run_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options) {
     const auto started = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
     auto store = Store::open(options.store_dir, CatalogueAccess::ReadOnly);
     log_debug(fmt::format("store opened at {:.3f} s", elapsed()));
-    const StoreSettings& settings = store->settings();
     QueryReport report;
-    report.metric = settings.metric;
+    report.metric = store->settings().metric;
 
     // The index loads (or is rebuilt) in the background while query images are embedded: the two
     // costs overlap instead of adding up.
@@ -77,46 +116,15 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
         }
     }
     if (!to_embed.empty()) {
-        // One model load for all queries, embedded in batches by the same pipeline as `index`.
-        ModelFile model = model_for_existing_store(*store, options.model);
-        warn_if_untrained(model);
-        EmbedderOptions embedder_options;
-        embedder_options.threads = options.threads;
-        embedder_options.precision = options.precision;
-        // A few queries do not repay optimising and warming up the model (measured: optimize 0.11 s +
-        // warm-up 0.07 s against ~0.05 s for one plain pass); many do.
-        embedder_options.optimize = to_embed.size() > 16;
-        embedder_options.warm_up = embedder_options.optimize;
-        auto embedder = Embedder::load(model.path, embedder_options);
-        log_debug(fmt::format("model ready at {:.3f} s", elapsed()));
-        PipelineOptions pipeline;
-        pipeline.batch = options.batch;
-        PipelineCallbacks callbacks;
-        callbacks.on_failure = [&](size_t i, const std::string& reason) { results[embed_slot[i]].error = reason; };
-        callbacks.on_batch = [&](const std::vector<size_t>& indices, const std::vector<PreparedImage>&,
-                                 const std::vector<float>& batch_vectors, int dimension) {
-            for (size_t b = 0; b < indices.size(); ++b)
-                vectors[embed_slot[indices[b]]].assign(batch_vectors.begin() + static_cast<long>(b) * dimension,
-                                                       batch_vectors.begin() + static_cast<long>(b + 1) * dimension);
-        };
-        run_embedding_pipeline(to_embed, *embedder, PreprocessSpec{}, pipeline, callbacks);
+        embed_queries(*store, to_embed, embed_slot, options, vectors, results);
         log_debug(fmt::format("{} queries embedded at {:.3f} s", to_embed.size(), elapsed()));
     }
 
     std::unique_ptr<VectorIndex> index = index_loading.get();
     report.index_kind = index_kind_name(index->kind());
     log_debug(fmt::format("{} index of {} vectors ready at {:.3f} s", report.index_kind, index->size(), elapsed()));
-    if (!vectors.empty() && index->size() > 0) {
-        for (const auto& v : vectors)
-            if (!v.empty() && static_cast<int>(v.size()) != index->dimension())
-                throw Error(fmt::format("{}: query vectors have {} dimensions, the store {}", store->dir().string(),
-                                        v.size(), index->dimension()));
-    }
-
-    SearchParams params;
-    params.k = options.top_k;
-    params.ef = options.ef;
-    params.nprobe = options.nprobe;  // 0: the store's default
+    require_dimension(*store, *index, vectors);
+    const SearchParams params{options.top_k, options.ef, options.nprobe};  // 0: the store's defaults
     for (size_t i = 0; i < images.size(); ++i) {
         if (!results[i].error.empty() || vectors[i].empty()) continue;
         results[i].hits = find_hits(*index, store->catalogue(), vectors[i].data(), params, options.max_distance);

@@ -459,6 +459,15 @@ void HttpApi::run() { server_->run(); }
 void HttpApi::stop() { server_->stop(); }
 
 void HttpApi::add_routes() {
+    add_request_handlers();
+    add_status_routes();
+    add_search_route();
+    add_insert_route();
+    add_image_routes();
+    add_remove_routes();
+}
+
+void HttpApi::add_request_handlers() {
     httplib::Server& s = *server_;
     s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         request_started = std::chrono::steady_clock::now();
@@ -500,7 +509,10 @@ void HttpApi::add_routes() {
         else if (res.status == 413) send_error(res, 413, "request body too large (see cbir serve --max-body-mb)");
         else send_error(res, res.status, fmt::format("HTTP {}", res.status));
     });
+}
 
+void HttpApi::add_status_routes() {
+    httplib::Server& s = *server_;
     s.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kWebPage, "text/html; charset=utf-8"); });
 
     s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -536,8 +548,10 @@ void HttpApi::add_routes() {
                        {"uptime_seconds", stats_.uptime_seconds()},
                        {"requests", routes}});
     });
+}
 
-    s.Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+void HttpApi::add_search_route() {
+    server_->Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
         const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         SearchRequest request = search_request_from(req, request_body);
@@ -566,8 +580,10 @@ void HttpApi::add_routes() {
                        {"results", results},
                        {"timing_ms", {{"embed", answer.embed_ms}, {"search", answer.search_ms}}}});
     });
+}
 
-    s.Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+void HttpApi::add_insert_route() {
+    server_->Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
         const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         AddResult added;
@@ -585,7 +601,10 @@ void HttpApi::add_routes() {
         }
         send_json(res, added.status == "added" ? 201 : 200, change_json(added, true));
     });
+}
 
+void HttpApi::add_image_routes() {
+    httplib::Server& s = *server_;
     s.Get(R"(/images/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
         auto record = service_.image(id_from(req.matches[1]));
         if (!record) throw RequestError(404, "no image with id " + std::string(req.matches[1]));
@@ -615,7 +634,10 @@ void HttpApi::add_routes() {
         res.set_header("Cache-Control", "private, max-age=60");
         res.set_content(thumbnail.jpeg, "image/jpeg");
     });
+}
 
+void HttpApi::add_remove_routes() {
+    httplib::Server& s = *server_;
     auto remove = [this](const httplib::Request& req, httplib::Response& res) {
         const WorkSlot slot(*work_slots_);
         AddResult removed;

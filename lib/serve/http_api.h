@@ -48,6 +48,13 @@ public:
 
 private:
     void add_routes();
+    // What every request passes through: Host/Origin checks, timing, JSON errors.
+    void add_request_handlers();
+    void add_status_routes();  // the page, /health, /stats
+    void add_search_route();
+    void add_insert_route();
+    void add_image_routes();  // look up, file, thumbnail
+    void add_remove_routes();
     SearchService& service_;
     HttpOptions options_;
     RequestStats stats_;
