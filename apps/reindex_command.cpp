@@ -34,7 +34,7 @@ int run(const ReindexFlags& flags) {
                                                : parse_index_flags(flags.index, flags.hnsw_m, flags.ef_construction,
                                                                    flags.nlist, flags.pq_m, flags.pq_bits);
     const auto started = std::chrono::steady_clock::now();
-    reindex_store(*store, spec);
+    reindex_store(*store, lock, spec);
     if (!flags.verbosity.quiet)
         std::fprintf(stderr, "%s\n",
                      fmt::format("cbir: reindexed {} vectors as {} in {:.1f} s", store->catalogue().count(),

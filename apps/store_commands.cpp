@@ -62,7 +62,7 @@ std::function<int()> add_repair_command(CLI::App& app) {
         WriterLock lock(dir);
         auto store = Store::open(dir);
         remove_abandoned_files(*store);
-        reindex_store(*store, store->settings().index);
+        reindex_store(*store, lock, store->settings().index);
         const CheckReport report = check_store(*store);
         for (const auto& problem : report.problems) print_error(problem);
         if (!f.verbosity.quiet)
@@ -84,7 +84,7 @@ std::function<int()> add_remove_command(CLI::App& app) {
         std::vector<std::string> keys;
         for (const auto& p : expand_inputs(f.paths, f.null_separated))
             keys.push_back(catalogue_key(p));
-        const size_t removed = remove_from_store(*store, keys);
+        const size_t removed = remove_from_store(*store, lock, keys);
         if (!f.verbosity.quiet)
             std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(),
                          store->catalogue().count());
@@ -103,7 +103,8 @@ std::function<int()> add_prune_command(CLI::App& app) {
         auto store = Store::open(dir, f.dry_run ? CatalogueAccess::ReadOnly : CatalogueAccess::ReadWrite);
         std::vector<std::string> roots;
         for (const auto& p : f.paths) roots.push_back(catalogue_key(p));
-        const auto gone = prune_store(*store, roots, f.dry_run);
+        const auto gone = rows_whose_files_are_gone(*store, roots);
+        if (lock) remove_from_store(*store, *lock, gone);
         for (const auto& path : gone) std::cout << display_path(path) << '\n';
         if (!f.verbosity.quiet)
             std::fprintf(stderr, "cbir: %s %zu entries whose files are gone\n", f.dry_run ? "would remove" : "removed",

@@ -28,17 +28,12 @@ struct Candidate {
 };
 
 // --prune: rows under the input folders whose files are gone.
-size_t prune_inputs(Store& store, const std::vector<std::filesystem::path>& inputs) {
+size_t prune_inputs(Store& store, const WriterLock& held, const std::vector<std::filesystem::path>& inputs) {
     std::vector<std::string> roots;
     for (const auto& input : inputs)
         if (std::filesystem::is_directory(input)) roots.push_back(catalogue_key(input));
     if (roots.empty()) return 0;
-    const auto gone = prune_store(store, roots, /*dry_run=*/true);
-    if (gone.empty()) return 0;
-    Transaction txn(store.catalogue());
-    const size_t removed = store.catalogue().remove_paths(gone).size();
-    txn.commit();
-    return removed;
+    return remove_rows(store, held, rows_whose_files_are_gone(store, roots));
 }
 
 void check_requested_settings(const Store& store, const IndexOptions& options) {
@@ -187,7 +182,7 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         summary.interrupted = stop_requested();
     }
     if (store) {
-        if (options.prune) summary.pruned = prune_inputs(*store, inputs);
+        if (options.prune) summary.pruned = prune_inputs(*store, lock, inputs);
         // Copies, deletions, or a missing or stale index file reach the index even with nothing embedded.
         refresh_index_file(*store);
     }

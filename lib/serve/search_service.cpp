@@ -68,7 +68,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
     s.generation_ = s.reader_->catalogue().generation();
-    s.index_ = open_search_index(*s.reader_, /*save=*/true);
+    s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged);
     s.saved_generation_ = s.generation_;
     if (s.options_.save_interval_seconds > 0) s.saver_ = std::thread([&s] { s.saver_loop(); });
     return service;

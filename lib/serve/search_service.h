@@ -1,5 +1,6 @@
 #pragma once
-// `cbir serve`'s engine, without HTTP: one store with its model and index, opened once and shared by
+// `cbir serve`'s engine, apart from the web server (its errors carry the HTTP status they answer with,
+// RequestError, the one place HTTP enters): one store with its model and index, opened once and shared by
 // every request thread. Searches run in parallel with each other. Writes (add, remove) take turns:
 // each commits to the catalogue (the source of truth) and then reaches the in-memory index before it
 // returns, so an added image is found by the very next search and nothing is ever half-applied. The

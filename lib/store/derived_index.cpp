@@ -160,7 +160,7 @@ std::unique_ptr<VectorIndex> build_flat_index(Store& store) {
                        catalogue_fetcher(store));
 }
 
-std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) {
+std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back) {
     const StoreSettings& s = store.settings();
     if (s.index.searches_exactly(store.catalogue().count())) {
         if (s.index.kind != IndexKind::Flat)
@@ -174,7 +174,7 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save_changed) 
     bool changed = false;
     auto index = current_index(store, std::move(loaded), header, generation, /*announce_missing=*/true, changed);
     // A read-only store still answers queries from the in-memory index.
-    if (changed && save_changed && can_write_into(store.dir())) {
+    if (changed && write_back == IndexWriteBack::IfChanged && can_write_into(store.dir())) {
         try {
             save_index_file(*index, store, generation);
         } catch (const std::exception& e) {
@@ -219,7 +219,7 @@ void save_index_file(const VectorIndex& index, Store& store, uint64_t generation
     index.save(store.index_file(), catalogue_state(store, generation));
 }
 
-void reindex_store(Store& store, const IndexSpec& spec) {
+void reindex_store(Store& store, const WriterLock&, const IndexSpec& spec) {
     StoreSettings settings = store.settings();
     const std::filesystem::path old_file = store.index_file();
     settings.index = spec;

@@ -7,6 +7,7 @@
 #include "index/flat_index.h"
 #include "index/index_file.h"
 #include "store/store.h"
+#include "store/writer_lock.h"
 
 namespace cbir {
 
@@ -24,9 +25,12 @@ std::unique_ptr<VectorIndex> build_flat_index(Store& store);
 
 // The index a query should search: flat for "flat" stores (and for IVF stores still too small to
 // train), else the index file. A file behind the catalogue catches up with the rows changed and
-// deleted since it was written (or is rebuilt when that is not possible); when save is true the
+// deleted since it was written (or is rebuilt when that is not possible); with IfChanged the
 // result is written back atomically. IVF-PQ results are re-ranked exactly from the catalogue.
-std::unique_ptr<VectorIndex> open_search_index(Store& store, bool save);
+// Whether a search writes back an index file it had to bring up to date (only where the store's
+// folder is writable: a read-only store searches from memory).
+enum class IndexWriteBack { IfChanged, Never };
+std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back);
 
 // After the catalogue changed: brings the index file up to date, by catching up with the rows
 // changed since the file's generation (re-added ids are replaced) or by a rebuild: an IVF index is
@@ -42,6 +46,6 @@ void refresh_index_file(Store& store);
 void save_index_file(const VectorIndex& index, Store& store, uint64_t generation);
 
 // `cbir reindex`: records the new index choice and rebuilds it from the catalogue, no re-embedding.
-void reindex_store(Store& store, const IndexSpec& spec);
+void reindex_store(Store& store, const WriterLock& held, const IndexSpec& spec);
 
 }  // namespace cbir

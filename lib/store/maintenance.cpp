@@ -89,7 +89,7 @@ void check_index_file(Store& store, CheckReport& report) {
 void check_samples(Store& store, size_t samples, CheckReport& report) {
     Catalogue& catalogue = store.catalogue();
     const int dimension = store.settings().dimension;
-    auto index = open_search_index(store, /*save=*/false);
+    auto index = open_search_index(store, IndexWriteBack::Never);
     std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
     std::shuffle(rows.begin(), rows.end(), std::mt19937(12345));
     rows.resize(std::min(rows.size(), samples));
@@ -129,18 +129,20 @@ CheckReport check_store(Store& store, size_t samples) {
     return report;
 }
 
-size_t remove_from_store(Store& store, const std::vector<std::string>& paths) {
-    size_t removed = 0;
-    {
-        Transaction txn(store.catalogue());
-        removed = store.catalogue().remove_paths(paths).size();
-        txn.commit();
-    }
+size_t remove_rows(Store& store, const WriterLock&, const std::vector<std::string>& paths) {
+    Transaction txn(store.catalogue());
+    const size_t removed = store.catalogue().remove_paths(paths).size();
+    txn.commit();
+    return removed;
+}
+
+size_t remove_from_store(Store& store, const WriterLock& held, const std::vector<std::string>& paths) {
+    const size_t removed = remove_rows(store, held, paths);
     if (removed) refresh_index_file(store);
     return removed;
 }
 
-std::vector<std::string> prune_store(Store& store, const std::vector<std::string>& roots, bool dry_run) {
+std::vector<std::string> rows_whose_files_are_gone(Store& store, const std::vector<std::string>& roots) {
     std::vector<std::string> gone;
     for (const auto& row : store.catalogue().all_paths()) {
         const std::string& path = row.second;  // a named variable: lambdas cannot capture bindings in C++17
@@ -149,7 +151,6 @@ std::vector<std::string> prune_store(Store& store, const std::vector<std::string
         });
         if (under_a_root && !stat_file(path)) gone.push_back(path);
     }
-    if (!dry_run && !gone.empty()) remove_from_store(store, gone);
     return gone;
 }
 

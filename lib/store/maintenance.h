@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "store/store.h"
+#include "store/writer_lock.h"
 
 namespace cbir {
 
@@ -22,11 +23,13 @@ CheckReport check_store(Store& store, size_t samples = 100);
 // Removes what killed writers left in the store (abandoned temporary files); returns how many.
 size_t remove_abandoned_files(Store& store);
 
-// Deletes these paths' rows (absolute paths); returns how many there were. The index follows.
-size_t remove_from_store(Store& store, const std::vector<std::string>& paths);
+// Rows whose file no longer exists (under `roots`, catalogue keys, when given, else anywhere).
+std::vector<std::string> rows_whose_files_are_gone(Store& store, const std::vector<std::string>& roots);
 
-// Rows whose file no longer exists (under `roots` when given, else anywhere); removed unless
-// dry_run. Returns their paths.
-std::vector<std::string> prune_store(Store& store, const std::vector<std::string>& roots, bool dry_run);
+// Writes take the store's writer lock as proof that the caller holds it (writer_lock.h).
+// Deletes these rows (catalogue keys) in one transaction; returns how many there were.
+size_t remove_rows(Store& store, const WriterLock& held, const std::vector<std::string>& paths);
+// The same, and then the index file follows (`cbir remove`, `cbir prune`).
+size_t remove_from_store(Store& store, const WriterLock& held, const std::vector<std::string>& paths);
 
 }  // namespace cbir
