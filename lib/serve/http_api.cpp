@@ -10,10 +10,10 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "image/image_file.h"
 #include "image/thumbnail.h"
 #include "serve/web_page.h"
 #include "util/log.h"
-#include "util/read_file.h"
 
 namespace cbir {
 namespace {
@@ -215,10 +215,9 @@ int64_t id_from(const std::string& text) {
 std::pair<std::string, std::string> catalogued_file(const SearchService& service, const std::string& id_text) {
     auto record = service.image(id_from(id_text));
     if (!record) throw RequestError(404, "no image with id " + id_text);
-    std::string error;
-    auto bytes = read_whole_file(record->path, error);
-    if (!bytes) throw RequestError(410, record->path + ": " + error + " (cbir prune removes rows whose files are gone)");
-    return {record->path, std::move(*bytes)};
+    ImageFile file = read_image_file(record->path);
+    if (!file.ok()) throw RequestError(410, record->path + ": " + file.error + " (cbir prune removes rows whose files are gone)");
+    return {record->path, std::move(file.bytes)};
 }
 
 }  // namespace
