@@ -166,6 +166,8 @@ TEST_CASE("decode: extensions the walk picks up") {
     CHECK(has_image_extension("a/b/photo.JPG"));
     CHECK(has_image_extension("x.webp"));
     CHECK(has_image_extension("x.tiff"));
+    CHECK(has_image_extension("scan.pgm"));  // the PBM/PGM/PPM family is decoded, so walked
+    CHECK(has_image_extension("scan.PBM"));
     CHECK_FALSE(has_image_extension("notes.txt"));
     CHECK_FALSE(has_image_extension("jpg"));
 }

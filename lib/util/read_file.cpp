@@ -1,5 +1,6 @@
 #include "util/read_file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -59,26 +60,6 @@ bool RegularFile::read_until(std::string& out, size_t limit, std::string& error)
 
 std::string file_too_large_message(uint64_t size, uint64_t max_bytes) {
     return "file of " + std::to_string(size) + " bytes is larger than the " + std::to_string(max_bytes) + " allowed";
-}
-
-std::optional<std::string> read_whole_file(const std::filesystem::path& path, uint64_t max_bytes, std::string& error,
-                                           FileStat* stat) {
-    auto file = RegularFile::open(path, error);
-    if (!file) return std::nullopt;
-    if (stat) *stat = file->stat();
-    if (static_cast<uint64_t>(file->stat().size) > max_bytes) {
-        error = file_too_large_message(static_cast<uint64_t>(file->stat().size), max_bytes);
-        return std::nullopt;
-    }
-    std::string bytes;
-    // One byte past the cap tells a file that grew since fstat from one that is exactly at it.
-    const size_t limit = max_bytes >= SIZE_MAX ? SIZE_MAX : static_cast<size_t>(max_bytes) + 1;
-    if (!file->read_until(bytes, limit, error)) return std::nullopt;
-    if (bytes.size() > max_bytes) {
-        error = file_too_large_message(bytes.size(), max_bytes);
-        return std::nullopt;
-    }
-    return bytes;
 }
 
 }  // namespace cbir

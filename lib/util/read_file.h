@@ -1,6 +1,7 @@
 #pragma once
-// Files into memory with a size cap that is checked before anything is read: a sparse file, a
-// device or a FIFO named like an image must cost neither memory nor a blocked thread.
+// Reading files into memory with bounds: only regular files are read (a device or a FIFO named like
+// an image must not block a thread or stream forever), and never past a limit the caller sets from
+// the file's size before reading (image/image_file.h does this for images).
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -33,11 +34,5 @@ private:
 
 // "file of N bytes is larger than the M allowed"
 std::string file_too_large_message(uint64_t size, uint64_t max_bytes);
-
-// A whole regular file of at most max_bytes (checked from its size before reading, and again while
-// reading, should it grow). nullopt with `error` set on failure; `stat`, when given, is filled from
-// the open file.
-std::optional<std::string> read_whole_file(const std::filesystem::path& path, uint64_t max_bytes, std::string& error,
-                                           FileStat* stat = nullptr);
 
 }  // namespace cbir
