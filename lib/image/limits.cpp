@@ -44,8 +44,9 @@ std::string image_limit_error(const ImageHeader& header) {
         return "image of " + dimensions(header.width, header.height) + " pixels exceeds the limit of " +
                std::to_string(limit) + " (CBIR_MAX_PIXELS; a decompression bomb?)";
     if (header.buffer_pixels > limit)
-        return std::string(image_format_name(header.format)) + " tiles of " + std::to_string(header.buffer_pixels) +
-               " pixels exceed the limit of " + std::to_string(limit) + " (CBIR_MAX_PIXELS; the decoder allocates a whole tile)";
+        return "a " + std::string(image_format_name(header.format)) + " tile (or strip) of " +
+               std::to_string(header.buffer_pixels) + " pixels exceeds the limit of " + std::to_string(limit) +
+               " (CBIR_MAX_PIXELS; the decoder allocates one whole, however small the image)";
     return {};
 }
 
