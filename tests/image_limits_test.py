@@ -2,7 +2,8 @@
 """Hostile image files are refused before they cost memory, by the CLI (`cbir embed`, `cbir index`)
 and by `cbir serve` (POST /search, POST /images by path), each with one line naming the file and
 the cause: a JPEG with a stray byte after APP0 whose frame claims 32767x32767 pixels, a CCITT G4
-TIFF of 16000x16000, a PPM declaring 32000x32000, and a 1.5 GB sparse file named .jpg. Peak memory
+TIFF of 16000x16000, a PPM declaring 32000x32000 (and one padded to 700 MB, whose header alone is
+read), and a 1.5 GB sparse file named .jpg. Peak memory
 is read from the kernel (wait4's ru_maxrss for a command, VmHWM for the server) and compared with
 the same command on a normal image. With the pixel cap lowered, a TIFF under it decodes within the
 memory the README promises per pixel, and one over it is refused.
@@ -126,10 +127,17 @@ class Hostile:
         self.sparse = os.path.join(folder, "sparse.jpg")
         with open(self.sparse, "wb") as f:
             f.truncate(1500 * MIB)
+        # Under the file cap, but its header is over the pixel cap: refused from the first bytes,
+        # the other 700 MB are never read.
+        self.sparse_ppm = os.path.join(folder, "sparse-huge.ppm")
+        with open(self.sparse_ppm, "wb") as f:
+            f.write(b"P6\n32000 32000\n255\n")
+            f.truncate(700 * MIB)
         self.expected = {  # file -> the cause its skip line or error must give
             self.bomb_jpeg: f"image of 32767\u00d732767 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
             self.g4_tiff: f"image of 16000\u00d716000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
             self.ppm: f"image of 32000\u00d732000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
+            self.sparse_ppm: f"image of 32000\u00d732000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
             self.sparse: f"file of {1500 * MIB} bytes is larger than the {DEFAULT_MAX_PIXELS * 3 + 64 * MIB} allowed "
                          "(CBIR_MAX_FILE_BYTES)",
         }
@@ -166,7 +174,7 @@ class CommandLine(unittest.TestCase):
         code, _, err, peak = run_measured(["index", "photos", "--store", "store"], clean_env(), self.tmp)
         self.assertEqual(code, 0, err)
         self.assertIn("indexed 1 new", err)
-        self.assertIn("4 skipped", err)
+        self.assertIn("5 skipped", err)
         self.assert_refused_at_bounded_memory(err, peak)
 
     def test_the_pixel_cap_bounds_decoding_memory(self):

@@ -182,7 +182,9 @@ HeaderRead read_tiff(std::string_view bytes, bool whole) {
     TIFF* tif = TIFFClientOpenExt("", "r", &memory, tiff_read, tiff_write, tiff_seek, tiff_close, tiff_size, tiff_map,
                                   tiff_unmap, options);
     TIFFOpenOptionsFree(options);
-    if (!whole && memory.ran_out) {
+    // libtiff also weighs fields against the file's size (whether to split a big strip, how large
+    // an array may be), so only the whole file may refuse a TIFF or size its strips.
+    if (!whole && (!tif || memory.ran_out)) {
         if (tif) TIFFClose(tif);
         return ran_out(ImageFormat::tiff, whole);
     }
@@ -204,7 +206,7 @@ HeaderRead read_tiff(std::string_view bytes, bool whole) {
     if (tile_width == 0) tile_width = width;
     if (tile_height == 0 || (!tiled && tile_height == std::numeric_limits<uint32_t>::max())) tile_height = height;
     HeaderRead out = complete(ImageFormat::tiff, width, height);
-    out.header.buffer_pixels = ImageHeader::saturating_product(tile_width, tile_height);
+    if (whole) out.header.buffer_pixels = ImageHeader::saturating_product(tile_width, tile_height);
     return out;
 }
 

@@ -19,8 +19,8 @@ struct ImageHeader {
     long long width = 0;
     long long height = 0;
     // The largest working buffer the decoder sizes from other header fields, in pixels: OpenCV's
-    // TIFF reader allocates one whole tile (or strip) as RGBA, however small the image. Equal to
-    // width * height for the other formats.
+    // TIFF reader allocates one whole tile (or strip) as RGBA, however small the image (read from
+    // the whole file only). Equal to width * height otherwise.
     long long buffer_pixels = 0;
 
     // width * height, or LLONG_MAX where that overflows (header fields are 32-bit).
