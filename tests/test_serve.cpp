@@ -18,6 +18,7 @@
 #include <httplib.h>
 
 #include "embed/embedder.h"
+#include "image/image_file.h"
 #include "pipeline/prepare.h"
 #include "serve/catalogued_file.h"
 #include "serve/embedding_batcher.h"
@@ -27,7 +28,6 @@
 #include "test_support.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
-#include "util/read_file.h"
 
 using namespace cbir;
 
@@ -94,7 +94,7 @@ void write_file(const std::filesystem::path& path, const std::string& bytes) {
 // The row `cbir index` would have made for the file as it is now.
 ImageRecord catalogued(const std::filesystem::path& path) {
     std::string error;
-    const std::string bytes = *read_whole_file(path, error);
+    const std::string bytes = read_image_file(path).bytes;
     const FileStat st = *stat_file(path);
     ImageRecord record;
     record.id = 1;
@@ -127,9 +127,9 @@ TEST_CASE("serve: a catalogued file is read only while it is what the catalogue 
     std::filesystem::copy_file(test::seed_dir() / "dog1.jpg", photo);
     const ImageRecord record = catalogued(photo);
     std::string error;
-    CHECK(read_catalogued_file(record) == *read_whole_file(photo, error));
+    CHECK(read_catalogued_file(record) == read_image_file(photo).bytes);
 
-    const auto original = *read_whole_file(photo, error);
+    const auto original = read_image_file(photo).bytes;
     const auto secret = dir.path() / "secret";
     write_file(secret, "password=hunter2");
     SUBCASE("replaced by a symlink to another file") {

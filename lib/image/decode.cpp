@@ -1,21 +1,15 @@
 #include "image/decode.h"
 
-#include "image/image_header.h"
-
 #include <array>
-
-#include <cstdlib>
+#include <limits>
+#include <utility>
 
 #include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
+
+#include "image/image_header.h"
 
 namespace cbir {
 namespace {
-
-bool is_jpeg(const std::string& bytes) {
-    return bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
-           static_cast<unsigned char>(bytes[1]) == 0xD8 && static_cast<unsigned char>(bytes[2]) == 0xFF;
-}
 
 // libjpeg only warns on a truncated file and OpenCV then returns an image padded with grey, which
 // would be embedded as if it were the photo. Outside entropy-coded data 0xFF is always stuffed, so
@@ -35,16 +29,15 @@ bool jpeg_has_end_after_last_scan(const std::string& bytes) {
     return false;
 }
 
-}  // namespace
-
-long long max_image_pixels() {
-    static const long long limit = [] {
-        const char* env = std::getenv("CBIR_MAX_PIXELS");
-        const long long value = env ? std::atoll(env) : 0;
-        return value > 0 ? value : kDefaultMaxPixels;
-    }();
-    return limit;
+// BGR to RGB where the pixels are: cv::cvtColor would hold a second copy of the image.
+void swap_red_and_blue(cv::Mat& bgr) {
+    for (int y = 0; y < bgr.rows; ++y) {
+        auto* p = bgr.ptr<unsigned char>(y);
+        for (int x = 0; x < bgr.cols; ++x, p += 3) std::swap(p[0], p[2]);
+    }
 }
+
+}  // namespace
 
 DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
     DecodedImage out;
@@ -52,19 +45,18 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
         out.error = "empty file";
         return out;
     }
-    if (auto size = read_image_size(bytes)) {
-        if (size->width <= 0 || size->height <= 0) {
-            out.error = "header gives no image size";
-            return out;
-        }
-        if (size->width * size->height > max_image_pixels()) {
-            out.error = "image is " + std::to_string(size->width) + "x" + std::to_string(size->height) +
-                        " pixels, above the limit of " + std::to_string(max_image_pixels()) +
-                        " (a decompression bomb? raise CBIR_MAX_PIXELS to allow it)";
-            return out;
-        }
+    if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {  // imdecode takes an int length
+        out.error = "file of " + std::to_string(bytes.size()) + " bytes is larger than OpenCV decodes";
+        return out;
     }
-    if (is_jpeg(bytes) && !jpeg_has_end_after_last_scan(bytes)) {
+    const HeaderRead header = read_image_header(bytes);
+    if (header.status != HeaderRead::Status::complete) {
+        out.error = header.error;
+        return out;
+    }
+    out.error = image_limit_error(header.header);
+    if (!out.ok()) return out;
+    if (header.header.format == ImageFormat::jpeg && !jpeg_has_end_after_last_scan(bytes)) {
         out.error = "truncated JPEG (no end-of-image marker after the last scan)";
         return out;
     }
@@ -81,20 +73,19 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
         out.error = std::string("decoder error: ") + e.what();
         return out;
     }
-    if (bgr.empty()) {
-        const bool gif = bytes.size() >= 6 && (bytes.compare(0, 6, "GIF87a") == 0 || bytes.compare(0, 6, "GIF89a") == 0);
-        out.error = gif ? "GIF is not supported (this OpenCV has no GIF decoder); convert it to PNG"
-                        : "not a decodable image (unknown format or corrupt data)";
+    if (bgr.empty() || bgr.type() != CV_8UC3) {
+        out.error = std::string("not a decodable image (corrupt or unsupported ") + image_format_name(header.header.format) + " data)";
         return out;
     }
-    cv::cvtColor(bgr, out.rgb, cv::COLOR_BGR2RGB);
+    swap_red_and_blue(bgr);
+    out.rgb = std::move(bgr);
     return out;
 }
 
 bool has_image_extension(const std::filesystem::path& path) {
     // GIF is walked so that its files are reported (OpenCV 4.6 has no GIF decoder), not silently missed.
-    static const std::array<const char*, 10> known = {".jpg", ".jpeg", ".jpe", ".png", ".bmp",
-                                                      ".tif", ".tiff", ".webp", ".ppm", ".gif"};
+    static const std::array<const char*, 13> known = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff",
+                                                      ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".gif"};
     std::string ext = path.extension().string();
     for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     for (const char* k : known)

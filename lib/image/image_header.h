@@ -1,23 +1,49 @@
 #pragma once
-// Reads an image's pixel size from its header, before anything is decoded, so that a
-// decompression bomb (a small file that claims gigapixels) is refused instead of allocated.
-// OpenCV has its own cap (CV_IO_MAX_IMAGE_PIXELS) but reads it once when the library loads, and its
-// default, 2^30 pixels, lets a 3 GB buffer through.
-#include <optional>
+// Reads an image's pixel size from its header, before anything is decoded, with the parse of the
+// decoder that will run: libjpeg's jpeg_read_header, libtiff's directory reader, libwebp's
+// WebPGetFeatures, and OpenCV's own PNG (IHDR), BMP and PBM/PGM/PPM header rules. A decompression
+// bomb (a small file that claims gigapixels) is refused instead of allocated, and an image whose size
+// cannot be read this way is not decoded at all. (OpenCV has its own cap, OPENCV_IO_MAX_IMAGE_PIXELS,
+// but 4.6 reads it in a static initialiser when the library loads, and its default, 2^30 pixels,
+// lets a 3 GB buffer through.)
+#include <limits>
 #include <string>
+#include <string_view>
+
+#include "image/image_format.h"
 
 namespace cbir {
 
-struct ImageSize {
+struct ImageHeader {
+    ImageFormat format = ImageFormat::unknown;
     long long width = 0;
     long long height = 0;
+    // The largest working buffer the decoder sizes from other header fields, in pixels: OpenCV's
+    // TIFF reader allocates one whole tile (or strip) as RGBA, however small the image (read from
+    // the whole file only). Equal to width * height otherwise.
+    long long buffer_pixels = 0;
+
+    // width * height, or LLONG_MAX where that overflows (header fields are 32-bit).
+    long long pixels() const { return saturating_product(width, height); }
+    static long long saturating_product(long long a, long long b) {
+        if (a <= 0 || b <= 0) return 0;
+        return a > std::numeric_limits<long long>::max() / b ? std::numeric_limits<long long>::max() : a * b;
+    }
 };
 
-// JPEG (SOF marker), PNG (IHDR), GIF, BMP and WebP; nullopt for other or unreadable headers.
-std::optional<ImageSize> read_image_size(const std::string& bytes);
+struct HeaderRead {
+    enum class Status {
+        complete,         // header.width/height are what the decoder will allocate
+        need_more_bytes,  // the header runs past the bytes given (only when they are not the whole file)
+        refused,          // error says why; nothing may be decoded
+    };
+    Status status = Status::refused;
+    ImageHeader header;  // format is set whenever it was recognised
+    std::string error;
+};
 
-// The usual file extension of the image format the bytes start with (".jpg", ".png", ".bmp",
-// ".tif", ".webp", ".ppm", ".gif"), or ".img" when none is recognised.
-std::string image_extension(const std::string& bytes);
+// `bytes` is the whole file when `whole` is true, else its first bytes: a header that runs past
+// them then asks for more instead of being refused.
+HeaderRead read_image_header(std::string_view bytes, bool whole = true);
 
 }  // namespace cbir

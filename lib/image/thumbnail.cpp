@@ -16,8 +16,9 @@ Thumbnail make_thumbnail(const std::string& bytes, int max_side) {
     // The largest reduction that keeps the shorter of the sides needed at least max_side (the
     // header's size is before EXIF rotation, so both sides are held to it).
     int reduction = 1;
-    if (auto size = read_image_size(bytes)) {
-        const long long shorter = std::min(size->width, size->height);
+    const HeaderRead header = read_image_header(bytes);
+    if (header.status == HeaderRead::Status::complete) {
+        const long long shorter = std::min(header.header.width, header.header.height);
         while (reduction < 8 && shorter / (reduction * 2) >= max_side) reduction *= 2;
     }
     DecodedImage decoded = decode_image_bytes(bytes, reduction);

@@ -37,6 +37,7 @@ public:
         return at;
     }
     bool at_end() const { return offset_ == size_; }
+    size_t remaining() const { return size_ - offset_; }
 
 private:
     const unsigned char* data_;
@@ -63,6 +64,10 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> read_graph(const MappedPayload&
     const auto ef_construction = in.value<size_t>();
     if (m < 2 || m > 4096 || ef_construction > 1000000 || count > (size_t(1) << 40))
         throw IndexFileError(name + ": implausible hnsw parameters");
+    // Each element's level-0 record is in the payload: a count it cannot hold is refused before the
+    // graph allocates for it (libFuzzer: 90 bytes claimed 10 GB of locks and records).
+    if (size_per_element == 0 || count > in.remaining() / size_per_element)
+        throw IndexFileError(name + ": hnsw graph is truncated or damaged");
     auto graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(space, std::max<size_t>(count, 1), m, ef_construction);
     if (graph->size_data_per_element_ != size_per_element || graph->offsetLevel0_ != offset_level0 ||
         graph->label_offset_ != label_offset || graph->offsetData_ != offset_data || graph->maxM_ != max_m ||

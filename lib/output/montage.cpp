@@ -1,12 +1,10 @@
 #include "output/montage.h"
 
-#include <fstream>
-#include <iterator>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "image/decode.h"
+#include "image/image_file.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -17,9 +15,9 @@ constexpr int kPadding = 6;
 constexpr int kCaptionHeight = 26;
 
 cv::Mat load_thumbnail(const std::filesystem::path& path, int side) {
-    std::ifstream in(path, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    DecodedImage decoded = decode_image_bytes(bytes);
+    const ImageFile file = read_image_file(path);
+    if (!file.ok()) return {};
+    DecodedImage decoded = decode_image_bytes(file.bytes);
     if (!decoded.ok()) return {};
     const double scale = static_cast<double>(side) / std::max(decoded.rgb.cols, decoded.rgb.rows);
     cv::Mat small;

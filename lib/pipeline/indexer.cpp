@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "embed/embedder.h"
+#include "image/limits.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
@@ -49,6 +50,9 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
 // A file whose content the catalogue already has (same sha256) takes that row's vector: a moved
 // file's row follows it, a copy gets a row of its own. Nothing is decoded or embedded.
 bool reuse_known_content(Store& store, const Candidate& c, IndexSummary& summary) {
+    auto st = stat_file(c.path);
+    // Over the file cap: not hashed (a sparse file can claim terabytes); the pipeline refuses it.
+    if (!st || static_cast<uint64_t>(st->size) > max_image_file_bytes()) return false;
     std::string sha256;
     try {
         sha256 = sha256_file_hex(c.path);
@@ -57,8 +61,6 @@ bool reuse_known_content(Store& store, const Candidate& c, IndexSummary& summary
     }
     auto twin = row_with_content(store.catalogue(), sha256, store.settings().dimension);
     if (!twin) return false;
-    auto st = stat_file(c.path);
-    if (!st) return false;
     Transaction txn(store.catalogue());
     if (!stat_file(twin->path)) {
         store.catalogue().move_row(twin->id, c.catalogue_path, st->size, st->mtime_ns);

@@ -1,28 +1,23 @@
 #include "pipeline/prepare.h"
 
-#include <cerrno>
-#include <cstring>
-
 #include "image/decode.h"
+#include "image/image_file.h"
 #include "util/hash.h"
-#include "util/read_file.h"
 
 namespace cbir {
 
 PreparedImage prepare_image(const std::filesystem::path& path, const PreprocessSpec& spec) {
-    PreparedImage out;
-    out.path = path;
-    auto st = stat_file(path);
-    if (!st) {
-        out.error = std::string("cannot stat: ") + std::strerror(errno);
+    ImageFile file = read_image_file(path);
+    if (!file.ok()) {
+        PreparedImage out;
+        out.path = path;
+        out.stat = file.stat;
+        out.error = std::move(file.error);
         return out;
     }
-    out.stat = *st;
-    const auto bytes = read_whole_file(path, out.error);
-    if (!bytes) return out;
-    PreparedImage prepared = prepare_image_bytes(*bytes, spec);
+    PreparedImage prepared = prepare_image_bytes(file.bytes, spec);
     prepared.path = path;
-    prepared.stat = out.stat;
+    prepared.stat = file.stat;
     return prepared;
 }
 

@@ -21,6 +21,7 @@ struct PreparedImage {
     bool ok() const { return error.empty(); }
 };
 
+// The file is read by read_image_file (image/image_file.h): its size and header are checked first.
 PreparedImage prepare_image(const std::filesystem::path& path, const PreprocessSpec& spec);
 // The same for an image already in memory (an upload): no file, so no stat.
 PreparedImage prepare_image_bytes(const std::string& bytes, const PreprocessSpec& spec);

@@ -615,7 +615,7 @@ void HttpApi::add_image_routes() {
     // catalogue says (SearchService::image_file).
     s.Get(R"(/images/(\d+)/file)", [this](const httplib::Request& req, httplib::Response& res) {
         const WorkSlot slot(*work_slots_);
-        const ImageFile file = service_.image_file(id_from(req.matches[1]));
+        const CataloguedFile file = service_.image_file(id_from(req.matches[1]));
         // The bytes stay in memory until the client has taken them, after the work slot is given back.
         if (!HttpServer::hold_response_bytes(file.bytes.size()))
             throw RequestError(503, "the server is holding as many files and bodies as it may at once; retry shortly");
@@ -628,7 +628,7 @@ void HttpApi::add_image_routes() {
         const int size = req.has_param("size") ? to_int(req.get_param_value("size"), "size") : 256;
         if (size < 16 || size > 2048) throw RequestError(400, "size must be between 16 and 2048");
         const WorkSlot slot(*work_slots_);
-        const ImageFile file = service_.image_file(id_from(req.matches[1]));
+        const CataloguedFile file = service_.image_file(id_from(req.matches[1]));
         Thumbnail thumbnail = make_thumbnail(file.bytes, size);
         if (!thumbnail.error.empty()) throw RequestError(422, file.record.path + ": " + thumbnail.error);
         res.set_header("Cache-Control", "private, max-age=60");

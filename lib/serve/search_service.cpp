@@ -301,7 +301,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
 
 std::optional<ImageRecord> SearchService::image(int64_t id) const { return reader_->catalogue().find_by_id(id); }
 
-ImageFile SearchService::image_file(int64_t id) const {
+CataloguedFile SearchService::image_file(int64_t id) const {
     auto record = image(id);
     if (!record) throw RequestError(404, fmt::format("no image with id {}", id));
     std::string bytes = read_catalogued_file(*record);

@@ -76,7 +76,7 @@ struct AddResult {
 };
 
 // A catalogued image and its file's bytes, checked against the row.
-struct ImageFile {
+struct CataloguedFile {
     ImageRecord record;
     std::string bytes;
 };
@@ -119,7 +119,7 @@ public:
     std::optional<ImageRecord> image(int64_t id) const;
     // The file of a catalogued image, for serving: 404 without the row, 410 when the file is no
     // longer what the row says (read_catalogued_file).
-    ImageFile image_file(int64_t id) const;
+    CataloguedFile image_file(int64_t id) const;
     ServiceStatus status() const;
     // False once the store's folder was removed or replaced under the service: it then refuses every
     // write (503) and never writes its index file there.

@@ -1,17 +1,21 @@
-// libFuzzer target for everything cbir reads from untrusted bytes: the image decode path (header
-// sizes, truncation check, OpenCV, the Pillow-exact resize) and the index container and HNSW graph
-// readers, and the groups of identical vectors in its extension. The first input byte picks the
-// reader. Built and run by scripts/fuzz.sh.
+// libFuzzer target for everything cbir reads from untrusted bytes: the image path (the file reader,
+// format sniffing, every format's header parser on the first bytes and on all of them, the caps,
+// the truncation check, OpenCV, the Pillow-exact resize, thumbnails), the index container and HNSW
+// graph readers, and the groups of identical vectors in the container's extension. The first input
+// byte picks the reader. Built and run by scripts/fuzz.sh.
 #include <cstdint>
 #include <cstdlib>
-#include <limits>
-#include <vector>
 #include <filesystem>
+#include <limits>
 #include <string>
+#include <vector>
 #include <unistd.h>
 
 #include "image/decode.h"
+#include "image/image_file.h"
+#include "image/image_header.h"
 #include "image/preprocess.h"
+#include "image/thumbnail.h"
 #include "index/grouped_index.h"
 #include "index/hnsw_index.h"
 #include "index/index_file.h"
@@ -25,8 +29,20 @@ std::filesystem::path scratch_file() {
     return path;
 }
 
-void fuzz_decode(const std::string& bytes) {
-    cbir::DecodedImage image = cbir::decode_image_bytes(bytes);
+void write_scratch(const std::string& bytes) {
+    FILE* f = std::fopen(scratch_file().c_str(), "wb");
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+}
+
+// Bytes as an image file, through the one reader every caller uses, then decoded and preprocessed;
+// the header parsers also see a prefix of the bytes, as the reader's first read gives them.
+void fuzz_image_file(const std::string& bytes) {
+    if (bytes.size() > 1) cbir::read_image_header(std::string_view(bytes).substr(0, bytes.size() / 2), /*whole=*/false);
+    write_scratch(bytes);
+    const cbir::ImageFile file = cbir::read_image_file(scratch_file());
+    if (!file.ok()) return;
+    cbir::DecodedImage image = cbir::decode_image_bytes(file.bytes);
     if (!image.ok()) return;
     cbir::PreprocessSpec spec;
     std::vector<float> input(spec.values_per_image());
@@ -61,11 +77,7 @@ void search_and_change(cbir::VectorIndex& index) {
 }
 
 void fuzz_container(const std::string& bytes) {
-    {
-        FILE* f = std::fopen(scratch_file().c_str(), "wb");
-        std::fwrite(bytes.data(), 1, bytes.size(), f);
-        std::fclose(f);
-    }
+    write_scratch(bytes);
     try {
         cbir::IndexFileHeader header;
         cbir::GroupedIndex::load(scratch_file(), small_hnsw(), no_vectors, header);
@@ -130,10 +142,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-    switch (data[0] % 4) {
-        case 0: fuzz_decode(bytes); break;
+    switch (data[0] % 5) {
+        case 0: fuzz_image_file(bytes); break;
         case 1: fuzz_container(bytes); break;
         case 2: fuzz_graph(bytes); break;
+        case 3: cbir::make_thumbnail(bytes, 64); break;  // reduced-scale decodes
         default: fuzz_groups(bytes); break;
     }
     return 0;
