@@ -21,25 +21,6 @@ template <typename T> void put(std::string& out, T value) {
     out.append(reinterpret_cast<const char*>(&value), sizeof value);
 }
 
-// Bounds-checked reads from the (verified, but still untrusted) extension.
-class ExtensionReader {
-public:
-    ExtensionReader(const unsigned char* data, size_t size, const std::string& name) : data_(data), size_(size), name_(name) {}
-    template <typename T> T get() {
-        if (sizeof(T) > size_ - offset_) throw IndexFileError(name_ + ": groups of identical vectors are truncated");
-        T value;
-        std::memcpy(&value, data_ + offset_, sizeof value);
-        offset_ += sizeof value;
-        return value;
-    }
-    size_t left() const { return size_ - offset_; }
-
-private:
-    const unsigned char* data_;
-    size_t size_;
-    size_t offset_ = 0;
-    const std::string& name_;
-};
 
 }  // namespace
 
@@ -199,16 +180,16 @@ std::string GroupedIndex::encode_groups() const {
 
 void GroupedIndex::decode_groups(const unsigned char* data, size_t size, const std::string& name) {
     if (size == 0) return;
-    ExtensionReader in(data, size, name);
-    const auto count = in.get<uint64_t>();
-    if (count > in.left() / 32) throw IndexFileError(name + ": implausible number of groups of identical vectors");
+    PayloadReader in(data, size, name + ": groups of identical vectors");
+    const auto count = in.value<uint64_t>();
+    if (count > in.remaining() / 32) throw IndexFileError(name + ": implausible number of groups of identical vectors");
     for (uint64_t g = 0; g < count; ++g) {
-        const auto label = in.get<int64_t>();
-        const auto n = in.get<uint64_t>();
-        if (n < 2 || n > in.left() / sizeof(int64_t)) throw IndexFileError(name + ": damaged group of identical vectors");
+        const auto label = in.value<int64_t>();
+        const auto n = in.value<uint64_t>();
+        if (n < 2 || n > in.remaining() / sizeof(int64_t)) throw IndexFileError(name + ": damaged group of identical vectors");
         std::vector<int64_t> members(n);
         for (auto& m : members) {
-            m = in.get<int64_t>();
+            m = in.value<int64_t>();
             if (!label_of_.emplace(m, label).second) throw IndexFileError(name + ": a row is in two groups");
         }
         if (!std::is_sorted(members.begin(), members.end()) || !std::binary_search(members.begin(), members.end(), label) ||
@@ -217,7 +198,7 @@ void GroupedIndex::decode_groups(const unsigned char* data, size_t size, const s
         grouped_rows_ += members.size();
         if (!groups_.emplace(label, std::move(members)).second) throw IndexFileError(name + ": a group is stored twice");
     }
-    if (in.left() != 0) throw IndexFileError(name + ": trailing bytes after the groups of identical vectors");
+    if (in.remaining() != 0) throw IndexFileError(name + ": trailing bytes after the groups of identical vectors");
 }
 
 std::unique_ptr<GroupedIndex> GroupedIndex::load(const std::filesystem::path& path, const IndexSpec& search_defaults,

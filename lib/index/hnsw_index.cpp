@@ -21,34 +21,10 @@ std::unique_ptr<hnswlib::SpaceInterface<float>> make_space(Metric metric, int di
 // Reads hnswlib's saveIndex() layout (0.6.2, the version Debian ships; the round-trip test pins it)
 // from memory straight into a graph built with the same parameters. hnswlib's own loadIndex reads
 // through an ifstream, seeks once per element and checks little: 0.44 s for 100k vectors here,
-// against a few memcpys. Every read is bounds-checked.
-class GraphReader {
-public:
-    GraphReader(const unsigned char* data, size_t size, const std::string& name) : data_(data), size_(size), name_(name) {}
-    template <typename T> T value() {
-        T v;
-        std::memcpy(&v, bytes(sizeof(T)), sizeof(T));
-        return v;
-    }
-    const unsigned char* bytes(size_t n) {
-        if (n > size_ - offset_) throw IndexFileError(name_ + ": hnsw graph is truncated or damaged");
-        const unsigned char* at = data_ + offset_;
-        offset_ += n;
-        return at;
-    }
-    bool at_end() const { return offset_ == size_; }
-    size_t remaining() const { return size_ - offset_; }
-
-private:
-    const unsigned char* data_;
-    size_t size_;
-    size_t offset_ = 0;
-    const std::string& name_;
-};
-
+// against a few memcpys. Every read is bounds-checked (PayloadReader).
 std::unique_ptr<hnswlib::HierarchicalNSW<float>> read_graph(const MappedPayload& payload, hnswlib::SpaceInterface<float>* space,
                                                             const std::string& name) {
-    GraphReader in(payload.data(), payload.size(), name);
+    PayloadReader in(payload.data(), payload.size(), name + ": hnsw graph");
     const auto offset_level0 = in.value<size_t>();
     in.value<size_t>();  // the saved capacity: we size the graph to its contents
     const auto count = in.value<size_t>();

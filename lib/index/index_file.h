@@ -11,6 +11,7 @@
 // still read; they carry no identity, so a store that has one rebuilds them.
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -91,5 +92,31 @@ private:
 
 // Maps the file and verifies it whole (header and checksum) before anyone parses the payload.
 MappedPayload map_index_file(const std::filesystem::path& path, IndexFileHeader& header);
+
+// Bounds-checked reads from a payload that passed its checksum but is still untrusted: every read
+// past the end throws IndexFileError("<what> is truncated or damaged").
+class PayloadReader {
+public:
+    PayloadReader(const unsigned char* data, size_t size, std::string what) : data_(data), size_(size), what_(std::move(what)) {}
+    template <typename T> T value() {
+        T v;
+        std::memcpy(&v, bytes(sizeof(T)), sizeof(T));
+        return v;
+    }
+    const unsigned char* bytes(size_t n) {
+        if (n > size_ - offset_) throw IndexFileError(what_ + " is truncated or damaged");
+        const unsigned char* at = data_ + offset_;
+        offset_ += n;
+        return at;
+    }
+    bool at_end() const { return offset_ == size_; }
+    size_t remaining() const { return size_ - offset_; }
+
+private:
+    const unsigned char* data_;
+    size_t size_;
+    size_t offset_ = 0;
+    std::string what_;
+};
 
 }  // namespace cbir
