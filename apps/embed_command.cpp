@@ -13,6 +13,7 @@
 #include "output/npy_writer.h"
 #include "pipeline/embed_files.h"
 #include "util/byte_text.h"
+#include "util/error.h"
 
 namespace cbir::cli {
 namespace {
@@ -21,7 +22,7 @@ struct EmbedFlags {
     std::vector<std::string> inputs;
     bool null_separated = false;
     std::string model;
-    std::string format = "jsonl";
+    std::string format;  // default: npy for -o FILE.npy, else jsonl
     std::string output;
     int batch = 8;
     int threads = 0;
@@ -30,12 +31,26 @@ struct EmbedFlags {
     Verbosity verbosity;
 };
 
-int run(const EmbedFlags& flags, const std::filesystem::path& exe_dir) {
-    apply_verbosity(flags.verbosity);
-    if (flags.format == "npy" && flags.output.empty()) {
-        print_error("--format npy writes a file: give it with --output FILE.npy");
-        return kError;
+// What to write, decided before any model is loaded: -o names a .npy file; jsonl and tsv go to stdout.
+std::string output_format(const EmbedFlags& flags) {
+    const bool npy_file = std::filesystem::path(flags.output).extension() == ".npy";
+    if (flags.format.empty()) {
+        if (flags.output.empty()) return "jsonl";
+        if (!npy_file)
+            throw Error(flags.output + ": --output writes .npy files (an [N, D] float32 matrix); jsonl and tsv are "
+                                       "printed on stdout (redirect them)");
+        return "npy";
     }
+    if (flags.format == "npy" && flags.output.empty())
+        throw Error("--format npy writes a file: give it with --output FILE.npy");
+    if (flags.format != "npy" && !flags.output.empty())
+        throw Error("--output goes with --format npy; " + flags.format + " is printed on stdout (redirect it)");
+    return flags.format;
+}
+
+int run(EmbedFlags flags, const std::filesystem::path& exe_dir) {
+    apply_verbosity(flags.verbosity);
+    flags.format = output_format(flags);
     EmbedFilesOptions options;
     if (!flags.model.empty()) options.model = flags.model;
     options.executable_dir = exe_dir;
@@ -81,9 +96,10 @@ std::function<int()> add_embed_command(CLI::App& app, const char* argv0) {
     app.add_option("inputs", flags->inputs, "Images, or folders walked recursively; - reads paths from stdin")->required();
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     add_model_option(app, flags->model, "TorchScript model (default: models/resnet18-*.pt)");
-    app.add_option("--format", flags->format, "jsonl ({path, vector} per line), tsv (path then values) or npy")
-        ->check(CLI::IsMember({"jsonl", "tsv", "npy"}))->capture_default_str();
-    app.add_option("-o,--output", flags->output, "With --format npy: the .npy file ([N, D] float32); the paths of "
+    app.add_option("--format", flags->format,
+                   "jsonl ({path, vector} per line; the default), tsv (path then values), or npy (with -o)")
+        ->check(CLI::IsMember({"jsonl", "tsv", "npy"}));
+    app.add_option("-o,--output", flags->output, "The .npy file ([N, D] float32; implies --format npy); the paths of "
                                                  "its rows are printed on stdout");
     add_batch_option(app, flags->batch);
     add_threads_option(app, flags->threads);

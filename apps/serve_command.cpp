@@ -107,8 +107,12 @@ int run(const ServeFlags& flags) {
                                 flags.host));
     const ServiceStatus status = service->status();
     const std::string shown_host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
-    log_notice(fmt::format("serving {} ({} images, {} index) at http://{}:{}/ (Ctrl-C stops)", status.store_dir.string(),
-                            status.images, status.index_kind, shown_host, port));
+    // Printed even with -q: where the service listens is its result (with --port 0, the only way to
+    // learn the port), not chatter.
+    std::fprintf(stderr, "cbir: %s\n",
+                 fmt::format("serving {} ({} images, {} index) at http://{}:{}/ (Ctrl-C stops)",
+                             status.store_dir.string(), status.images, status.index_kind, shown_host, port)
+                     .c_str());
     std::fflush(stderr);
     api.run();
     service->close();

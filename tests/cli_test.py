@@ -175,6 +175,20 @@ class Pipelines(unittest.TestCase):
         for got, want in zip(values[:512], jsonl[0]["vector"]):
             self.assertAlmostEqual(got, want, places=5)
 
+    def test_embed_output_file_implies_npy_and_other_combinations_are_refused(self):
+        out = os.path.join(self.tmp, "implied.npy")
+        r = self.run_cbir("embed", "photos/dog1.jpg", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["photos/dog1.jpg"])  # the row order, not JSONL
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(6), b"\x93NUMPY")
+        for args in (["-o", os.path.join(self.tmp, "v.jsonl")], ["--format", "tsv", "-o", out]):
+            r = self.run_cbir("embed", "photos/dog1.jpg", *args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(r.stdout, "")
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)  # refused before the model loads
+            self.assertIn("cbir: error:", r.stderr)
+
     def test_montage_is_a_png_of_the_expected_grid(self):
         out = os.path.join(self.tmp, "sheet.png")
         r = self.run_cbir("query", "photos/dog1.jpg", "-k", "7", "--montage", out)

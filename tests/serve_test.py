@@ -350,6 +350,15 @@ class ServeLifecycle(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_quiet_server_still_says_where_it_listens(self):
+        server = Server(self.tmp, "-q")  # raises unless the "serving … at http://…" line came
+        try:
+            self.assertEqual(request(server.url + "/health")[0], 200)
+        finally:
+            code, stderr = server.stop()
+        self.assertEqual(code, 0)
+        self.assertEqual(len(stderr.strip().splitlines()), 1, stderr)  # that line, and nothing else
+
     def test_shutdown_saves_the_index_and_the_store_checks(self):
         server = Server(self.tmp, "--save-interval", "0")
         added = post_image(server.url + "/images", os.path.join(COREL, "950.jpg"))[1]
@@ -358,7 +367,8 @@ class ServeLifecycle(unittest.TestCase):
         self.assertIn("stopped; 6 images", stderr)
         check = cbir(self.tmp, "check", "--store", "store")
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
-        r = cbir(self.tmp, "query", os.path.join(COREL, "950.jpg"), "--store", "store", "-k", "1", "--format", "jsonl")
+        r = cbir(self.tmp, "query", os.path.join(COREL, "950.jpg"), "--store", "store", "-k", "1", "--format", "jsonl",
+                 "-v")
         self.assertNotIn("stale", r.stderr)  # the server wrote the index file at shutdown
         self.assertEqual(os.path.normpath(os.path.join(self.tmp, json.loads(r.stdout)["path"])), added["path"])
 
