@@ -283,7 +283,7 @@ class FormatOneStore(unittest.TestCase):
         self.assertEqual(exact.returncode, 0, exact.stderr)
         self.assertEqual(len(exact.stdout.splitlines()), 1 + 3)
         # Read-only commands read it as it is, the version-1 index file included.
-        r = self.query()
+        r = self.query("-v")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual([l.split("\t")[3] for l in r.stdout.splitlines()],
                          [l.split("\t")[3] for l in exact.stdout.splitlines()])

@@ -55,12 +55,12 @@ std::unique_ptr<VectorIndex> rebuild(Store& store) {
 bool catch_up(Store& store, VectorIndex& index, uint64_t since) {
     const size_t count = store.catalogue().count();
     if (auto reason = index.rebuild_reason(count)) {
-        log_notice(*reason + ": rebuilding the index");
+        log_debug(*reason + ": rebuilding the index");
         return false;
     }
     index.remove(store.catalogue().deleted_since(since));
     if (auto reason = index.rebuild_reason(count)) {
-        log_notice(*reason + ": rebuilding the index");
+        log_debug(*reason + ": rebuilding the index");
         return false;
     }
     rows_since(store, since)([&](const int64_t* ids, const float* vectors, size_t count) {
@@ -83,7 +83,8 @@ std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorI
             return loaded;
         }
         if (match == IndexFileMatch::Behind) {
-            log_notice(fmt::format("{} is stale (catalogue generation {}, the catalogue is at {}); catching up", file,
+            // Routine after every write: -v says it.
+            log_debug(fmt::format("{} is stale (catalogue generation {}, the catalogue is at {}); catching up", file,
                                    header.built_from.generation, generation));
             if (catch_up(store, *loaded, header.built_from.generation)) return loaded;
         } else {
