@@ -110,6 +110,19 @@ def skip_line(stderr, path):
     return lines[0]
 
 
+def empty_scans_jpeg(width, height, scans):
+    """A greyscale progressive JPEG: one DC scan of zeros, then `scans` AC scans with no data."""
+    def segment(marker, payload):
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+    data = b"\xff\xd8" + segment(0xDB, b"\x00" + bytes([1] * 64))
+    data += segment(0xC2, b"\x08" + struct.pack(">HH", height, width) + b"\x01\x01\x11\x00")
+    data += segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00" + b"\x10" + bytes([1] + [0] * 15) + b"\x00")
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    data += segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + bytes(blocks // 8 + (1 if blocks % 8 else 0))
+    data += segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") * scans
+    return data + b"\xff\xd9"
+
+
 class Hostile:
     """The hostile files, in a folder."""
 
@@ -133,7 +146,13 @@ class Hostile:
         with open(self.sparse_ppm, "wb") as f:
             f.write(b"P6\n32000 32000\n255\n")
             f.truncate(700 * MIB)
+        # A progressive JPEG of 1024x1024 with 400 empty AC scans: small, under every cap, and a pass
+        # over every block per scan (at 20,000 scans a 325 KB file took 99 s of CPU).
+        self.scan_bomb = os.path.join(folder, "scan-bomb.jpg")
+        with open(self.scan_bomb, "wb") as f:
+            f.write(empty_scans_jpeg(1024, 1024, 400))
         self.expected = {  # file -> the cause its skip line or error must give
+            self.scan_bomb: "JPEG of 401 scans (at most 100",
             self.bomb_jpeg: f"image of 32767\u00d732767 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
             self.g4_tiff: f"image of 16000\u00d716000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
             self.ppm: f"image of 32000\u00d732000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (CBIR_MAX_PIXELS",
@@ -174,7 +193,7 @@ class CommandLine(unittest.TestCase):
         code, _, err, peak = run_measured(["index", "photos", "--store", "store"], clean_env(), self.tmp)
         self.assertEqual(code, 0, err)
         self.assertIn("indexed 1 new", err)
-        self.assertIn("5 skipped", err)
+        self.assertIn("6 skipped", err)
         self.assert_refused_at_bounded_memory(err, peak)
 
     def test_the_pixel_cap_bounds_decoding_memory(self):
@@ -250,7 +269,7 @@ class Server(unittest.TestCase):
             status, answer = request(self.url + "/search", "POST", f.read(), {"Content-Type": "image/jpeg"})
         self.assertEqual(status, 200, answer)
         baseline = peak_rss(self.process.pid)
-        for path in (self.hostile.bomb_jpeg, self.hostile.g4_tiff, self.hostile.ppm):
+        for path in (self.hostile.bomb_jpeg, self.hostile.g4_tiff, self.hostile.ppm, self.hostile.scan_bomb):
             with open(path, "rb") as f:
                 status, answer = request(self.url + "/search", "POST", f.read(), {"Content-Type": "image/jpeg"})
             self.assertEqual(status, 422, (path, answer))

@@ -443,6 +443,24 @@ class HostileClients(unittest.TestCase):
         distances = [hit["distance"] for hit in answer["results"]]
         self.assertEqual(distances, sorted(distances))
 
+    def test_large_json_bodies_and_range_requests_do_not_multiply_memory(self):
+        before = peak_rss_kib(self.server.process.pid)
+        nested = b"[" * (8 << 20) + b"]" * (8 << 20)  # parsed, ~40 times its size
+        for path in ("/search", "/images"):
+            status, answer = request(self.url + path, "POST", nested, {"Content-Type": "application/json"})
+            self.assertEqual(status, 413, answer)
+        # Ranges are ignored: the whole file, once, not thousands of copies of it.
+        sock = connect(self.url)
+        ranges = "bytes=" + ",".join(["0-"] * 2000)
+        sock.sendall(f"GET /images/1/file HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: {ranges}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        status, headers, body = read_response(sock, 30)
+        sock.close()
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), request(self.url + "/images/1")[1]["size"])
+        growth_mib = (peak_rss_kib(self.server.process.pid) - before) / 1024
+        self.assertLess(growth_mib, 100, "the server multiplied a body or a file")
+
     def test_identical_uploads_at_once_add_one_image(self):
         path = os.path.join(COREL, "333.jpg")
         start = threading.Barrier(4)

@@ -29,6 +29,20 @@ bool jpeg_has_end_after_last_scan(const std::string& bytes) {
     return false;
 }
 
+// Each scan of a progressive JPEG is a pass over every block of the image, and a scan can be ten
+// bytes with no data: a 325 KB file of 20,000 empty scans took 99 s of CPU. Encoders write about ten
+// (libjpeg's progression) to twenty (mozjpeg); an embedded EXIF thumbnail adds its own.
+constexpr size_t kMaxJpegScans = 100;
+
+// Start-of-scan markers (FF DA): outside entropy-coded data 0xFF is stuffed, so each is a scan (or one
+// of an embedded thumbnail's).
+size_t jpeg_scan_count(const std::string& bytes) {
+    size_t scans = 0;
+    for (size_t i = 1; i < bytes.size(); ++i)
+        if (static_cast<unsigned char>(bytes[i]) == 0xDA && static_cast<unsigned char>(bytes[i - 1]) == 0xFF) ++scans;
+    return scans;
+}
+
 // BGR to RGB where the pixels are: cv::cvtColor would hold a second copy of the image.
 void swap_red_and_blue(cv::Mat& bgr) {
     for (int y = 0; y < bgr.rows; ++y) {
@@ -59,6 +73,13 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
     if (header.header.format == ImageFormat::jpeg && !jpeg_has_end_after_last_scan(bytes)) {
         out.error = "truncated JPEG (no end-of-image marker after the last scan)";
         return out;
+    }
+    if (header.header.format == ImageFormat::jpeg) {
+        if (const size_t scans = jpeg_scan_count(bytes); scans > kMaxJpegScans) {
+            out.error = "JPEG of " + std::to_string(scans) + " scans (at most " + std::to_string(kMaxJpegScans) +
+                        ": each is a pass over the whole image)";
+            return out;
+        }
     }
     cv::Mat bgr;
     try {

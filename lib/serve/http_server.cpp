@@ -440,6 +440,10 @@ void drain_then_close(int socket, double seconds) {
 
 // httplib's setup_request hook: the headers are parsed, the body (if any) comes next.
 void on_headers(httplib::Request& req, ConnectionStream& stream) {
+    // Ranges are not served (RFC 9110 lets a server ignore them): httplib would build every range of
+    // a file in memory, outside the body budget, and a few thousand "0-" make gigabytes of one file.
+    req.ranges.clear();
+    req.headers.erase("Range");
     // RFC 9112 6.3: a request with neither Content-Length nor Transfer-Encoding has no body (httplib
     // would read one until the client closes).
     if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) req.set_header("Content-Length", "0");
