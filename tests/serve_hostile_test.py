@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -515,6 +516,35 @@ class StoreRemovedWhileServing(unittest.TestCase):
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_a_catalogue_restored_in_place_while_served_is_noticed(self):
+        store = os.path.join(self.tmp, "store")
+        backup = os.path.join(self.tmp, "backup.sqlite")
+        with sqlite3.connect(os.path.join(store, "catalogue.sqlite")) as live, sqlite3.connect(backup) as copy:
+            live.backup(copy)
+        more = os.path.join(self.tmp, "more")
+        os.makedirs(more)
+        for n in NAMES[4:]:
+            shutil.copy(os.path.join(SEED, n + ".jpg"), more)
+        self.assertEqual(cbir(self.tmp, "index", "more", "--store", "store", "--model", MODEL).returncode, 0)
+        server = Server(self.tmp, "--save-interval", "0")
+        try:
+            # A backup restored in place (sqlite3's .restore): the file keeps its inode.
+            with sqlite3.connect(backup) as old, sqlite3.connect(os.path.join(store, "catalogue.sqlite")) as live:
+                old.backup(live)
+            status, answer = post_image(server.url + "/images", os.path.join(COREL, "10.jpg"))
+            self.assertEqual(status, 503, answer)
+            self.assertEqual(request(server.url + "/health")[0], 503)
+        finally:
+            code, stderr = server.stop()
+        self.assertEqual(code, 0, stderr)
+        # The server's index, of the rows before the restore, was not saved as the restored one's.
+        for image in (os.path.join("photos", NAMES[0] + ".jpg"), os.path.join(COREL, "10.jpg")):
+            approx = cbir(self.tmp, "query", image, "--store", "store", "--format", "tsv")
+            exact = cbir(self.tmp, "query", image, "--store", "store", "--format", "tsv", "--exact")
+            self.assertEqual([l.split("\t")[3] for l in approx.stdout.splitlines()],
+                             [l.split("\t")[3] for l in exact.stdout.splitlines()])
+        self.assertEqual(cbir(self.tmp, "check", "--store", "store").returncode, 0)
 
     def test_writes_are_refused_and_the_new_store_is_left_alone(self):
         server = Server(self.tmp, "--save-interval", "1")

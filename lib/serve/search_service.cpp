@@ -68,6 +68,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
     s.generation_ = s.reader_->catalogue().generation();
+    s.state_token_ = s.reader_->catalogue().state_token(s.generation_);
     s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged);
     s.saved_generation_ = s.generation_;
     if (s.options_.save_interval_seconds > 0) s.saver_ = std::thread([&s] { s.saver_loop(); });
@@ -212,6 +213,7 @@ AddResult SearchService::add_path(const std::string& path) {
 AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
     std::lock_guard<std::mutex> write(write_mutex_);
     ensure_store_in_place();  // before anything is written: no folder is re-created in a removed store
+    ensure_catalogue_is_ours();
     if (upload) {
         // Written under the write lock, so a concurrent DELETE of the same upload cannot remove the
         // file between this write and the row's commit. A stored copy is kept (its mtime is the
@@ -253,7 +255,7 @@ AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
         std::unique_lock<std::shared_mutex> lock(index_mutex_);
         index_->add(id, record.vector.data());
     }
-    generation_ = catalogue.generation();
+    note_commit(catalogue);
     return {id, record.path, existing ? "updated" : "added"};
 }
 
@@ -276,6 +278,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
     {
         std::lock_guard<std::mutex> write(write_mutex_);
         ensure_store_in_place();
+        ensure_catalogue_is_ours();
         Catalogue& catalogue = writer_->catalogue();
         {
             // Searches wait for the commit too: none may find in the index an id whose catalogue row
@@ -286,7 +289,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
             transaction.commit();
             index_->remove(removed);
         }
-        generation_ = catalogue.generation();
+        note_commit(catalogue);
         ensure_store_in_place();
         // Uploads are the store's own copies; files under the roots belong to the user and stay.
         const std::filesystem::path file(record.path);
@@ -322,6 +325,25 @@ bool SearchService::store_in_place() const {
                                 "and the index file is not written any more (restart cbir serve)",
                                 options_.store_dir.string()));
     return false;
+}
+
+void SearchService::ensure_catalogue_is_ours() {
+    Catalogue& catalogue = writer_->catalogue();
+    const uint64_t generation = catalogue.generation();
+    if (generation == generation_ && catalogue.state_token(generation) == state_token_) return;
+    if (!store_lost_.exchange(true))
+        log_warning(fmt::format("{}: the catalogue was changed by another program while served (generation {}, this "
+                                "server left it at {}; a backup restored in place?); nothing is written to it any "
+                                "more (restart cbir serve)",
+                                catalogue.file().string(), generation, generation_));
+    throw RequestError(503, fmt::format("{}: the catalogue was changed by another program while served; nothing is "
+                                        "written to it any more (restart cbir serve)",
+                                        options_.store_dir.string()));
+}
+
+void SearchService::note_commit(Catalogue& catalogue) {
+    generation_ = catalogue.generation();
+    state_token_ = catalogue.state_token(generation_);
 }
 
 void SearchService::ensure_store_in_place() const {
@@ -362,6 +384,11 @@ void SearchService::save_if_changed() {
         if (generation_ == saved_generation_) return;
     }
     if (!store_in_place()) return;  // never into another store made where this one was
+    try {
+        ensure_catalogue_is_ours();  // an index of other rows is never saved as current
+    } catch (const RequestError&) {
+        return;
+    }
     {
         // Searches go on while the file is written; writers wait (they hold write_mutex_ to change it).
         std::shared_lock<std::shared_mutex> lock(index_mutex_);

@@ -144,6 +144,11 @@ private:
     std::filesystem::path resolve_under_roots(const std::string& path) const;
     // Throws RequestError 503 when the store's catalogue or lock file is not the one opened.
     void ensure_store_in_place() const;
+    // Under write_mutex_, before a write or a save: the catalogue is still at the state this server
+    // last left it in. Another program changing it (a backup restored in place keeps the inode)
+    // would leave the in-memory index describing other rows: 503 from then on.
+    void ensure_catalogue_is_ours();
+    void note_commit(Catalogue& catalogue);
     void saver_loop();
 
     ServiceOptions options_;
@@ -163,6 +168,7 @@ private:
     mutable std::shared_mutex index_mutex_;  // searches share it; a write to the index takes it alone
     std::unique_ptr<VectorIndex> index_;
     uint64_t generation_ = 0;        // catalogue generation the index reflects (under write_mutex_)
+    std::string state_token_;        // the catalogue's token for generation_ (under write_mutex_)
     uint64_t saved_generation_ = 0;  // of the index file
 
     mutable std::mutex saver_mutex_;

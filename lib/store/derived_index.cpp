@@ -88,8 +88,7 @@ std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorI
                                    header.built_from.generation, generation));
             if (catch_up(store, *loaded, header.built_from.generation)) return loaded;
         } else {
-            log_notice(fmt::format("{} was built from another catalogue ({}); rebuilding it", file,
-                                   describe_foreign(store, header.built_from)));
+            log_notice(fmt::format("{} is not used ({}); rebuilding it", file, describe_foreign(store, header.built_from)));
         }
     } else {
         // A query finding no index file is news; an index run building its first one is not.
@@ -133,11 +132,10 @@ CatalogueState catalogue_state(Store& store, uint64_t generation) {
 
 IndexFileMatch match_index_file(Store& store, const CatalogueState& built_from, uint64_t generation) {
     const std::string store_id = store.catalogue().store_id();
-    if (store_id.empty()) {
-        // A store made before identities, read-only: the generation is all there is to go by.
-        if (built_from.generation > generation) return IndexFileMatch::Foreign;
-        return built_from.generation == generation ? IndexFileMatch::Current : IndexFileMatch::Behind;
-    }
+    // A store made before identities and not written since has nothing to bind a file to: a
+    // generation alone matches any other store's file of the same generation, so none is trusted
+    // (searched from a rebuild in memory; the first write gives the store its identity).
+    if (store_id.empty()) return IndexFileMatch::Foreign;
     if (built_from.store_id != store_id || built_from.generation > generation || built_from.token.empty() ||
         store.catalogue().state_token(built_from.generation) != built_from.token)
         return IndexFileMatch::Foreign;
@@ -145,12 +143,15 @@ IndexFileMatch match_index_file(Store& store, const CatalogueState& built_from, 
 }
 
 std::string describe_foreign(Store& store, const CatalogueState& built_from) {
-    if (built_from.store_id.empty()) return "a file from before index files named their store";
-    if (built_from.store_id != store.catalogue().store_id()) return "another store";
+    if (store.catalogue().store_id().empty())
+        return "this store has no identity yet: it was made before identities, and any write gives it one";
+    if (built_from.store_id.empty()) return "it was built before index files named their store";
+    if (built_from.store_id != store.catalogue().store_id()) return "it was built from another store";
     if (built_from.generation > store.catalogue().generation())
-        return fmt::format("generation {} is ahead of this catalogue's {}", built_from.generation,
+        return fmt::format("it was built from generation {}, ahead of this catalogue's {}", built_from.generation,
                            store.catalogue().generation());
-    return fmt::format("a copy of this store that has changed since: generation {} differs", built_from.generation);
+    return fmt::format("it was built from a copy of this store that has changed since (generation {} differs)",
+                       built_from.generation);
 }
 
 std::unique_ptr<VectorIndex> build_flat_index(Store& store) {

@@ -75,9 +75,8 @@ void check_index_file(Store& store, CheckReport& report) {
                                                "(or 'cbir repair') catches it up",
                                                file, header.built_from.generation, generation));
         else if (match == IndexFileMatch::Foreign)
-            report.notes.push_back(fmt::format("{}: built from another catalogue ({}); it is not used, and the next "
-                                               "query (or 'cbir repair') rebuilds it",
-                                               file, describe_foreign(store, header.built_from)));
+            report.notes.push_back(fmt::format("{}: not used ({}); the next query (or 'cbir repair') rebuilds it", file,
+                                               describe_foreign(store, header.built_from)));
     } catch (const IndexFileError& e) {
         report.problems.push_back(fmt::format("{}; run 'cbir repair' to rebuild it from the catalogue", e.what()));
     }
@@ -91,6 +90,12 @@ void check_samples(Store& store, size_t samples, CheckReport& report) {
     const int dimension = store.settings().dimension;
     auto index = open_search_index(store, IndexWriteBack::Never);
     std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
+    if (index->size() != rows.size()) {  // an index of other rows (a catalogue restored under it, say)
+        report.problems.push_back(fmt::format("{}: the {} index holds {} vectors for {} catalogue rows; run 'cbir "
+                                              "repair'", store.index_file().string(), index_kind_name(index->kind()),
+                                              index->size(), rows.size()));
+        return;
+    }
     std::shuffle(rows.begin(), rows.end(), std::mt19937(12345));
     rows.resize(std::min(rows.size(), samples));
     std::vector<int64_t> ids;

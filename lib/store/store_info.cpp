@@ -40,8 +40,7 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
                             "; caught up by the next query)";
                     break;
                 case IndexFileMatch::Foreign:
-                    state = "foreign (built from " + describe_foreign(store, header.built_from) +
-                            "; not used, rebuilt by the next query)";
+                    state = "not used (" + describe_foreign(store, header.built_from) + "); rebuilt by the next query";
                     break;
             }
         } catch (const IndexFileError& e) {
