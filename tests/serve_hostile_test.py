@@ -243,6 +243,46 @@ class HostileClients(unittest.TestCase):
         self.assertEqual(request(self.url + "/health")[0], 200)
 
     # Item 5: a file is served only if it is what the catalogue says.
+    def test_a_folder_swapped_for_a_symlink_during_an_add_lets_nothing_in(self):
+        """A folder under the root flips between itself and a symlink to a folder outside while a file
+        in it is added by path, over and over (bounded: 30 s): the outside file is never catalogued."""
+        root = os.path.join(self.tmp, "photos")
+        outside = tempfile.mkdtemp(prefix="cbir-outside-")
+        self.addCleanup(shutil.rmtree, outside, True)
+        shutil.copy(os.path.join(COREL, "777.jpg"), os.path.join(outside, "a.jpg"))
+        with open(os.path.join(outside, "a.jpg"), "rb") as f:
+            outside_sha = hashlib.sha256(f.read()).hexdigest()
+        real, link, flipping = [os.path.join(root, n) for n in ("race_dir", "race_link", "race")]
+        os.makedirs(real)
+        shutil.copy(os.path.join(SEED, "dog1.jpg"), os.path.join(real, "a.jpg"))
+        os.symlink(outside, link)
+        done = threading.Event()
+
+        def flip():
+            while not done.is_set():
+                for source in (real, link):
+                    try:
+                        os.rename(source, flipping)
+                        os.rename(flipping, source)
+                    except OSError:
+                        pass
+        flipper = threading.Thread(target=flip)
+        flipper.start()
+        seen = set()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                status, answer = post_json(self.url + "/images", {"path": "photos/race/a.jpg"})
+                if status in (200, 201):
+                    seen.add(request(self.url + f"/images/{answer['id']}")[1]["sha256"])
+                    self.assertNotIn(outside_sha, seen, "a file outside the root was catalogued")
+        finally:
+            done.set()
+            flipper.join()
+        self.assertTrue(seen, "no add went through while the folder flipped")
+        for target in (os.path.join(real, "a.jpg"), os.path.join(root, "race", "a.jpg")):
+            request(self.url + "/images?path=" + urllib.parse.quote(os.path.relpath(target, self.tmp)), "DELETE")
+
     def test_a_catalogued_file_swapped_for_a_symlink_is_not_served(self):
         victim = os.path.join(self.photos, "person2.jpg")
         status, found = post_image(self.url + "/search?k=1", victim)

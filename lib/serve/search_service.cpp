@@ -1,9 +1,13 @@
 #include "serve/search_service.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -24,6 +28,24 @@ namespace {
 
 double milliseconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Opens root/relative without following a symlink anywhere on the way (each folder opened with
+// O_NOFOLLOW from the one before): what is opened is beneath the root however the folders change
+// while it happens. -1 (errno set) otherwise.
+int open_beneath(const std::filesystem::path& root, const std::filesystem::path& relative) {
+    int dir = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    std::vector<std::filesystem::path> parts(relative.begin(), relative.end());
+    for (size_t i = 0; dir >= 0 && i < parts.size(); ++i) {
+        const bool last = i + 1 == parts.size();
+        const int next = ::openat(dir, parts[i].c_str(),
+                                  O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK : O_DIRECTORY));
+        const int saved = errno;
+        ::close(dir);
+        errno = saved;
+        dir = next;
+    }
+    return dir;
 }
 
 bool is_within(const std::filesystem::path& path, const std::filesystem::path& root) {
@@ -205,7 +227,18 @@ AddResult SearchService::add_path(const std::string& path) {
     auto st = stat_file(key);
     if (existing && st && row_is_current(*st, existing->size, existing->mtime_ns))
         return {existing->id, existing->path, "unchanged"};
-    PreparedImage image = prepare_image(key, PreprocessSpec{});
+    // Read through a descriptor opened beneath the root without following links: checking the path
+    // and then opening it let a folder swapped for a symlink in between bring a file from elsewhere.
+    int fd = -1;
+    errno = ENOENT;
+    for (size_t i = 0; i < canonical_roots_.size() && fd < 0; ++i)
+        for (const auto& root : {std::filesystem::absolute(options_.roots[i]).lexically_normal(), canonical_roots_[i]})
+            if (fd < 0 && is_within(key, root)) fd = open_beneath(root, std::filesystem::path(key).lexically_relative(root));
+    if (fd < 0)
+        throw RequestError(403, fmt::format("{}: not opened beneath a served root without following a link ({})", path,
+                                            std::strerror(errno)));
+    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), PreprocessSpec{});
+    ::close(fd);
     if (!image.ok()) throw RequestError(422, fmt::format("{}: {}", path, image.error));
     return commit(image_record(key, image.stat, image.sha256, image.width, image.height, vector_of(image)));
 }

@@ -1,4 +1,6 @@
 #pragma once
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -18,6 +20,8 @@ struct FileStat {
 
 // stat(2) with nanosecond mtime; nullopt if the file cannot be stat'ed.
 std::optional<FileStat> stat_file(const std::filesystem::path& path);
+// The same from a stat(2) or fstat(2) result.
+FileStat file_stat_of(const struct stat& st);
 
 // For reports: the size in bytes, 0 for a file that is not there.
 uint64_t file_size_or_zero(const std::filesystem::path& path);

@@ -28,8 +28,7 @@ std::optional<RegularFile> RegularFile::open(const std::filesystem::path& path, 
         ::close(fd);
         return std::nullopt;
     }
-    return RegularFile(fd, FileStat{static_cast<int64_t>(st.st_size),
-                                    static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec});
+    return RegularFile(fd, file_stat_of(st));
 }
 
 RegularFile::RegularFile(RegularFile&& other) noexcept : fd_(other.fd_), stat_(other.stat_) { other.fd_ = -1; }
