@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,23 @@ class StoreHostile(unittest.TestCase):
         r = read_only("remove", "photos/dog1.jpg", "--store", "s")
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        # A write-ahead log holding commits (a writer killed before its checkpoint) and no -shm: the
+        # mount cannot apply them, and reading without them would hide acknowledged rows.
+        catalogue = os.path.join(store, "catalogue.sqlite")
+        writer = sqlite3.connect(catalogue)
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('note', 'committed, not checkpointed')")
+        writer.commit()
+        crashed = os.path.join(self.tmp, "crashed")
+        os.makedirs(crashed)
+        for name in ("catalogue.sqlite", "catalogue.sqlite-wal"):
+            shutil.copy(os.path.join(store, name), crashed)  # as a kill -9 leaves them, less the -shm
+        writer.close()
+        self.assertGreater(os.path.getsize(os.path.join(crashed, "catalogue.sqlite-wal")), 0)
+        store = crashed
+        r = read_only("info", "--store", "crashed")
+        self.assertEqual(r.returncode, 2, r.stdout)
+        self.assertIn("write-ahead log", r.stderr)
 
     # 10. A folder named with a trailing slash is the same folder.
     def test_prune_and_index_accept_a_trailing_slash(self):

@@ -89,7 +89,16 @@ Catalogue::Catalogue(const std::filesystem::path& file, CatalogueAccess access)
     if (rc == SQLITE_OK && read_only_ &&
         sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) == SQLITE_CANTOPEN) {
         // A WAL database on a read-only mount with no -shm file: nothing can be writing it, so SQLite
-        // may read it as immutable.
+        // may read it as immutable — unless its write-ahead log holds commits, which an immutable
+        // read would silently leave out (inserts acknowledged before a crash, say).
+        std::error_code ec;
+        const auto wal_bytes = std::filesystem::file_size(file.string() + "-wal", ec);
+        if (!ec && wal_bytes > 0) {
+            sqlite3_close(db_);
+            db_ = nullptr;
+            throw Error(file.string() + ": its write-ahead log (-wal) holds commits that a read-only mount cannot "
+                        "apply; open the store once where it is writable (any cbir command there), then read it here");
+        }
         rc = open("file:" + file.string() + "?immutable=1", SQLITE_OPEN_URI);
     }
     if (rc != SQLITE_OK) {
