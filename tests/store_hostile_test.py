@@ -16,20 +16,11 @@ import sys
 import tempfile
 import unittest
 
-BIN = os.environ.get("CBIR_BIN_DIR", "build/apps")
-SOURCE = os.path.abspath(os.environ.get("CBIR_SOURCE_DIR", "."))
-MODEL = os.path.join(SOURCE, "models", "resnet18-untrained-features.pt")
-SEED = os.path.join(SOURCE, "images")
-NAMES = ["dog1", "dog2", "dog3", "cat1", "cat2", "person1", "person2"]
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
-from cbir_assets import corel_images  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_test import COREL, MODEL, NAMES, SEED, SOURCE, clean_env  # noqa: E402
+from serve_test import CBIR as CBIR_GIVEN  # noqa: E402
 
-CBIR = os.path.abspath(os.path.join(BIN, "cbir"))
-COREL = corel_images()
-
-
-def clean_env():
-    return {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+CBIR = os.path.abspath(CBIR_GIVEN)  # commands run in temporary folders
 
 
 def run(cwd, *args, stdin=None, prefix=()):

@@ -48,11 +48,6 @@ int open_beneath(const std::filesystem::path& root, const std::filesystem::path&
     return dir;
 }
 
-bool is_within(const std::filesystem::path& path, const std::filesystem::path& root) {
-    auto [root_end, path_at] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
-    return root_end == root.end();
-}
-
 }  // namespace
 
 SearchService::SearchService(const ServiceOptions& options) : options_(options) {}
@@ -64,8 +59,8 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     s.reader_ = Store::open(s.options_.store_dir);  // first: a missing store is reported, not created
     s.lock_ = std::make_unique<WriterLock>(s.options_.store_dir);
     s.writer_ = Store::open(s.options_.store_dir);
-    s.opened_lock_ = file_identity(writer_lock_file(s.options_.store_dir));
-    s.opened_catalogue_ = file_identity(catalogue_file(s.options_.store_dir));
+    s.opened_lock_ = stat_file(writer_lock_file(s.options_.store_dir));
+    s.opened_catalogue_ = stat_file(catalogue_file(s.options_.store_dir));
 
     if (s.options_.roots.empty()) s.options_.roots.push_back(s.options_.store_dir.parent_path());
     for (const auto& root : s.options_.roots) {
@@ -215,7 +210,7 @@ std::filesystem::path SearchService::resolve_under_roots(const std::string& path
     std::error_code ec;
     const auto real = std::filesystem::weakly_canonical(given, ec);
     bool inside = false;
-    for (const auto& root : canonical_roots_) inside = inside || (!ec && is_within(real, root));
+    for (const auto& root : canonical_roots_) inside = inside || (!ec && key_is_under(catalogue_key(real), catalogue_key(root)));
     if (!inside) throw RequestError(403, fmt::format("{} is not under a served root", path));
     if (!std::filesystem::is_regular_file(real, ec)) throw RequestError(404, fmt::format("{}: no such file", path));
     return given;
@@ -233,7 +228,7 @@ AddResult SearchService::add_path(const std::string& path) {
     errno = ENOENT;
     for (size_t i = 0; i < canonical_roots_.size() && fd < 0; ++i)
         for (const auto& root : {std::filesystem::absolute(options_.roots[i]).lexically_normal(), canonical_roots_[i]})
-            if (fd < 0 && is_within(key, root)) fd = open_beneath(root, std::filesystem::path(key).lexically_relative(root));
+            if (fd < 0 && key_is_under(key, catalogue_key(root))) fd = open_beneath(root, std::filesystem::path(key).lexically_relative(root));
     if (fd < 0)
         throw RequestError(403, fmt::format("{}: not opened beneath a served root without following a link ({})", path,
                                             std::strerror(errno)));
@@ -350,8 +345,11 @@ CataloguedFile SearchService::image_file(int64_t id) const {
 // catalogue and lock files at the store's paths are the ones opened.
 bool SearchService::store_in_place() const {
     if (store_lost_) return false;
-    if (file_identity(catalogue_file(options_.store_dir)) == opened_catalogue_ &&
-        file_identity(writer_lock_file(options_.store_dir)) == opened_lock_)
+    const auto same = [](const std::optional<FileStat>& now, const std::optional<FileStat>& opened) {
+        return now && opened && now->same_inode_as(*opened);
+    };
+    if (same(stat_file(catalogue_file(options_.store_dir)), opened_catalogue_) &&
+        same(stat_file(writer_lock_file(options_.store_dir)), opened_lock_))
         return true;
     if (!store_lost_.exchange(true))
         log_warning(fmt::format("{}: the store was removed or replaced while being served; no write is accepted "

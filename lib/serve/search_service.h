@@ -160,8 +160,8 @@ private:
     std::unique_ptr<EmbeddingBatcher> batcher_;
     std::vector<std::filesystem::path> canonical_roots_;
     // The catalogue and lock files opened (device, inode), against which the paths are checked.
-    std::optional<FileIdentity> opened_catalogue_;
-    std::optional<FileIdentity> opened_lock_;
+    std::optional<FileStat> opened_catalogue_;  // device and inode of what was opened
+    std::optional<FileStat> opened_lock_;
     mutable std::atomic<bool> store_lost_{false};
 
     std::mutex write_mutex_;                // one writer at a time; held while the index file is saved
