@@ -8,7 +8,9 @@
 #include "cli_common.h"
 #include "options.h"
 #include "progress.h"
+#include "cluster/communicator.h"
 #include "pipeline/indexer.h"
+#include "shard/set_indexer.h"
 #include "util/error.h"
 
 namespace cbir::cli {
@@ -31,8 +33,23 @@ struct IndexFlags {
     int pq_m = IndexSpec{}.pq_m;
     int pq_bits = IndexSpec{}.pq_bits;
     std::string precision = "fp32";
+    int shards = 0;
+    std::optional<int> shard;
     Verbosity verbosity;
 };
+
+// The shards this process fills: --shard I (a job array task), rank r's share in an MPI job or a
+// Slurm step (r, r+R, …), else every shard.
+std::vector<int> shards_to_fill(const IndexFlags& flags, int shards) {
+    const auto job = job_placement_from_environment();
+    if (flags.shard) {
+        if (job) throw Error(fmt::format("--shard {} cannot be used in a parallel job of {} ranks (each rank takes its "
+                                         "own shards; drop --shard)", *flags.shard, job->size));
+        return {*flags.shard};
+    }
+    if (job) return shards_of_task(shards, job->rank, job->size);
+    return {};
+}
 
 int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     apply_verbosity(flags.verbosity);
@@ -59,14 +76,28 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     callbacks.on_progress = [&](size_t done, size_t total) { progress.update(done, total); };
 
     const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
-    const IndexSummary s = run_index(inputs, options, callbacks);
+    IndexSummary s;
+    if (flags.shards || flags.shard || StoreSet::exists(options.store_dir)) {
+        SetIndexOptions set_options;
+        set_options.store = options;
+        set_options.shards = flags.shards;
+        const StoreSet set = open_or_create_set(inputs, set_options);
+        set_options.fill = shards_to_fill(flags, set.shards());
+        if (set_options.fill.empty() && job_placement_from_environment()) return kOk;  // more ranks than shards
+        s = index_store_set(inputs, set_options, callbacks);
+    } else {
+        if (const auto job = job_placement_from_environment(); job && job->rank != 0) return kOk;
+        s = run_index(inputs, options, callbacks);
+    }
     progress.clear();
     if (!flags.verbosity.quiet) {
         const size_t embedded = s.added + s.updated;
+        const auto job = job_placement_from_environment();
+        const std::string who = job ? fmt::format("rank {} of {}: ", job->rank, job->size) : "";
         std::fprintf(stderr, "%s\n",
-                     fmt::format("cbir: indexed {} new, {} changed, {} unchanged, {} moved, {} copied, {} pruned, {} "
+                     fmt::format("cbir: {}indexed {} new, {} changed, {} unchanged, {} moved, {} copied, {} pruned, {} "
                                  "skipped; {} images in {}; {:.1f} s, {:.1f} images/s",
-                                 s.added, s.updated, s.unchanged, s.moved, s.copied, s.pruned, s.failed, s.store_count,
+                                 who, s.added, s.updated, s.unchanged, s.moved, s.copied, s.pruned, s.failed, s.store_count,
                                  options.store_dir.string(), s.seconds, s.seconds > 0 ? embedded / s.seconds : 0.0)
                          .c_str());
     }
@@ -100,6 +131,13 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     add_hnsw_options(app, flags->hnsw_m, flags->ef_construction);
     add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
     add_precision_flag(app, flags->precision);
+    app.add_option("--shards", flags->shards,
+                   "Make --store a set of S shards (fixed when the set is made): an image's shard is a hash of its path")
+        ->check(CLI::Range(1, kMaxShards));
+    app.add_option("--shard", flags->shard,
+                   "Fill only shard I of the set (a Slurm array task: --shard $SLURM_ARRAY_TASK_ID); under mpirun or srun "
+                   "each rank takes its own shards without it")
+        ->check(CLI::Range(0, kMaxShards - 1));
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });

@@ -15,6 +15,8 @@
 #include "store/store.h"
 #include "util/error.h"
 #include "search/searcher.h"
+#include "cluster/communicator.h"
+#include "shard/set_search.h"
 
 namespace cbir::cli {
 namespace {
@@ -69,16 +71,40 @@ int run(const QueryFlags& flags) {
     options.max_distance = flags.max_distance;
     options.precision = parse_precision(flags.precision);
 
+    const bool is_set = StoreSet::exists(options.store_dir);
+    const auto placement = job_placement_from_environment();
+    if (placement && !is_set && placement->rank != 0) std::_Exit(kOk);  // one store: rank 0 answers alone
     if (flags.min_similarity) {
         // Similarity is defined for the angular metrics, where distance = 1 - similarity.
-        auto store = Store::open(options.store_dir, CatalogueAccess::ReadOnly);
-        if (store->settings().metric == Metric::L2)
+        const Metric metric = is_set ? StoreSet::open(options.store_dir).manifest().metric
+                                     : Store::open(options.store_dir, CatalogueAccess::ReadOnly)->settings().metric;
+        if (metric == Metric::L2)
             throw Error("--min-similarity needs a cosine or ip store; this one is l2 (use --max-distance)");
         options.max_distance = 1.0f - *flags.min_similarity;
     }
     const auto images = expand_inputs(flags.images, flags.null_separated);
     if (images.empty()) throw Error("no query images (stdin was empty)");
-    const QueryReport report = run_query(images, options);
+    std::unique_ptr<Communicator> job;
+    if (is_set && placement) {
+        if (!placement->mpi)
+            throw Error(fmt::format("{}: a set is searched by {} ranks only in an MPI job (mpirun, or srun --mpi=pmix)",
+                                    options.store_dir.string(), placement->size));
+        job = join_mpi_job();
+    }
+    QueryReport report;
+    try {
+        report = is_set ? run_set_query(images, options, job.get()) : run_query(images, options);
+    } catch (...) {
+        // Every rank has seen the error by now: end MPI in step, then report it.
+        job.reset();
+        throw;
+    }
+    if (job && job->rank() != 0) {
+        job.reset();
+        std::fflush(nullptr);
+        std::_Exit(kOk);
+    }
+    job.reset();
     if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
     const OutputFormat format = resolve_format(flags.format);

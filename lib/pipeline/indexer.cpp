@@ -1,5 +1,6 @@
 #include "pipeline/indexer.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -104,14 +105,15 @@ std::vector<Candidate> select_changed(const std::vector<std::filesystem::path>& 
 
 // The model that embeds this run's files, and the store it embeds into: the existing one (whose
 // model it must be), or a new one recorded with this model's dimension.
-std::unique_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const IndexOptions& options) {
+std::shared_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const IndexOptions& options) {
     ModelFile model = store ? model_for_existing_store(*store, options.model)
                             : model_for_new_store(options.model, options.executable_dir);
     warn_if_untrained(model);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
     embedder_options.precision = options.precision;
-    auto embedder = Embedder::load(model.path, embedder_options);
+    std::shared_ptr<Embedder> embedder = options.load_model ? options.load_model(model.path, embedder_options)
+                                                            : std::shared_ptr<Embedder>(Embedder::load(model.path, embedder_options));
     if (!store) {
         StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
                                                     options.index.value_or(IndexSpec{}));
@@ -174,13 +176,17 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         check_requested_settings(*store, options);
         remove_abandoned_files(*store);  // the writer lock is ours: no save of another is under way
     }
-    const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
+    auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
+    if (options.owns)
+        files.erase(std::remove_if(files.begin(), files.end(),
+                                   [&](const std::filesystem::path& f) { return !options.owns(catalogue_key(f)); }),
+                    files.end());
     const std::vector<Candidate> todo = select_changed(files, store.get(), summary);
-    if (!todo.empty()) {
-        // The model is loaded only when there is something to embed: a re-run over an unchanged
-        // folder costs a walk and a few stats.
+    // The model is loaded only when there is something to embed or no store yet (a new store records
+    // the model's dimension): a re-run over an unchanged folder costs a walk and a few stats.
+    if (!todo.empty() || !store) {
         auto embedder = embedder_for(store, options);
-        embed_into_store(*store, *embedder, todo, options, callbacks, summary, fail);
+        if (!todo.empty()) embed_into_store(*store, *embedder, todo, options, callbacks, summary, fail);
         summary.interrupted = stop_requested();
     }
     if (store) {

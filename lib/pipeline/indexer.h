@@ -3,6 +3,7 @@
 // catalogue rows (one transaction per batch) -> bring the ANN index file up to date.
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ struct IndexOptions {
     int reader_threads = 0;  // decode threads; 0 = all cores
     Precision precision = Precision::Float32;
     bool prune = false;  // also remove rows under the input folders whose files are gone
+    // Only files whose catalogue key this accepts are indexed (a shard of a set); all when empty.
+    std::function<bool(const std::string& catalogue_key)> owns;
+    // Loads the model; a caller indexing several stores with one model passes a loader that keeps
+    // it (LibTorch's start and the model's load are paid once). Default: Embedder::load.
+    std::function<std::shared_ptr<Embedder>(const std::filesystem::path& model, const EmbedderOptions& options)> load_model;
 };
 
 struct IndexSummary {

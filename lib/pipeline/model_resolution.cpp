@@ -81,7 +81,8 @@ StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric m
 }
 
 void warn_if_untrained(const ModelFile& model) {
-    if (model.untrained)
+    static bool warned = false;  // once per process, however many stores (shards) it fills
+    if (model.untrained && !warned && (warned = true))
         log_warning(fmt::format("{} is the UNTRAINED stand-in ResNet18: neighbours are not semantically meaningful. "
                                 "Export the ImageNet weights with scripts/export_resnet18.py for real retrieval.",
                                 model.path.filename().string()));

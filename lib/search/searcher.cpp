@@ -17,10 +17,7 @@
 #include "util/log.h"
 
 namespace cbir {
-namespace {
 
-// The stored vector of an indexed, unchanged file: it needs no model at all, and the image is its
-// own first hit at distance exactly 0.
 std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image) {
     auto record = store.catalogue().find_by_path(catalogue_key(image));
     if (!record) return std::nullopt;
@@ -28,8 +25,6 @@ std::optional<std::vector<float>> stored_vector(Store& store, const std::filesys
     if (!st || !row_is_current(*st, record->size, record->mtime_ns)) return std::nullopt;
     return record->vector;
 }
-
-}  // namespace
 
 std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
                                 const SearchParams& params, std::optional<float> max_distance) {
@@ -77,6 +72,30 @@ void embed_queries(Store& store, const std::vector<std::filesystem::path>& image
     run_embedding_pipeline(images, *embedder, PreprocessSpec{}, pipeline, callbacks);
 }
 
+}  // namespace
+
+void query_vectors(Store& model_store,
+                   const std::function<std::optional<std::vector<float>>(const std::filesystem::path&)>& stored,
+                   const std::vector<std::filesystem::path>& images, const QueryOptions& options,
+                   std::vector<std::vector<float>>& vectors, std::vector<QueryResult>& results) {
+    results.assign(images.size(), QueryResult{});
+    vectors.assign(images.size(), {});
+    std::vector<std::filesystem::path> to_embed;
+    std::vector<size_t> embed_slot;
+    for (size_t i = 0; i < images.size(); ++i) {
+        results[i].query = images[i];
+        if (auto v = stored(images[i])) {
+            vectors[i] = std::move(*v);
+        } else {
+            to_embed.push_back(images[i]);
+            embed_slot.push_back(i);
+        }
+    }
+    if (!to_embed.empty()) embed_queries(model_store, to_embed, embed_slot, options, vectors, results);
+}
+
+namespace {
+
 void require_dimension(const Store& store, const VectorIndex& index, const std::vector<std::vector<float>>& vectors) {
     if (index.size() == 0) return;
     for (const auto& v : vectors)
@@ -102,23 +121,11 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
         return open_search_index(*store, IndexWriteBack::IfChanged);
     });
 
-    std::vector<QueryResult> results(images.size());
-    std::vector<std::vector<float>> vectors(images.size());
-    std::vector<std::filesystem::path> to_embed;
-    std::vector<size_t> embed_slot;
-    for (size_t i = 0; i < images.size(); ++i) {
-        results[i].query = images[i];
-        if (auto v = stored_vector(*store, images[i])) {
-            vectors[i] = std::move(*v);
-        } else {
-            to_embed.push_back(images[i]);
-            embed_slot.push_back(i);
-        }
-    }
-    if (!to_embed.empty()) {
-        embed_queries(*store, to_embed, embed_slot, options, vectors, results);
-        log_debug(fmt::format("{} queries embedded at {:.3f} s", to_embed.size(), elapsed()));
-    }
+    std::vector<QueryResult> results;
+    std::vector<std::vector<float>> vectors;
+    query_vectors(*store, [&](const std::filesystem::path& image) { return stored_vector(*store, image); }, images,
+                  options, vectors, results);
+    log_debug(fmt::format("query vectors ready at {:.3f} s", elapsed()));
 
     std::unique_ptr<VectorIndex> index = index_loading.get();
     report.index_kind = index_kind_name(index->kind());

@@ -2,6 +2,7 @@
 // `cbir query`: each query image's vector (from the catalogue when the file is indexed and
 // unchanged, else embedded with the store's model) searched in the store's index.
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "index/metric.h"
 #include "index/vector_index.h"
 #include "store/catalogue.h"
+#include "store/store.h"
 
 namespace cbir {
 
@@ -49,6 +51,18 @@ struct QueryReport {
 // max_distance. The one search path of `cbir query` and `cbir serve`.
 std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
                                 const SearchParams& params, std::optional<float> max_distance);
+
+// The stored vector of an indexed, unchanged file (it needs no model, and the image is its own first
+// hit at distance exactly 0), or nullopt.
+std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image);
+
+// The vector of each query image: the one `stored` finds, else embedded with `model_store`'s model
+// (one load for all, in batches by the pipeline `index` uses). An unreadable image gets its error in
+// results[i].error (results[i].query is set for every i). Throws cbir::Error if the model cannot be used.
+void query_vectors(Store& model_store,
+                   const std::function<std::optional<std::vector<float>>(const std::filesystem::path&)>& stored,
+                   const std::vector<std::filesystem::path>& images, const QueryOptions& options,
+                   std::vector<std::vector<float>>& vectors, std::vector<QueryResult>& results);
 
 // Throws cbir::Error when the store or the model cannot be used; an unreadable query image is
 // reported in its QueryResult so the other queries still run.

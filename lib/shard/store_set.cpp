@@ -1,0 +1,161 @@
+#include "shard/store_set.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "store/store.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/hash.h"
+#include "util/read_file.h"
+
+namespace cbir {
+namespace {
+
+constexpr const char* kFormat = "cbir-store-set";
+constexpr int kVersion = 1;
+constexpr const char* kPlacement = "sha256-of-relative-path-mod-shards";
+constexpr size_t kMaxManifestBytes = 1 << 20;
+
+std::string to_json(const SetManifest& m) {
+    nlohmann::json j;
+    j["format"] = kFormat;
+    j["version"] = kVersion;
+    j["shards"] = m.shards;
+    j["placement"] = kPlacement;
+    j["root"] = m.root;
+    j["model_path"] = m.model_path;
+    j["model_sha256"] = m.model_sha256;
+    j["metric"] = metric_name(m.metric);
+    j["index"] = m.index.describe();
+    return j.dump(2) + "\n";
+}
+
+SetManifest from_json(const std::filesystem::path& file, const std::string& text) {
+    auto bad = [&](const std::string& cause) { return Error(fmt::format("{}: not a cbir store set manifest: {}", file.string(), cause)); };
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) throw bad("not JSON");
+    try {
+        if (j.value("format", "") != kFormat) throw bad("format is not " + std::string(kFormat));
+        if (j.value("version", 0) != kVersion)
+            throw bad(fmt::format("version {} (this cbir reads version {})", j.value("version", 0), kVersion));
+        if (j.value("placement", "") != kPlacement) throw bad("unknown placement " + j.value("placement", std::string()));
+        SetManifest m;
+        m.shards = j.at("shards").get<int>();
+        if (m.shards < 1 || m.shards > kMaxShards) throw bad(fmt::format("shards must be 1–{}", kMaxShards));
+        m.root = j.at("root").get<std::string>();
+        m.model_path = j.at("model_path").get<std::string>();
+        m.model_sha256 = j.at("model_sha256").get<std::string>();
+        auto metric = parse_metric(j.at("metric").get<std::string>());
+        if (!metric) throw bad("unknown metric");
+        m.metric = *metric;
+        std::string error;
+        auto index = parse_index_spec(j.at("index").get<std::string>(), IndexSpec{}, &error);
+        if (!index) throw bad("index: " + error);
+        m.index = *index;
+        return m;
+    } catch (const nlohmann::json::exception& e) {
+        throw bad(e.what());
+    }
+}
+
+// What must agree between a set and a task that joins it; empty when they agree.
+std::string disagreement(const SetManifest& have, const SetManifest& want) {
+    if (have.shards != want.shards) return fmt::format("it has {} shards, not {}", have.shards, want.shards);
+    if (have.root != want.root) return fmt::format("its root is {}, not {}", have.root, want.root);
+    if (have.model_sha256 != want.model_sha256)
+        return fmt::format("it was made with model sha256 {}, not {}", have.model_sha256, want.model_sha256);
+    if (have.metric != want.metric) return fmt::format("its metric is {}, not {}", metric_name(have.metric), metric_name(want.metric));
+    if (have.index.describe() != want.index.describe())
+        return fmt::format("its index is {}, not {}", have.index.describe(), want.index.describe());
+    return {};
+}
+
+}  // namespace
+
+int shard_of_key(const std::string& catalogue_key, const std::string& root, int shards) {
+    std::string_view placed = catalogue_key;
+    if (!root.empty() && placed.size() > root.size() && placed.compare(0, root.size(), root) == 0 &&
+        (root.back() == '/' || placed[root.size()] == '/'))
+        placed.remove_prefix(root.back() == '/' ? root.size() : root.size() + 1);
+    const std::string digest = sha256_hex(placed.data(), placed.size());
+    const uint64_t prefix = std::stoull(digest.substr(0, 16), nullptr, 16);
+    return static_cast<int>(prefix % static_cast<uint64_t>(shards));
+}
+
+std::vector<int> shards_of_task(int shards, int task, int tasks) {
+    std::vector<int> out;
+    if (tasks < 1 || task < 0) return out;
+    for (int s = task; s < shards; s += tasks) out.push_back(s);
+    return out;
+}
+
+bool StoreSet::exists(const std::filesystem::path& dir) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(dir / kSetManifestName, ec);
+}
+
+StoreSet StoreSet::open(const std::filesystem::path& dir) {
+    const auto file = dir / kSetManifestName;
+    std::string error;
+    auto opened = RegularFile::open(file, error);
+    std::string text;
+    if (!opened || !opened->read_until(text, kMaxManifestBytes + 1, error))
+        throw Error(fmt::format("{}: {}", file.string(), error));
+    if (text.size() > kMaxManifestBytes) throw Error(fmt::format("{}: {}", file.string(), file_too_large_message(text.size(), kMaxManifestBytes)));
+    return StoreSet(dir, from_json(file, text));
+}
+
+StoreSet StoreSet::create_or_join(const std::filesystem::path& dir, const SetManifest& wanted) {
+    if (wanted.shards < 1 || wanted.shards > kMaxShards)
+        throw Error(fmt::format("{}: --shards must be 1–{}", dir.string(), kMaxShards));
+    if (Store::exists(dir))
+        throw Error(fmt::format("{}: is a single store, not a set; give a new --store for a set of {} shards", dir.string(),
+                                wanted.shards));
+    if (!exists(dir)) {
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        if (ec) throw Error(fmt::format("{}: cannot create the set's folder: {}", dir.string(), ec.message()));
+        // Written whole to a private name, then linked into place: link() fails if another task's
+        // manifest got there first, so exactly one manifest is ever published, complete.
+        const std::string text = to_json(wanted);
+        const auto temp = dir / fmt::format("{}.tmp-{}-{}", kSetManifestName, ::getpid(), std::random_device{}());
+        {
+            std::ofstream out(temp, std::ios::binary);
+            out << text;
+            out.flush();
+            if (!out) throw Error(fmt::format("{}: cannot write: {}", (dir / kSetManifestName).string(), std::strerror(errno)));
+        }
+        if (int fd = ::open(temp.c_str(), O_RDONLY); fd >= 0) {
+            ::fsync(fd);
+            ::close(fd);
+        }
+        const int linked = ::link(temp.c_str(), (dir / kSetManifestName).c_str());
+        const int link_errno = errno;
+        std::filesystem::remove(temp, ec);
+        if (linked != 0 && link_errno != EEXIST)
+            throw Error(fmt::format("{}: cannot create: {}", (dir / kSetManifestName).string(), std::strerror(link_errno)));
+        sync_directory(dir);
+    }
+    StoreSet set = open(dir);
+    if (auto why = disagreement(set.manifest(), wanted); !why.empty())
+        throw Error(fmt::format("{}: this set cannot be extended as asked: {}", dir.string(), why));
+    return set;
+}
+
+std::filesystem::path StoreSet::shard_dir(int shard) const { return dir_ / fmt::format("shard-{:04d}", shard); }
+
+int StoreSet::shard_of(const std::string& catalogue_key) const {
+    return shard_of_key(catalogue_key, manifest_.root, manifest_.shards);
+}
+
+}  // namespace cbir

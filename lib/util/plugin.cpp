@@ -1,0 +1,52 @@
+#include "util/plugin.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "util/error.h"
+
+namespace cbir {
+namespace {
+
+std::vector<std::filesystem::path> plugin_candidates(const PluginSpec& spec) {
+    std::vector<std::filesystem::path> out;
+    if (const char* env = std::getenv(spec.env_var); env && *env) out.emplace_back(env);
+    std::error_code ec;
+    const auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+    if (!ec) {
+        out.push_back(exe_dir / spec.file_name);
+        out.push_back(exe_dir / ".." / "lib" / spec.file_name);
+        out.push_back(exe_dir / ".." / "lib" / "cbir" / spec.file_name);
+    }
+    if (spec.build_path) out.emplace_back(spec.build_path);
+    return out;
+}
+
+}  // namespace
+
+void* open_plugin(const PluginSpec& spec) {
+    static std::mutex mutex;
+    static std::map<std::string, void*> opened;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = opened.find(spec.entry_point); it != opened.end()) return it->second;
+    std::string tried;
+    for (const auto& candidate : plugin_candidates(spec)) {
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(candidate, ec)) continue;
+        void* handle = ::dlopen(candidate.c_str(), RTLD_NOW | (spec.global_symbols ? RTLD_GLOBAL : RTLD_LOCAL));
+        if (!handle) {
+            tried += std::string("\n  ") + ::dlerror();
+            continue;
+        }
+        if (void* entry = ::dlsym(handle, spec.entry_point)) return opened[spec.entry_point] = entry;
+        tried += "\n  " + candidate.string() + ": no entry point " + spec.entry_point;
+    }
+    throw Error(std::string("cannot load ") + spec.what + " " + spec.file_name + " (reinstall cbir, or set " +
+                spec.env_var + " to its path)" + tried);
+}
+
+}  // namespace cbir
