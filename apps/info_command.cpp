@@ -7,6 +7,7 @@
 #include "cli_common.h"
 #include "more_commands.h"
 #include "store/store_info.h"
+#include "shard/store_set.h"
 
 namespace cbir::cli {
 namespace {
@@ -19,8 +20,9 @@ struct InfoFlags {
 
 int run(const InfoFlags& flags) {
     apply_verbosity(flags.verbosity);
-    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
-    const auto facts = describe_store(*store);
+    const auto dir = resolve_store(flags.store, /*for_writing=*/false);
+    const auto facts = StoreSet::exists(dir) ? describe_set(StoreSet::open(dir))
+                                             : describe_store(*Store::open(dir, CatalogueAccess::ReadOnly));
     const OutputFormat format = resolve_format(flags.format);
     if (format == OutputFormat::Json || format == OutputFormat::Jsonl) {
         nlohmann::ordered_json object;

@@ -12,6 +12,8 @@
 #include "store/derived_index.h"
 #include "store/maintenance.h"
 #include "store/writer_lock.h"
+#include "shard/store_set.h"
+#include "util/error.h"
 
 namespace cbir::cli {
 namespace {
@@ -32,6 +34,21 @@ std::function<int()> guarded(std::shared_ptr<StoreFlags> flags, Run run) {
     });
 }
 
+// The stores a maintenance command acts on: the one store, or every shard of a set (a shard that
+// was never made is an error: its index task has not run).
+std::vector<std::filesystem::path> stores_in(const std::filesystem::path& dir) {
+    if (!StoreSet::exists(dir)) return {dir};
+    const StoreSet set = StoreSet::open(dir);
+    std::vector<std::filesystem::path> out;
+    for (int shard = 0; shard < set.shards(); ++shard) {
+        if (!Store::exists(set.shard_dir(shard)))
+            throw Error(fmt::format("{}: shard {} has no store (run its index task: --shard {})",
+                                    set.shard_dir(shard).string(), shard, shard));
+        out.push_back(set.shard_dir(shard));
+    }
+    return out;
+}
+
 std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
     auto flags = std::make_shared<StoreFlags>();
     add_store_flag(app, flags->store);
@@ -44,31 +61,38 @@ std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
 std::function<int()> add_check_command(CLI::App& app) {
     auto flags = common_flags(app);
     return guarded(flags, [](const StoreFlags& f) {
-        auto store = Store::open(resolve_store(f.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
-        const CheckReport report = check_store(*store);
-        for (const auto& note : report.notes)
-            if (!f.verbosity.quiet) std::fprintf(stderr, "cbir: %s\n", note.c_str());
-        for (const auto& problem : report.problems) print_error(problem);
-        if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: check %s: %s\n", report.ok() ? "passed" : "FAILED", store->dir().c_str());
-        return report.ok() ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
+        bool all_ok = true;
+        for (const auto& dir : stores_in(resolve_store(f.store, /*for_writing=*/false))) {
+            auto store = Store::open(dir, CatalogueAccess::ReadOnly);
+            const CheckReport report = check_store(*store);
+            for (const auto& note : report.notes)
+                if (!f.verbosity.quiet) std::fprintf(stderr, "cbir: %s\n", note.c_str());
+            for (const auto& problem : report.problems) print_error(problem);
+            if (!f.verbosity.quiet)
+                std::fprintf(stderr, "cbir: check %s: %s\n", report.ok() ? "passed" : "FAILED", store->dir().c_str());
+            all_ok = all_ok && report.ok();
+        }
+        return all_ok ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
     });
 }
 
 std::function<int()> add_repair_command(CLI::App& app) {
     auto flags = common_flags(app);
     return guarded(flags, [](const StoreFlags& f) {
-        const auto dir = resolve_store(f.store, /*for_writing=*/true);
-        WriterLock lock(dir);
-        auto store = Store::open(dir);
-        remove_abandoned_files(*store);
-        reindex_store(*store, lock, store->settings().index);
-        const CheckReport report = check_store(*store);
-        for (const auto& problem : report.problems) print_error(problem);
-        if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: rebuilt the index of %zu images; check %s\n", store->catalogue().count(),
-                         report.ok() ? "passed" : "still fails (see above)");
-        return report.ok() ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
+        bool all_ok = true;
+        for (const auto& dir : stores_in(resolve_store(f.store, /*for_writing=*/true))) {
+            WriterLock lock(dir);
+            auto store = Store::open(dir);
+            remove_abandoned_files(*store);
+            reindex_store(*store, lock, store->settings().index);
+            const CheckReport report = check_store(*store);
+            for (const auto& problem : report.problems) print_error(problem);
+            if (!f.verbosity.quiet)
+                std::fprintf(stderr, "cbir: rebuilt the index of %zu images in %s; check %s\n", store->catalogue().count(),
+                             dir.c_str(), report.ok() ? "passed" : "still fails (see above)");
+            all_ok = all_ok && report.ok();
+        }
+        return all_ok ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
     });
 }
 
@@ -78,16 +102,19 @@ std::function<int()> add_remove_command(CLI::App& app) {
         ->required();
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     return guarded(flags, [](const StoreFlags& f) {
-        const auto dir = resolve_store(f.store, /*for_writing=*/true);
-        WriterLock lock(dir);
-        auto store = Store::open(dir);
         std::vector<std::string> keys;
         for (const auto& p : expand_inputs(f.paths, f.null_separated))
             keys.push_back(catalogue_key(p));
-        const size_t removed = remove_from_store(*store, lock, keys);
+        size_t removed = 0, remaining = 0;
+        // In a set each path is removed from every shard: the one it is placed in holds it.
+        for (const auto& dir : stores_in(resolve_store(f.store, /*for_writing=*/true))) {
+            WriterLock lock(dir);
+            auto store = Store::open(dir);
+            removed += remove_from_store(*store, lock, keys);
+            remaining += store->catalogue().count();
+        }
         if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(),
-                         store->catalogue().count());
+            std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(), remaining);
         return removed ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
     });
 }
@@ -97,19 +124,22 @@ std::function<int()> add_prune_command(CLI::App& app) {
     app.add_option("folders", flags->paths, "Only entries under these folders (default: all)");
     app.add_flag("-n,--dry-run", flags->dry_run, "Print what would be removed, remove nothing");
     return guarded(flags, [](const StoreFlags& f) {
-        const auto dir = resolve_store(f.store, /*for_writing=*/!f.dry_run);
-        std::unique_ptr<WriterLock> lock;
-        if (!f.dry_run) lock = std::make_unique<WriterLock>(dir);
-        auto store = Store::open(dir, f.dry_run ? CatalogueAccess::ReadOnly : CatalogueAccess::ReadWrite);
         std::vector<std::string> roots;
         for (const auto& p : f.paths) roots.push_back(catalogue_key(p));
-        const auto gone = rows_whose_files_are_gone(*store, roots);
-        if (lock) remove_from_store(*store, *lock, gone);
-        for (const auto& path : gone) std::cout << display_path(path) << '\n';
+        size_t gone_total = 0;
+        for (const auto& dir : stores_in(resolve_store(f.store, /*for_writing=*/!f.dry_run))) {
+            std::unique_ptr<WriterLock> lock;
+            if (!f.dry_run) lock = std::make_unique<WriterLock>(dir);
+            auto store = Store::open(dir, f.dry_run ? CatalogueAccess::ReadOnly : CatalogueAccess::ReadWrite);
+            const auto gone = rows_whose_files_are_gone(*store, roots);
+            if (lock) remove_from_store(*store, *lock, gone);
+            for (const auto& path : gone) std::cout << display_path(path) << '\n';
+            gone_total += gone.size();
+        }
         if (!f.verbosity.quiet)
             std::fprintf(stderr, "cbir: %s %zu entries whose files are gone\n", f.dry_run ? "would remove" : "removed",
-                         gone.size());
-        return gone.empty() ? static_cast<int>(kNoResults) : static_cast<int>(kOk);
+                         gone_total);
+        return gone_total == 0 ? static_cast<int>(kNoResults) : static_cast<int>(kOk);
     });
 }
 

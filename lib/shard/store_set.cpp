@@ -159,3 +159,38 @@ int StoreSet::shard_of(const std::string& catalogue_key) const {
 }
 
 }  // namespace cbir
+
+namespace cbir {
+
+std::vector<std::pair<std::string, std::string>> describe_set(const StoreSet& set) {
+    const SetManifest& m = set.manifest();
+    std::vector<std::pair<std::string, std::string>> out;
+    out.emplace_back("set", set.dir().string());
+    out.emplace_back("shards", std::to_string(m.shards));
+    out.emplace_back("placement_root", m.root);
+    out.emplace_back("model", m.model_path);
+    out.emplace_back("model_sha256", m.model_sha256);
+    out.emplace_back("metric", metric_name(m.metric) + " (" + metric_description(m.metric) + ")");
+    out.emplace_back("index", m.index.describe());
+    size_t total = 0;
+    int missing = 0;
+    std::vector<std::pair<std::string, std::string>> per_shard;
+    for (int shard = 0; shard < m.shards; ++shard) {
+        std::string value;
+        if (!Store::exists(set.shard_dir(shard))) {
+            value = "no store yet (run its index task)";
+            ++missing;
+        } else {
+            const size_t count = Store::open(set.shard_dir(shard), CatalogueAccess::ReadOnly)->catalogue().count();
+            total += count;
+            value = std::to_string(count);
+        }
+        per_shard.emplace_back(fmt::format("shard_{:04d}_images", shard), value);
+    }
+    out.emplace_back("images", std::to_string(total));
+    out.emplace_back("complete", missing ? fmt::format("no ({} shards without a store)", missing) : "yes");
+    out.insert(out.end(), per_shard.begin(), per_shard.end());
+    return out;
+}
+
+}  // namespace cbir

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "index/index_spec.h"
@@ -66,4 +67,10 @@ inline int64_t row_of_global_id(int64_t id) { return id & ((int64_t(1) << kShard
 // The shards that task `task` of `tasks` fills: task, task + tasks, task + 2 tasks, …
 std::vector<int> shards_of_task(int shards, int task, int tasks);
 
+}  // namespace cbir
+
+namespace cbir {
+// What `cbir info` reports about a set: the manifest, the images in all, and each shard's count
+// (or that it has no store yet).
+std::vector<std::pair<std::string, std::string>> describe_set(const StoreSet& set);
 }  // namespace cbir
