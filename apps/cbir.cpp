@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
         {"repair", "Rebuild the store's derived index from the catalogue, then check", add_repair_command},
         {"remove", "Remove images from the store (not from disk)", add_remove_command},
         {"prune", "Remove store entries whose files are gone", add_prune_command},
+        {"export", "Write the vectors for Milvus bulk insert (milvus-npy) or FAISS (npy)", add_export_command},
         {"serve", "Serve the store over HTTP: search, add and remove images, a web page at /", add_serve_command},
         {"bench", "Measure inference, decoding, ANN indexes and synthetic stores (for scripts/bench-*)",
          with_argv0(add_bench_command)},

@@ -15,5 +15,6 @@ std::function<int()> add_repair_command(CLI::App& app);
 std::function<int()> add_remove_command(CLI::App& app);
 std::function<int()> add_prune_command(CLI::App& app);
 std::function<int()> add_serve_command(CLI::App& app);
+std::function<int()> add_export_command(CLI::App& app);
 
 }  // namespace cbir::cli
