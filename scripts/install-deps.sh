@@ -5,7 +5,8 @@
 #   --test     also install what the tests and benchmarks use and the tool never needs: the Python
 #              reference stack (python3-torch, torchvision, numpy) for scripts/reference_features.py
 #              and the fidelity tests, chromium for the web page's browser test, wrk for
-#              scripts/bench-serve.sh.
+#              scripts/bench-serve.sh, and Slurm with munge for the cluster tests (the tests start
+#              their own single-node cluster; nothing is configured system-wide).
 set -euo pipefail
 
 packages=(
@@ -16,10 +17,13 @@ packages=(
   libcli11-dev libhnswlib-dev libfmt-dev doctest-dev
   libfaiss-dev libopenblas0-pthread libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
   libcpp-httplib-dev
+  openmpi-bin libopenmpi-dev
   python3 python3-pil
 )
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3-torch python3-torchvision python3-numpy chromium wrk)
+  # A real single-node Slurm cluster for tests/slurm_test.py (slurmctld + slurmd + munge on localhost).
+  packages+=(slurmctld slurmd slurm-client munge)
 fi
 
 missing=()

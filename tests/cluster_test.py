@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Store sets on Corel-1K: one store against a 4-shard set made by four `--shard I` runs and by
+`mpirun -np 2 cbir index`, queried alone and under real `mpirun` at 1, 2 and 4 ranks, checked and
+exported. The placement rule is recomputed here from its definition (SHA-256 of the path relative
+to the set's root, first 8 bytes big-endian, mod S). Needs Open MPI (openmpi-bin) and numpy."""
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+BIN = os.environ.get("CBIR_BIN_DIR", "build/apps")
+SOURCE = os.environ.get("CBIR_SOURCE_DIR", ".")
+MODEL = os.path.join(SOURCE, "models", "resnet18-untrained-features.pt")
+CBIR = os.path.join(BIN, "cbir")
+SAMPLES = os.path.join(SOURCE, "images")
+sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+from cbir_assets import corel_images  # noqa: E402
+
+SHARDS = 4
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+ENV.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+
+
+def mpirun(ranks, args, **kw):
+    return subprocess.run(["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", CBIR] + args,
+                          capture_output=True, text=True, env=ENV, timeout=600, **kw)
+
+
+def cbir(args, **kw):
+    return subprocess.run([CBIR] + args, capture_output=True, text=True, env=ENV, timeout=600, **kw)
+
+
+def placed_shard(path, root, shards):
+    rel = os.path.relpath(path, root) if path.startswith(root + "/") else path
+    return int.from_bytes(hashlib.sha256(rel.encode()).digest()[:8], "big") % shards
+
+
+def rows_of(store):
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalogue.sqlite')}?mode=ro", uri=True)
+    try:
+        return {path: (rid, bytes(vec)) for rid, path, vec in db.execute("SELECT id, path, vector FROM images")}
+    finally:
+        db.close()
+
+
+def parse_tsv(text):
+    return [row for row in csv.DictReader(io.StringIO(text), delimiter="\t")]
+
+
+@unittest.skipUnless(corel_images(), "Corel-1K not found in $CBIR_ASSETS or ../shared/assets")
+@unittest.skipUnless(shutil.which("mpirun"), "Open MPI's mpirun is not installed (scripts/install-deps.sh --test)")
+class StoreSets(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cbir-cluster-")
+        cls.images = os.path.realpath(corel_images())
+        cls.single = os.path.join(cls.tmp, "single")
+        cls.by_tasks = os.path.join(cls.tmp, "by-tasks")
+        cls.by_mpi = os.path.join(cls.tmp, "by-mpi")
+        r = cbir(["index", cls.images, "--store", cls.single, "--model", MODEL, "-q"])
+        assert r.returncode == 0, r.stderr
+        # A job array, one task after another here (the Slurm test runs them as a real array).
+        cls.task_summaries = []
+        for shard in range(SHARDS):
+            r = cbir(["index", cls.images, "--store", cls.by_tasks, "--shards", str(SHARDS), "--shard", str(shard),
+                      "--model", MODEL])
+            assert r.returncode == 0, r.stderr
+            cls.task_summaries.append(r.stderr)
+        r = mpirun(2, ["index", cls.images, "--store", cls.by_mpi, "--shards", str(SHARDS), "--model", MODEL])
+        assert r.returncode == 0, r.stdout + r.stderr
+        cls.mpi_index_stderr = r.stderr
+        files = sorted(glob.glob(os.path.join(cls.images, "*.jpg")))
+        cls.queries = files[::5]  # 200
+        assert len(cls.queries) == 200
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def shard_dirs(self, set_dir):
+        return [os.path.join(set_dir, f"shard-{i:04d}") for i in range(SHARDS)]
+
+    def test_shards_partition_the_images_by_the_placement_rule(self):
+        single = rows_of(self.single)
+        self.assertEqual(len(single), 1000)
+        for set_dir in (self.by_tasks, self.by_mpi):
+            manifest = json.load(open(os.path.join(set_dir, "set.json")))
+            self.assertEqual(manifest["shards"], SHARDS)
+            self.assertEqual(manifest["root"], self.images)
+            seen = {}
+            for shard, store in enumerate(self.shard_dirs(set_dir)):
+                rows = rows_of(store)
+                self.assertGreater(len(rows), 150, f"shard {shard} of {set_dir} is badly balanced")
+                for path, (_, vector) in rows.items():
+                    self.assertNotIn(path, seen, "a path is in two shards")
+                    seen[path] = shard
+                    self.assertEqual(placed_shard(path, self.images, SHARDS), shard, path)
+                    self.assertEqual(vector, single[path][1], "a shard's vector differs from the single store's")
+            self.assertEqual(set(seen), set(single))
+
+    def test_both_ways_give_the_same_shards_and_every_shard_checks(self):
+        for shard_a, shard_b in zip(self.shard_dirs(self.by_tasks), self.shard_dirs(self.by_mpi)):
+            self.assertEqual({p: v for p, (_, v) in rows_of(shard_a).items()},
+                             {p: v for p, (_, v) in rows_of(shard_b).items()})
+        for set_dir in (self.by_tasks, self.by_mpi):
+            r = cbir(["check", "--store", set_dir])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stderr.count("check passed"), SHARDS, r.stderr)
+        self.assertIn("rank 0 of 2", self.mpi_index_stderr)
+        self.assertIn("rank 1 of 2", self.mpi_index_stderr)
+
+    def test_a_rerun_embeds_nothing(self):
+        r = cbir(["index", self.images, "--store", self.by_tasks, "--shard", "2"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("indexed 0 new, 0 changed", r.stderr)
+        r = mpirun(2, ["index", self.images, "--store", self.by_mpi])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.count("indexed 0 new, 0 changed"), 2, r.stderr)
+
+    def test_info_adds_up_the_shards(self):
+        r = cbir(["info", "--store", self.by_mpi, "--format", "tsv"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        facts = {row["key"]: row["value"] for row in parse_tsv(r.stdout)}
+        self.assertEqual(facts["images"], "1000")
+        self.assertEqual(facts["complete"], "yes")
+        self.assertEqual(sum(int(facts[f"shard_{i:04d}_images"]) for i in range(SHARDS)), 1000)
+
+    def exact_answers(self, run, store, queries):
+        r = run(["query", "-", "--store", store, "--exact", "--format", "tsv", "-q"], input="\n".join(queries) + "\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return parse_tsv(r.stdout)
+
+    def assert_same_answers(self, expected, got):
+        self.assertEqual(len(got), len(expected))
+        for e, g in zip(expected, got):
+            self.assertEqual((e["query"], e["rank"], e["path"]), (g["query"], g["rank"], g["path"]))
+            self.assertAlmostEqual(float(e["distance"]), float(g["distance"]), delta=1e-6 * max(1, float(e["distance"])))
+
+    def test_exact_queries_equal_one_store_alone_and_at_1_2_4_ranks(self):
+        # Two images that are not in the store are embedded by rank 0 and broadcast.
+        queries = self.queries + [os.path.join(SAMPLES, "dog1.jpg"), os.path.join(SAMPLES, "cat1.jpg")]
+        expected = self.exact_answers(cbir, self.single, queries)
+        self.assertEqual(len(expected), len(queries) * 10)
+        self.assert_same_answers(expected, self.exact_answers(cbir, self.by_tasks, queries))
+        for ranks in (1, 2, 4):
+            with self.subTest(ranks=ranks):
+                self.assert_same_answers(expected, self.exact_answers(lambda a, **kw: mpirun(ranks, a, **kw), self.by_mpi,
+                                                                      queries))
+
+    def test_hnsw_recall_matches_one_store(self):
+        def recall(store, run):
+            exact = self.exact_answers(run, store, self.queries)
+            r = run(["query", "-", "--store", store, "--format", "tsv", "-q"], input="\n".join(self.queries) + "\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            approx = parse_tsv(r.stdout)
+            truth, found = {}, {}
+            for row in exact:
+                truth.setdefault(row["query"], set()).add(row["path"])
+            for row in approx:
+                found.setdefault(row["query"], set()).add(row["path"])
+            return sum(len(truth[q] & found.get(q, set())) for q in truth) / sum(len(t) for t in truth.values())
+        single = recall(self.single, cbir)
+        sharded = recall(self.by_mpi, lambda a, **kw: mpirun(2, a, **kw))
+        self.assertGreaterEqual(sharded, single - 0.005, (single, sharded))
+
+    def test_export_for_milvus_is_the_catalogue_bit_for_bit(self):
+        out = os.path.join(self.tmp, "milvus")
+        r = cbir(["export", "--store", self.by_mpi, "--format", "milvus-npy", "-o", out, "--rows-per-part", "100"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        schema = json.load(open(os.path.join(out, "schema.json")))
+        self.assertEqual(schema["metric_type"], "L2")
+        self.assertEqual({f["name"]: f["type"] for f in schema["fields"]},
+                         {"id": "INT64", "path": "VARCHAR", "embedding": "FLOAT_VECTOR"})
+        expected = {}
+        for shard, store in enumerate(self.shard_dirs(self.by_mpi)):
+            for path, (rid, vector) in rows_of(store).items():
+                expected[(shard << 48) | rid] = (path, vector)
+        got = {}
+        parts = sorted(glob.glob(os.path.join(out, "part-*")))
+        self.assertEqual(len(parts), len(schema["parts"]))
+        for part in parts:
+            ids = np.load(os.path.join(part, "id.npy"))
+            paths = np.load(os.path.join(part, "path.npy"))
+            vectors = np.load(os.path.join(part, "embedding.npy"))
+            self.assertEqual(ids.dtype, np.int64)
+            self.assertEqual(paths.dtype.kind, "U")
+            self.assertEqual(vectors.dtype, np.float32)
+            self.assertEqual(vectors.shape, (len(ids), 512))
+            self.assertLessEqual(len(ids), 100)
+            self.assertEqual(len({i >> 48 for i in ids.tolist()}), 1, "a part spans two shards")
+            for i, p, v in zip(ids.tolist(), paths.tolist(), vectors):
+                got[i] = (p, v.tobytes())
+        self.assertEqual(got, expected)
+
+    def test_export_npy_for_faiss(self):
+        out = os.path.join(self.tmp, "npy")
+        r = cbir(["export", "--store", self.single, "--format", "npy", "-o", out])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vectors = np.load(os.path.join(out, "vectors.npy"))
+        ids = np.load(os.path.join(out, "ids.npy"))
+        paths = np.load(os.path.join(out, "paths.npy"))
+        rows = rows_of(self.single)
+        self.assertEqual(vectors.shape, (1000, 512))
+        for i, p, v in zip(ids.tolist(), paths.tolist(), vectors):
+            self.assertEqual(rows[p], (i, v.tobytes()))
+
+    def test_a_set_refuses_what_would_break_it(self):
+        # Another number of shards, a different model, a set over a single store, a missing shard.
+        r = cbir(["index", SAMPLES, "--store", self.by_tasks, "--shards", "8"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("4 shards", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        r = cbir(["index", SAMPLES, "--store", self.single, "--shards", "2"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("single store", r.stderr)
+        broken = os.path.join(self.tmp, "incomplete")
+        r = cbir(["index", SAMPLES, "--store", broken, "--shards", "3", "--shard", "0", "--model", MODEL, "-q"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = cbir(["query", os.path.join(SAMPLES, "dog1.jpg"), "--store", broken])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--shard 1", r.stderr)
+        r = cbir(["info", "--store", broken, "--format", "tsv"])
+        self.assertIn("complete\tno (2 shards without a store)", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
