@@ -12,6 +12,7 @@
 #include "image/jxl_image.h"
 #include "image/orientation.h"
 #include "image/raw_preview.h"
+#include "util/byte_text.h"
 
 namespace cbir {
 namespace {
@@ -126,9 +127,7 @@ DecodedImage decode_raw_preview(const std::string& bytes, int reduction) {
     return out;
 }
 
-}  // namespace
-
-DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
+DecodedImage decode_checked(const std::string& bytes, int reduction) {
     DecodedImage out;
     if (bytes.empty()) {
         out.error = "empty file";
@@ -149,6 +148,14 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
         case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
         default: return decode_with_opencv(bytes, header.header.format, reduction, /*exif_orientation=*/true);
     }
+}
+
+}  // namespace
+
+DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
+    DecodedImage out = decode_checked(bytes, reduction);
+    out.error = one_line(out.error);  // the decoders' libraries write messages of several lines
+    return out;
 }
 
 bool has_image_extension(const std::filesystem::path& path) {

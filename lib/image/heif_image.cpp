@@ -6,6 +6,8 @@
 
 #include <libheif/heif.h>
 
+#include "util/byte_text.h"
+
 namespace cbir {
 namespace {
 
@@ -21,6 +23,9 @@ struct ImageRelease {
 struct OptionsFree {
     void operator()(heif_decoding_options* options) const { heif_decoding_options_free(options); }
 };
+
+// libheif's messages may end in a newline.
+std::string message_of(const heif_error& error) { return error.message ? one_line(error.message) : "unknown error"; }
 
 struct Parsed {
     std::unique_ptr<heif_context, ContextFree> context;
@@ -43,7 +48,7 @@ Parsed parse(std::string_view bytes, int max_side) {
         error = heif_context_get_primary_image_handle(out.context.get(), &primary);
         out.primary.reset(primary);
     }
-    if (error.code != heif_error_Ok) out.error = error.message ? error.message : "unknown error";
+    if (error.code != heif_error_Ok) out.error = message_of(error);
     return out;
 }
 
@@ -82,8 +87,7 @@ DecodedImage decode_heif(const std::string& bytes, const ImageHeader& header) {
                                                heif_chroma_interleaved_RGB, options.get());
     const std::unique_ptr<heif_image, ImageRelease> image(decoded);
     if (error.code != heif_error_Ok || !image) {
-        out.error = std::string("not a decodable image (") + image_format_name(format) + ": " +
-                    (error.message ? error.message : "unknown error") + ")";
+        out.error = std::string("not a decodable image (") + image_format_name(format) + ": " + message_of(error) + ")";
         return out;
     }
     const int width = heif_image_get_width(image.get(), heif_channel_interleaved);

@@ -12,19 +12,20 @@ struct DecoderDestroy {
 };
 using Decoder = std::unique_ptr<JxlDecoder, DecoderDestroy>;
 
-Decoder decoder_for(std::string_view bytes, int events, bool whole) {
+// The input is never closed: libjxl then reports bytes that end early as wanting more, where a
+// closed input makes it print its own message on stderr.
+Decoder decoder_for(std::string_view bytes, int events) {
     Decoder decoder(JxlDecoderCreate(nullptr));
     if (!decoder || JxlDecoderSubscribeEvents(decoder.get(), events) != JXL_DEC_SUCCESS ||
         JxlDecoderSetInput(decoder.get(), reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != JXL_DEC_SUCCESS)
         return nullptr;
-    if (whole) JxlDecoderCloseInput(decoder.get());
     return decoder;
 }
 
 }  // namespace
 
 HeaderRead read_jxl_header(std::string_view bytes, bool whole) {
-    const Decoder decoder = decoder_for(bytes, JXL_DEC_BASIC_INFO, whole);
+    const Decoder decoder = decoder_for(bytes, JXL_DEC_BASIC_INFO);
     if (!decoder) return header_refused(ImageFormat::jpeg_xl, kNoImageSize);
     switch (JxlDecoderProcessInput(decoder.get())) {
         case JXL_DEC_BASIC_INFO: {
@@ -40,7 +41,7 @@ HeaderRead read_jxl_header(std::string_view bytes, bool whole) {
 
 DecodedImage decode_jxl(const std::string& bytes) {
     DecodedImage out;
-    const Decoder decoder = decoder_for(bytes, JXL_DEC_FULL_IMAGE, true);
+    const Decoder decoder = decoder_for(bytes, JXL_DEC_FULL_IMAGE);
     if (!decoder) {
         out.error = "cannot start the JPEG XL decoder";
         return out;
