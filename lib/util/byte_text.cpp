@@ -66,14 +66,9 @@ std::string displayable_utf8(std::string_view text) {
 std::string one_line(std::string_view text) {
     std::string out;
     out.reserve(text.size());
-    bool pending_space = false;
-    for (const char c : text) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
-            pending_space = !out.empty();
-            continue;
-        }
-        if (pending_space && c != ' ' && (out.empty() || out.back() != ' ')) out += ' ';
-        pending_space = false;
+    for (char c : text) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
+        if (c == ' ' && (out.empty() || out.back() == ' ')) continue;
         out += c;
     }
     while (!out.empty() && out.back() == ' ') out.pop_back();

@@ -12,8 +12,8 @@ bool is_valid_utf8(std::string_view text);
 // The text with each invalid byte sequence replaced by U+FFFD (as nlohmann's dump(replace) does).
 std::string displayable_utf8(std::string_view text);
 
-// The text on one line: each run of control characters (a library's message may end in a newline or
-// span several) becomes one space, and none is left at either end. Errors are one line.
+// The text on one line: control characters (a library's message may end in a newline or span
+// several) become spaces, each run of spaces one, and none is left at either end. Errors are one line.
 std::string one_line(std::string_view text);
 
 std::string base64_encode(std::string_view bytes);
