@@ -9,7 +9,6 @@
 #include "image/gif_image.h"
 #include "image/heif_image.h"
 #include "image/image_header.h"
-#include "image/jxl_image.h"
 #include "image/orientation.h"
 #include "image/raw_preview.h"
 #include "util/byte_text.h"
@@ -144,7 +143,6 @@ DecodedImage decode_checked(const std::string& bytes, int reduction) {
         case ImageFormat::gif: return decode_gif(bytes);
         case ImageFormat::heic:
         case ImageFormat::avif: return decode_heif(bytes, header.header);
-        case ImageFormat::jpeg_xl: return decode_jxl(bytes);
         case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
         default: return decode_with_opencv(bytes, header.header.format, reduction, /*exif_orientation=*/true);
     }
@@ -160,9 +158,9 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
 
 bool has_image_extension(const std::filesystem::path& path) {
     // Every format decode_image_bytes reads; the bytes, not the name, then decide how it is read.
-    static const std::array<const char*, 22> known = {
+    static const std::array<const char*, 21> known = {
         ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-        ".pnm", ".gif", ".heic", ".heif", ".hif", ".avif", ".jxl", ".cr2", ".nef", ".arw", ".dng"};
+        ".pnm", ".gif", ".heic", ".heif", ".hif", ".avif", ".cr2", ".nef", ".arw", ".dng"};
     std::string ext = path.extension().string();
     for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     for (const char* k : known)

@@ -18,8 +18,8 @@ struct DecodedImage {
 
 // Bytes are decoded only when their header (image_header.h) is read and within the limits
 // (limits.h). Through OpenCV: JPEG, PNG, TIFF (the first page), WebP, BMP and PBM/PGM/PPM; through
-// cbir's own readers: GIF (giflib, the first frame), HEIC and AVIF (libheif), JPEG XL (libjxl) and
-// camera RAW (libraw's embedded preview, then the JPEG path). reduction 2, 4 or 8 decodes at that
+// cbir's own readers: GIF (giflib, the first frame), HEIC and AVIF (libheif) and camera RAW
+// (libraw's embedded preview, then the JPEG path). reduction 2, 4 or 8 decodes at that
 // fraction of the size (JPEG and a RAW's JPEG preview: libjpeg's DCT scaling, a fraction of a full
 // decode's cost; the other readers ignore it); features are always computed from full decodes
 // (reduction 1).

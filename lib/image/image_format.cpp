@@ -135,7 +135,6 @@ std::string image_extension(std::string_view bytes) {
         case ImageFormat::gif: return ".gif";
         case ImageFormat::heic: return ".heic";
         case ImageFormat::avif: return ".avif";
-        case ImageFormat::jpeg_xl: return ".jxl";
         case ImageFormat::camera_raw: {
             const CameraRaw kind = camera_raw_tiff(bytes);
             return kind == CameraRaw::cr2 ? ".cr2" : kind == CameraRaw::dng ? ".dng" : ".tif";  // NEF or ARW: a TIFF

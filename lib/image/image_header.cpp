@@ -8,14 +8,14 @@
 #include <cstring>
 #include <limits>
 
+// Before libtiff's headers: tiff.h marks int64 deprecated, and OpenCV's (through these) use it.
+#include "image/gif_image.h"
+#include "image/heif_image.h"
+#include "image/raw_preview.h"
+
 #include <jpeglib.h>
 #include <tiffio.h>
 #include <webp/decode.h>
-
-#include "image/gif_image.h"
-#include "image/heif_image.h"
-#include "image/jxl_image.h"
-#include "image/raw_preview.h"
 
 namespace cbir {
 namespace {
@@ -301,7 +301,7 @@ HeaderRead read_pnm(std::string_view bytes, bool whole) {
 }
 
 std::string unsupported(ImageFormat format) {
-    const std::string readable = "cbir reads JPEG, PNG, TIFF, WebP, BMP, PBM/PGM/PPM, GIF, HEIC, AVIF, JPEG XL and camera RAW";
+    const std::string readable = "cbir reads JPEG, PNG, TIFF, WebP, BMP, PBM/PGM/PPM, GIF, HEIC, AVIF and camera RAW";
     if (format == ImageFormat::unknown) return "not a decodable image (unknown format; " + readable + ")";
     return std::string(image_format_name(format)) + " images are not supported (" + readable + ")";
 }
@@ -344,7 +344,6 @@ HeaderRead read_image_header(std::string_view bytes, bool whole) {
         case ImageFormat::gif: return read_gif_header(bytes, whole);
         case ImageFormat::heic:
         case ImageFormat::avif: return read_heif_header(bytes, whole);
-        case ImageFormat::jpeg_xl: return read_jxl_header(bytes, whole);
         case ImageFormat::camera_raw: return read_raw_preview_header(bytes, whole);
         default: break;
     }

@@ -43,8 +43,8 @@ struct HeaderRead {
 };
 
 // `bytes` is the whole file when `whole` is true, else its first bytes: a header that runs past
-// them then asks for more instead of being refused. GIF, HEIF/AVIF, JPEG XL and camera RAW headers
-// are read by their own libraries (gif_image.h, heif_image.h, jxl_image.h, raw_preview.h).
+// them then asks for more instead of being refused. GIF, HEIF/AVIF and camera RAW headers are read
+// by their own libraries (gif_image.h, heif_image.h, raw_preview.h).
 HeaderRead read_image_header(std::string_view bytes, bool whole = true);
 
 // For the format readers: a header read whole, a refusal, and bytes that ran out first (refused
