@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "util/error.h"
 #include "search/searcher.h"
+#include "serve/served_query.h"
 
 namespace cbir::cli {
 namespace {
@@ -78,7 +79,9 @@ int run(const QueryFlags& flags) {
     }
     const auto images = expand_inputs(flags.images, flags.null_separated);
     if (images.empty()) throw Error("no query images (stdin was empty)");
-    const QueryReport report = run_query(images, options);
+    // A `cbir serve` holding the store answers in a fraction of LibTorch's start-up; else, here.
+    std::optional<QueryReport> served = query_through_server(images, options);
+    const QueryReport report = served ? std::move(*served) : run_query(images, options);
     if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
     const OutputFormat format = resolve_format(flags.format);

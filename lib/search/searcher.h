@@ -10,6 +10,7 @@
 #include "index/metric.h"
 #include "index/vector_index.h"
 #include "store/catalogue.h"
+#include "store/store.h"
 
 namespace cbir {
 
@@ -44,6 +45,15 @@ struct QueryReport {
     std::string index_kind;  // what was searched: hnsw, ivf, ivfpq or flat
     std::vector<QueryResult> results;
 };
+
+// Up to this many query images to embed, `cbir query` runs the model unoptimised: optimising and
+// warming it up does not pay for a few images (and a server answers one-shot queries only for so many,
+// with its model kept unoptimised too: lib/serve/served_query.h).
+inline constexpr size_t kOneShotQueries = 16;
+
+// The catalogue row of a query image that is indexed and unchanged (same path, size and mtime): its
+// stored vector is used, no model is needed, and the image is its own first hit at distance 0.
+std::optional<ImageRecord> current_record(Store& store, const std::filesystem::path& image);
 
 // One vector searched in a store's index: ranked hits with their catalogue paths, none farther than
 // max_distance. The one search path of `cbir query` and `cbir serve`.
