@@ -4,8 +4,9 @@
 #include <limits>
 #include <utility>
 
-#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgcodecs.hpp>  // the IMREAD_ flags
 
+#include "image/codecs.h"
 #include "image/image_header.h"
 
 namespace cbir {
@@ -89,7 +90,7 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
                          : reduction >= 4 ? cv::IMREAD_REDUCED_COLOR_4
                          : reduction >= 2 ? cv::IMREAD_REDUCED_COLOR_2
                                           : cv::IMREAD_COLOR;
-        bgr = cv::imdecode(raw, mode);
+        bgr = decode_with_opencv(raw, mode);
     } catch (const cv::Exception& e) {
         out.error = std::string("decoder error: ") + e.what();
         return out;

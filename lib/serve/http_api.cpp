@@ -174,10 +174,7 @@ SearchRequest search_request_from(const httplib::Request& req, const Body& body)
         request.catalogue_state = state;
     }
     if (auto v = field("model_sha256")) request.model_sha256 = *v;
-    if (auto v = field("precision")) {
-        if (*v != "fp32" && *v != "bf16") throw RequestError(400, "precision must be fp32 or bf16");
-        request.precision = *v == "bf16" ? Precision::BFloat16 : Precision::Float32;
-    }
+    if (auto v = field("precision")) request.precision = *v;
     if (auto v = field("preprocessing")) request.preprocessing = *v;
     return request;
 }

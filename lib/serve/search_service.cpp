@@ -107,13 +107,21 @@ SearchService::~SearchService() {
     }
 }
 
+std::string precision_name(Precision precision) {
+    switch (precision) {
+        case Precision::Float32: return "fp32";
+        case Precision::BFloat16: return "bf16";
+    }
+    return "";
+}
+
 void SearchService::check_expectations(const SearchRequest& request) const {
     if (request.one_shot && !one_shot_batcher_)
         throw RequestError(409, "this server does not keep the model unoptimised for one-shot queries");
     if (request.model_sha256 && *request.model_sha256 != model_.sha256)
         throw RequestError(409, fmt::format("this server embeds with another model ({}, sha256 {})",
                                             model_.path.string(), model_.sha256));
-    if (request.precision && *request.precision != options_.precision)
+    if (request.precision && (*request.precision != precision_name(options_.precision) || request.precision->empty()))
         throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
     if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
         throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));

@@ -69,9 +69,13 @@ struct SearchRequest {
     std::optional<CatalogueState> catalogue_state;
     // and this model, precision and preprocessing recipe.
     std::optional<std::string> model_sha256;
-    std::optional<Precision> precision;
+    std::optional<std::string> precision;  // precision_name()
     std::optional<std::string> preprocessing;
 };
+
+// How the API names a precision: "fp32", "bf16"; empty for one it has no name for (no request
+// matches it, so a client and a server that cannot tell their precisions apart never pair up).
+std::string precision_name(Precision precision);
 
 struct SearchAnswer {
     // Where the query vector came from: "vector" (given), "id" (a stored row), "stored" (an upload

@@ -9,6 +9,7 @@
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
 #include "serve/local_socket.h"
+#include "serve/search_service.h"
 #include "store/derived_index.h"
 #include "util/byte_text.h"
 #include "util/error.h"
@@ -37,7 +38,7 @@ std::string search_target(const QueryOptions& options, const CatalogueState& sta
     if (options.max_distance) target += "&max_distance=" + url_encoded(fmt::format("{}", *options.max_distance));
     if (model) {
         target += "&model_sha256=" + url_encoded(model->sha256);
-        target += std::string("&precision=") + (options.precision == Precision::BFloat16 ? "bf16" : "fp32");
+        target += "&precision=" + url_encoded(precision_name(options.precision));
         target += "&preprocessing=" + url_encoded(PreprocessSpec::name());
     }
     return target;
@@ -113,6 +114,7 @@ std::optional<QueryReport> query_through_server(const std::vector<std::filesyste
         }
         std::optional<ModelFile> model;
         if (any_to_embed) model = model_for_existing_store(*store, options.model);
+        if (any_to_embed && precision_name(options.precision).empty()) return local("a precision the API cannot name");
         const std::string target = search_target(options, state, model ? &*model : nullptr);
 
         QueryReport report;
