@@ -171,8 +171,10 @@ def main():
 
     one_shot = rows[0][2]
     print(f"\nMachine: {machine()}. Store: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
-          f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). wrk: 1 thread, {args.seconds} s per run, on the "
-          f"same two cores as the server. Load average (1, 5, 15 min) at the start, after the one-shot rows "
+          f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). " +
+          ("" if args.one_shot_only else
+           f"wrk: 1 thread, {args.seconds} s per run, on the same two cores as the server. ") +
+          f"Load average (1, 5, 15 min) at the start, after the one-shot rows "
           f"and at the end: {'; '.join(loads)} (figures taken under load from other work are not claims: rerun on a "
           f"quiet machine).\n")
     print("| client | requests/s | p50 ms | p99 ms | p50 vs `cbir query` |")
