@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <filesystem>
 #include <memory>
-#include <thread>
 #include <string>
 #include <vector>
 

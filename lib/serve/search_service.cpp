@@ -453,6 +453,10 @@ ServiceStatus SearchService::status() const {
     }
     s.images_embedded = batcher_->images_embedded();
     s.inference_batches = batcher_->batches_run();
+    if (one_shot_batcher_) {  // the one-shot queries of `cbir query`, by the unoptimised model
+        s.images_embedded += one_shot_batcher_->images_embedded();
+        s.inference_batches += one_shot_batcher_->batches_run();
+    }
     return s;
 }
 
