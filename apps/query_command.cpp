@@ -17,6 +17,7 @@
 #include "search/searcher.h"
 #include "cluster/communicator.h"
 #include "shard/set_search.h"
+#include "serve/served_query.h"
 
 namespace cbir::cli {
 namespace {
@@ -93,7 +94,14 @@ int run(const QueryFlags& flags) {
     }
     QueryReport report;
     try {
-        report = is_set ? run_set_query(images, options, job.get()) : run_query(images, options);
+        if (is_set) {
+            report = run_set_query(images, options, job.get());
+        } else if (std::optional<QueryReport> served = query_through_server(images, options)) {
+            // A `cbir serve` holding the store answers in a fraction of LibTorch's start-up; else, here.
+            report = std::move(*served);
+        } else {
+            report = run_query(images, options);
+        }
     } catch (...) {
         // Every rank has seen the error by now: end MPI in step, then report it.
         job.reset();

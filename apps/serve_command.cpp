@@ -76,6 +76,7 @@ int run(const ServeFlags& flags) {
     options.batch = flags.batch;
     options.precision = parse_precision(flags.precision);
     options.save_interval_seconds = flags.save_interval;
+    options.one_shot_embedder = true;  // for `cbir query` through the local socket
     auto service = SearchService::open(options);
     if (cbir::stop_requested()) return kOk;
 
@@ -88,6 +89,7 @@ int run(const ServeFlags& flags) {
     http.max_connections = flags.max_connections;
     http.request_timeout_seconds = flags.request_timeout;
     http.allowed_hosts = flags.allowed_hosts;
+    http.local_socket_store = service->status().store_dir;
     HttpApi api(*service, http);
     const int port = api.bind();
     {

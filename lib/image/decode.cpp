@@ -4,10 +4,11 @@
 #include <limits>
 #include <utility>
 
-#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgcodecs.hpp>  // the IMREAD_ flags
 
 #include "image/gif_image.h"
 #include "image/heif_image.h"
+#include "image/codecs.h"
 #include "image/image_header.h"
 #include "image/orientation.h"
 #include "image/raw_preview.h"
@@ -83,7 +84,7 @@ DecodedImage decode_with_opencv(const std::string& bytes, ImageFormat format, in
                    : reduction >= 2 ? cv::IMREAD_REDUCED_COLOR_2
                                     : cv::IMREAD_COLOR;
         if (!exif_orientation) mode |= cv::IMREAD_IGNORE_ORIENTATION;
-        bgr = cv::imdecode(raw, mode);
+        bgr = decode_with_opencv(raw, mode);
     } catch (const cv::Exception& e) {
         out.error = std::string("decoder error: ") + e.what();
         return out;

@@ -81,12 +81,19 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
                                 s.embedder_->dimension(), s.writer_->settings().dimension));
     s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+    if (options.one_shot_embedder) {
+        embedder_options.optimize = false;  // as embed_queries loads it for a few queries
+        s.one_shot_embedder_ = Embedder::load(s.model_.path, embedder_options);
+        s.one_shot_batcher_ =
+            std::make_unique<EmbeddingBatcher>(*s.one_shot_embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+    }
 
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
     s.generation_ = s.reader_->catalogue().generation();
     s.state_token_ = s.reader_->catalogue().state_token(s.generation_);
     s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged);
+    s.index_state_ = catalogue_state(*s.reader_, s.generation_);
     s.saved_generation_ = s.generation_;
     if (s.options_.save_interval_seconds > 0) s.saver_ = std::thread([&s] { s.saver_loop(); });
     return service;
@@ -100,8 +107,29 @@ SearchService::~SearchService() {
     }
 }
 
+std::string precision_name(Precision precision) {
+    switch (precision) {
+        case Precision::Float32: return "fp32";
+        case Precision::BFloat16: return "bf16";
+    }
+    return "";
+}
+
+void SearchService::check_expectations(const SearchRequest& request) const {
+    if (request.one_shot && !one_shot_batcher_)
+        throw RequestError(409, "this server does not keep the model unoptimised for one-shot queries");
+    if (request.model_sha256 && *request.model_sha256 != model_.sha256)
+        throw RequestError(409, fmt::format("this server embeds with another model ({}, sha256 {})",
+                                            model_.path.string(), model_.sha256));
+    if (request.precision && (*request.precision != precision_name(options_.precision) || request.precision->empty()))
+        throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
+    if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
+        throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));
+}
+
 SearchAnswer SearchService::search(const std::vector<float>& vector, const SearchRequest& request,
                                    std::string query_kind) const {
+    check_expectations(request);
     const int dimension = reader_->settings().dimension;
     if (static_cast<int>(vector.size()) != dimension)
         throw RequestError(400, fmt::format("the vector has {} values; this store's have {}", vector.size(), dimension));
@@ -139,6 +167,21 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
     answer.metric = reader_->settings().metric;
     {
         std::shared_lock<std::shared_mutex> lock(index_mutex_);
+        if (request.catalogue_state) {
+            const CatalogueState& expected = *request.catalogue_state;
+            uint64_t saved_generation = 0;
+            {
+                std::lock_guard<std::mutex> saver_lock(saver_mutex_);
+                saved_generation = saved_generation_;
+            }
+            if (expected.store_id != index_state_.store_id || expected.generation != index_state_.generation ||
+                expected.token != index_state_.token)
+                throw RequestError(409, fmt::format("this server searches another catalogue state (store {}, generation "
+                                                    "{})", index_state_.store_id, index_state_.generation));
+            if (saved_generation != index_state_.generation)
+                throw RequestError(409, fmt::format("this server's index has changes not yet saved (generation {}, the "
+                                                    "file's {})", index_state_.generation, saved_generation));
+        }
         answer.index_kind = index_kind_name(index_->kind());
         answer.hits = find_hits(*index_, reader_->catalogue(), vector.data(), params, request.max_distance);
     }
@@ -160,24 +203,27 @@ SearchAnswer SearchService::search_id(int64_t id, const SearchRequest& request) 
 
 SearchAnswer SearchService::search_image(const std::string& bytes, const SearchRequest& request) const {
     const auto started = std::chrono::steady_clock::now();
+    check_expectations(request);
     // Bytes already in the store are searched with their stored vector, as `cbir query` does for an
-    // indexed file: the image finds itself at distance 0, and no inference runs.
-    if (auto known = row_with_content(reader_->catalogue(), sha256_hex(bytes.data(), bytes.size()),
+    // indexed file: the image finds itself at distance 0, and no inference runs. Not for a one-shot
+    // query: `cbir query` takes a stored vector by the file's path (its client sends the id), and
+    // embeds a file whose bytes are catalogued elsewhere.
+    if (auto known = request.one_shot ? std::nullopt : row_with_content(reader_->catalogue(), sha256_hex(bytes.data(), bytes.size()),
                                       reader_->settings().dimension)) {
         SearchAnswer answer = search(known->vector, request, "stored");
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
-    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}));
+    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}), request.one_shot);
     const double embed_ms = milliseconds_since(started);
     SearchAnswer answer = search(vector, request, "embedded");
     answer.embed_ms = embed_ms;
     return answer;
 }
 
-std::vector<float> SearchService::embed(const PreparedImage& image) const {
+std::vector<float> SearchService::embed(const PreparedImage& image, bool one_shot) const {
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
-    return batcher_->embed(image.input);
+    return (one_shot ? one_shot_batcher_ : batcher_)->embed(image.input);
 }
 
 std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
@@ -282,6 +328,7 @@ AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
     {
         std::unique_lock<std::shared_mutex> lock(index_mutex_);
         index_->add(id, record.vector.data());
+        index_state_ = catalogue_state(*writer_, catalogue.generation());
     }
     note_commit(catalogue);
     return {id, record.path, existing ? "updated" : "added"};
@@ -316,6 +363,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
             removed = catalogue.remove_paths({record.path});
             transaction.commit();
             index_->remove(removed);
+            index_state_ = catalogue_state(*writer_, catalogue.generation());
         }
         note_commit(catalogue);
         ensure_store_in_place();
@@ -405,6 +453,10 @@ ServiceStatus SearchService::status() const {
     }
     s.images_embedded = batcher_->images_embedded();
     s.inference_batches = batcher_->batches_run();
+    if (one_shot_batcher_) {  // the one-shot queries of `cbir query`, by the unoptimised model
+        s.images_embedded += one_shot_batcher_->images_embedded();
+        s.inference_batches += one_shot_batcher_->batches_run();
+    }
     return s;
 }
 

@@ -20,6 +20,7 @@
 #include "embed/embedder.h"
 #include "embed/model_file.h"
 #include "pipeline/prepare.h"
+#include "index/index_file.h"
 #include "search/searcher.h"
 #include "serve/embedding_batcher.h"
 #include "store/store.h"
@@ -38,6 +39,11 @@ struct ServiceOptions {
     int batch = 8;    // most images per forward pass
     Precision precision = Precision::Float32;
     int save_interval_seconds = 60;
+    // Also keep the model unoptimised, as a one-shot `cbir query` runs it, so that searches asking
+    // for it (SearchRequest::one_shot) get the very vectors, and so distances, the CLI would compute
+    // (optimize_for_inference folds the batch norms: its features differ by ~1e-6). Costs a second
+    // copy of the weights (45 MB for ResNet18).
+    bool one_shot_embedder = false;
 };
 
 // A request the service refuses: the HTTP status to answer with and a message for the client.
@@ -55,7 +61,21 @@ struct SearchRequest {
     int ef = 0;      // 0 = the store's default
     int nprobe = 0;  // 0 = the store's default
     std::optional<float> max_distance;
+    // What a client that must get exactly what `cbir query` would print asks of the answer (else 409,
+    // and it searches itself): images embedded by the unoptimised model, as a one-shot query does;
+    bool one_shot = false;
+    // the index searched reflecting exactly this catalogue state, and saved as such (what a query
+    // would load from the index file: a graph grown by inserts since is not the same graph);
+    std::optional<CatalogueState> catalogue_state;
+    // and this model, precision and preprocessing recipe.
+    std::optional<std::string> model_sha256;
+    std::optional<std::string> precision;  // precision_name()
+    std::optional<std::string> preprocessing;
 };
+
+// How the API names a precision: "fp32", "bf16"; empty for one it has no name for (no request
+// matches it, so a client and a server that cannot tell their precisions apart never pair up).
+std::string precision_name(Precision precision);
 
 struct SearchAnswer {
     // Where the query vector came from: "vector" (given), "id" (a stored row), "stored" (an upload
@@ -133,8 +153,12 @@ public:
 private:
     explicit SearchService(const ServiceOptions& options);
     SearchAnswer search(const std::vector<float>& vector, const SearchRequest& request, std::string query_kind) const;
-    // Decoded and embedded; 422 when the bytes are not an image cbir can read.
-    std::vector<float> embed(const PreparedImage& image) const;
+    // Decoded and embedded (by the one-shot embedder when asked); 422 when the bytes are not an image
+    // cbir can read.
+    std::vector<float> embed(const PreparedImage& image, bool one_shot = false) const;
+    // 409 when the request's expectations (model, precision, recipe, one-shot) are not what this
+    // service offers; the catalogue state is checked by search() under the index lock.
+    void check_expectations(const SearchRequest& request) const;
     // The stored vector of the same content, else the image embedded.
     std::vector<float> vector_of(const PreparedImage& image) const;
     // Catalogue first, then the index; an upload's bytes are written to record.path first.
@@ -158,6 +182,8 @@ private:
     ModelFile model_;
     std::unique_ptr<Embedder> embedder_;
     std::unique_ptr<EmbeddingBatcher> batcher_;
+    std::unique_ptr<Embedder> one_shot_embedder_;  // when options_.one_shot_embedder
+    std::unique_ptr<EmbeddingBatcher> one_shot_batcher_;
     std::vector<std::filesystem::path> canonical_roots_;
     // The catalogue and lock files opened (device, inode), against which the paths are checked.
     std::optional<FileStat> opened_catalogue_;  // device and inode of what was opened
@@ -167,6 +193,7 @@ private:
     std::mutex write_mutex_;                // one writer at a time; held while the index file is saved
     mutable std::shared_mutex index_mutex_;  // searches share it; a write to the index takes it alone
     std::unique_ptr<VectorIndex> index_;
+    CatalogueState index_state_;     // the catalogue state index_ reflects (under index_mutex_)
     uint64_t generation_ = 0;        // catalogue generation the index reflects (under write_mutex_)
     std::string state_token_;        // the catalogue's token for generation_ (under write_mutex_)
     uint64_t saved_generation_ = 0;  // of the index file
