@@ -58,7 +58,7 @@ void swap_red_and_blue(cv::Mat& bgr) {
 }
 
 // The formats OpenCV decodes, with their checks; `exif_orientation` false leaves the pixels as stored.
-DecodedImage decode_with_opencv(const std::string& bytes, ImageFormat format, int reduction, bool exif_orientation) {
+DecodedImage decode_opencv_format(const std::string& bytes, ImageFormat format, int reduction, bool exif_orientation) {
     DecodedImage out;
     if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {  // imdecode takes an int length
         out.error = "file of " + std::to_string(bytes.size()) + " bytes is larger than OpenCV decodes";
@@ -115,7 +115,7 @@ DecodedImage decode_raw_preview(const std::string& bytes, int reduction) {
         }
         out.error = image_limit_error(header.header);
         if (!out.ok()) return out;
-        out = decode_with_opencv(preview.jpeg, ImageFormat::jpeg, reduction, /*exif_orientation=*/false);
+        out = decode_opencv_format(preview.jpeg, ImageFormat::jpeg, reduction, /*exif_orientation=*/false);
         if (!out.ok()) {
             out.error = "the embedded preview: " + out.error;
             return out;
@@ -145,7 +145,7 @@ DecodedImage decode_checked(const std::string& bytes, int reduction) {
         case ImageFormat::heic:
         case ImageFormat::avif: return decode_heif(bytes, header.header);
         case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
-        default: return decode_with_opencv(bytes, header.header.format, reduction, /*exif_orientation=*/true);
+        default: return decode_opencv_format(bytes, header.header.format, reduction, /*exif_orientation=*/true);
     }
 }
 
