@@ -83,8 +83,6 @@ int run(const QueryFlags& flags) {
             throw Error("--min-similarity needs a cosine or ip store; this one is l2 (use --max-distance)");
         options.max_distance = 1.0f - *flags.min_similarity;
     }
-    const auto images = expand_inputs(flags.images, flags.null_separated);
-    if (images.empty()) throw Error("no query images (stdin was empty)");
     std::unique_ptr<Communicator> job;
     if (is_set && placement) {
         if (!placement->mpi)
@@ -92,6 +90,12 @@ int run(const QueryFlags& flags) {
                                     options.store_dir.string(), placement->size));
         job = join_mpi_job();
     }
+    // In an MPI job only rank 0 reads the queries (mpirun gives stdin to rank 0 alone); the other
+    // ranks receive their vectors.
+    std::vector<std::filesystem::path> images;
+    if (!job || job->rank() == 0) images = expand_inputs(flags.images, flags.null_separated);
+    // With none, the other ranks of a job still take part (an empty query) and end with rank 0.
+    if (!job && images.empty()) throw Error("no query images (stdin was empty)");
     QueryReport report;
     try {
         if (is_set) {
@@ -113,6 +117,7 @@ int run(const QueryFlags& flags) {
         std::_Exit(kOk);
     }
     job.reset();
+    if (images.empty()) throw Error("no query images (stdin was empty)");
     if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
     const OutputFormat format = resolve_format(flags.format);
