@@ -7,6 +7,7 @@
 #include "embed/embedder.h"
 #include "image/limits.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
 #include "store/file_identity.h"
@@ -110,11 +111,11 @@ std::unique_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const Inde
     warn_if_untrained(model);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    auto embedder = Embedder::load(model.path, embedder_options);
+    auto embedder = load_embedder(model.path, embedder_options, options.precision, store.get());
     if (!store) {
         StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
                                                     options.index.value_or(IndexSpec{}));
+        settings.precision = embedder->precision();
         store = Store::create(options.store_dir, settings);
     } else if (store->settings().dimension != embedder->dimension()) {
         throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors", model.path.string(),

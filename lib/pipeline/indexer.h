@@ -24,7 +24,7 @@ struct IndexOptions {
     int batch = 8;
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores
-    Precision precision = Precision::Float32;
+    PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
     bool prune = false;  // also remove rows under the input folders whose files are gone
 };
 

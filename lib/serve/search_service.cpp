@@ -14,6 +14,7 @@
 #include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "serve/catalogued_file.h"
 #include "search/search_limits.h"
 #include "store/derived_index.h"
@@ -75,8 +76,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     warn_if_untrained(s.model_);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    s.embedder_ = Embedder::load(s.model_.path, embedder_options);
+    s.embedder_ = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
     if (s.embedder_->dimension() != s.writer_->settings().dimension)
         throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
                                 s.embedder_->dimension(), s.writer_->settings().dimension));

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "embed/precision.h"
 #include "index/index_spec.h"
 #include "index/metric.h"
 #include "store/catalogue.h"
@@ -28,6 +29,9 @@ struct StoreSettings {
     int dimension = 0;
     Metric metric = Metric::L2;
     std::string preprocessing;
+    // How the vectors were computed (int8 from a quantized model file, bf16 from how a float model
+    // ran). Unset in stores made before it was recorded: fp32, or int8 if their model is quantized.
+    std::optional<Precision> precision;
     IndexSpec index;  // kind, build parameters and search defaults
 };
 
