@@ -69,6 +69,8 @@ std::unique_ptr<Embedder> load_embedder(const std::filesystem::path& model, Embe
     if (store && store->settings().precision && *store->settings().precision != loaded)
         throw Error(mismatch(*store, *store->settings().precision, loaded));
     warn_if_slow_here(loaded, cpu);
+    log_debug(fmt::format("{} runs in {} ({})", model.filename().string(), precision_name(loaded),
+                          precision_engine(loaded, cpu)));
     return embedder;
 }
 
