@@ -12,7 +12,8 @@ import sys
 import tempfile
 import time
 
-from cbir_assets import corel_images, machine
+import bench_common
+from cbir_assets import corel_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.path.join(ROOT, "build", "apps", "cbir")
@@ -84,12 +85,14 @@ def main():
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--runs", type=int, default=7, help="one-shot cbir query runs")
     parser.add_argument("--uploads", type=int, default=100, help="distinct Corel photos added with POST /images")
+    bench_common.add_arguments(parser)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk not found (scripts/install-deps.sh --test)")
     corel = corel_images()
     query_image = os.path.join(corel, "950.jpg") if corel else os.path.join(ROOT, "images", "dog1.jpg")
     work = tempfile.mkdtemp(prefix="cbir-bench-serve-")
+    host = bench_common.Machine(args.max_load, args.quiet_wait)
     try:
         store = os.path.join(work, "store")
         subprocess.run([CBIR, "bench", "synth-store", "--store", store, "--count", str(args.store_size), "--model", MODEL],
@@ -101,7 +104,7 @@ def main():
             json.dump({"vector": vector}, f)
         with open(query_image, "rb") as f:
             image_bytes = f.read()
-        print(f"bench: {args.store_size}-vector HNSW store; query image {query_image}; machine: {machine()}",
+        print(f"bench: {args.store_size}-vector HNSW store; query image {query_image}; {host.header()}",
               file=sys.stderr)
 
         walls = []
@@ -140,7 +143,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     one_shot = rows[0][2]
-    print(f"\nMachine: {machine()}. Store: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
+    host.finish()
+    print(f"\n{host.header()}\nStore: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
           f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). wrk: 1 thread, {args.seconds} s per run, on the "
           f"same two cores as the server.\n")
     print("| client | requests/s | p50 ms | p99 ms | p50 vs `cbir query` |")
