@@ -2,7 +2,6 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
-#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/script.h>
 
@@ -32,10 +31,12 @@ bool graph_is_quantized(const torch::jit::Block* block) {
     return false;
 }
 
+// Each module's own forward (a scripted model calls its submodules'; a frozen one has one graph).
 bool is_quantized(const torch::jit::Module& module) {
-    auto graph = module.get_method("forward").graph()->copy();
-    torch::jit::Inline(*graph);  // a scripted model calls its submodules' methods
-    return graph_is_quantized(graph->block());
+    for (const auto& m : module.modules())
+        if (auto forward = m.find_method("forward"); forward && graph_is_quantized(forward->graph()->block()))
+            return true;
+    return false;
 }
 
 // Quantized weights are packed for the engine selected when the model is loaded, so onednn (the
