@@ -93,6 +93,9 @@ class Precision(unittest.TestCase):
         r = self.cbir("query", self.new_photo, "--store", old, "-k", "1", "--precision", "bf16")
         self.assertEqual(r.returncode, 2)
         self.assertIn("precision mismatch", r.stderr)
+        r = self.cbir("index", self.mirrored, "--store", old)  # its first write records what it is
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.info(old)["precision"], "fp32")
 
     def test_queries_run_in_the_store_precision_and_refuse_another(self):
         r = self.cbir("query", self.new_photo, "--store", self.stores["bf16"], "-k", "1", "-v")

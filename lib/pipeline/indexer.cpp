@@ -120,6 +120,8 @@ std::unique_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const Inde
     } else if (store->settings().dimension != embedder->dimension()) {
         throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors", model.path.string(),
                                 embedder->dimension(), store->settings().dimension));
+    } else if (!store->settings().precision) {
+        store->record_precision(embedder->precision());  // load_embedder accepted it for an unrecorded store
     }
     return embedder;
 }

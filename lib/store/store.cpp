@@ -137,6 +137,13 @@ void Store::update_index_settings(const StoreSettings& settings) {
     settings_ = settings;
 }
 
+void Store::record_precision(Precision precision) {
+    Transaction txn(*catalogue_);
+    catalogue_->set_meta("precision", precision_name(precision));
+    txn.commit();
+    settings_.precision = precision;
+}
+
 void Store::update_model_identity(const std::string& path, const FileStat& identity) {
     if (catalogue_->read_only()) return;  // it is hashed again next time
     Transaction txn(*catalogue_);

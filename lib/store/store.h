@@ -57,6 +57,8 @@ public:
     // Records a new index choice (cbir reindex); the caller rebuilds the index.
     void update_index_settings(const StoreSettings& settings);
 
+    // Records the precision of a store made before precisions were recorded, at its next write.
+    void record_precision(Precision precision);
     // Records where the model now is and its file identity (after verifying its hash).
     void update_model_identity(const std::string& path, const FileStat& identity);
 
