@@ -23,7 +23,7 @@ struct BenchFlags {
     std::vector<int> batches{1, 4, 8, 16};
     int threads = 0;
     bool no_optimize = false;
-    std::string precision = "fp32";
+    std::string precision;
     double seconds = 3.0;
     std::vector<std::string> folders;
     int readers = 0;
@@ -73,7 +73,7 @@ Runner add_inference_bench(CLI::App& app, BenchFlags& flags, const std::filesyst
             const InferenceBench r = bench_inference(model, batch, flags.threads, !flags.no_optimize,
                                                      parse_precision(flags.precision), flags.seconds);
             nlohmann::ordered_json row{{"bench", "inference"}, {"batch", r.batch}, {"threads", r.threads},
-                                       {"optimized", r.optimized}, {"precision", flags.precision},
+                                       {"optimized", r.optimized}, {"precision", precision_name(r.precision)},
                                        {"images_per_second", r.images_per_second}, {"batches_timed", r.batch_seconds.size()},
                                        {"load_seconds", r.load.load_seconds}, {"optimize_seconds", r.load.optimize_seconds},
                                        {"warm_up_seconds", r.load.warm_up_seconds}};

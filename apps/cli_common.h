@@ -60,9 +60,9 @@ CLI::Validator index_spec_validator();
 // --index text with the separate parameter flags as its defaults; throws cbir::Error if invalid.
 IndexSpec parse_index_flags(const std::string& text, int hnsw_m, int ef_construction, int nlist, int pq_m, int pq_bits);
 
-// --precision fp32|bf16, shared by every command that runs the model.
+// --precision fp32|bf16|int8|auto, shared by every command that runs the model.
 void add_precision_flag(CLI::App& app, std::string& precision);
-Precision parse_precision(const std::string& precision);
+PrecisionRequest parse_precision(const std::string& precision);
 
 // The exit code once a command's output is flushed: a reader that went away (`cbir query … | head`)
 // is not an error (SIGPIPE is ignored; the write fails with EPIPE).

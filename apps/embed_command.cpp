@@ -27,7 +27,7 @@ struct EmbedFlags {
     int batch = 8;
     int threads = 0;
     int readers = 0;
-    std::string precision = "fp32";
+    std::string precision;
     Verbosity verbosity;
 };
 

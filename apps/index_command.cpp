@@ -32,7 +32,7 @@ struct IndexFlags {
     int nlist = 0;
     int pq_m = IndexSpec{}.pq_m;
     int pq_bits = IndexSpec{}.pq_bits;
-    std::string precision = "fp32";
+    std::string precision;
     int shards = 0;
     std::optional<int> shard;
     Verbosity verbosity;

@@ -37,7 +37,7 @@ struct QueryFlags {
     int nprobe = 0;
     int threads = 0;
     bool exact = false;
-    std::string precision = "fp32";
+    std::string precision;
     Verbosity verbosity;
 };
 

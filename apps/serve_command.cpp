@@ -35,7 +35,7 @@ struct ServeFlags {
     std::vector<std::string> allowed_hosts;
     int max_body_mb = 64;
     int save_interval = 60;
-    std::string precision = "fp32";
+    std::string precision;
     Verbosity verbosity;
 };
 

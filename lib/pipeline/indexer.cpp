@@ -8,6 +8,7 @@
 #include "embed/embedder.h"
 #include "image/limits.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
 #include "store/file_identity.h"
@@ -111,16 +112,24 @@ std::shared_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const Inde
     warn_if_untrained(model);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    std::shared_ptr<Embedder> embedder = options.load_model ? options.load_model(model.path, embedder_options)
-                                                            : std::shared_ptr<Embedder>(Embedder::load(model.path, embedder_options));
+    auto load = [&] { return load_embedder(model.path, embedder_options, options.precision, store.get()); };
+    std::shared_ptr<Embedder> embedder = options.load_model ? options.load_model(model.path, load)
+                                                            : std::shared_ptr<Embedder>(load());
+    // A model loaded for another shard was checked against that shard's recipe; this one's too.
+    if (store && store->settings().precision && *store->settings().precision != embedder->precision())
+        throw Error(fmt::format("{}: precision mismatch: the store's vectors were made in {}, this run computes {}",
+                                store->dir().string(), precision_name(*store->settings().precision),
+                                precision_name(embedder->precision())));
     if (!store) {
         StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
                                                     options.index.value_or(IndexSpec{}));
+        settings.precision = embedder->precision();
         store = Store::create(options.store_dir, settings);
     } else if (store->settings().dimension != embedder->dimension()) {
         throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors", model.path.string(),
                                 embedder->dimension(), store->settings().dimension));
+    } else if (!store->settings().precision) {
+        store->record_precision(embedder->precision());  // load_embedder accepted it for an unrecorded store
     }
     return embedder;
 }

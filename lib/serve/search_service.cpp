@@ -14,6 +14,7 @@
 #include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "serve/catalogued_file.h"
 #include "search/search_limits.h"
 #include "store/derived_index.h"
@@ -75,14 +76,16 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     warn_if_untrained(s.model_);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    s.embedder_ = Embedder::load(s.model_.path, embedder_options);
+    s.embedder_ = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
     if (s.embedder_->dimension() != s.writer_->settings().dimension)
         throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
                                 s.embedder_->dimension(), s.writer_->settings().dimension));
     s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, PreprocessSpec{}.values_per_image(), options.batch);
     if (options.one_shot_embedder) {
         embedder_options.optimize = false;  // as embed_queries loads it for a few queries
+        // The precision the main model was loaded in (a quantized model runs in int8 whatever it is given).
+        embedder_options.precision =
+            s.embedder_->precision() == Precision::Int8 ? Precision::Float32 : s.embedder_->precision();
         s.one_shot_embedder_ = Embedder::load(s.model_.path, embedder_options);
         s.one_shot_batcher_ =
             std::make_unique<EmbeddingBatcher>(*s.one_shot_embedder_, PreprocessSpec{}.values_per_image(), options.batch);
@@ -107,21 +110,13 @@ SearchService::~SearchService() {
     }
 }
 
-std::string precision_name(Precision precision) {
-    switch (precision) {
-        case Precision::Float32: return "fp32";
-        case Precision::BFloat16: return "bf16";
-    }
-    return "";
-}
-
 void SearchService::check_expectations(const SearchRequest& request) const {
     if (request.one_shot && !one_shot_batcher_)
         throw RequestError(409, "this server does not keep the model unoptimised for one-shot queries");
     if (request.model_sha256 && *request.model_sha256 != model_.sha256)
         throw RequestError(409, fmt::format("this server embeds with another model ({}, sha256 {})",
                                             model_.path.string(), model_.sha256));
-    if (request.precision && (*request.precision != precision_name(options_.precision) || request.precision->empty()))
+    if (request.precision && *request.precision != precision_name(embedder_->precision()))
         throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
     if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
         throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));

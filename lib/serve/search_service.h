@@ -37,7 +37,7 @@ struct ServiceOptions {
     std::vector<std::filesystem::path> roots;
     int threads = 0;  // inference threads; 0 = all cores
     int batch = 8;    // most images per forward pass
-    Precision precision = Precision::Float32;
+    PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
     int save_interval_seconds = 60;
     // Also keep the model unoptimised, as a one-shot `cbir query` runs it, so that searches asking
     // for it (SearchRequest::one_shot) get the very vectors, and so distances, the CLI would compute
@@ -69,13 +69,10 @@ struct SearchRequest {
     std::optional<CatalogueState> catalogue_state;
     // and this model, precision and preprocessing recipe.
     std::optional<std::string> model_sha256;
-    std::optional<std::string> precision;  // precision_name()
+    std::optional<std::string> precision;  // precision_name() of what the client would compute in
     std::optional<std::string> preprocessing;
 };
 
-// How the API names a precision: "fp32", "bf16"; empty for one it has no name for (no request
-// matches it, so a client and a server that cannot tell their precisions apart never pair up).
-std::string precision_name(Precision precision);
 
 struct SearchAnswer {
     // Where the query vector came from: "vector" (given), "id" (a stored row), "stored" (an upload

@@ -24,6 +24,7 @@ void write_settings(Catalogue& c, const StoreSettings& s) {
     c.set_meta("dimension", std::to_string(s.dimension));
     c.set_meta("metric", metric_name(s.metric));
     c.set_meta("preprocessing", s.preprocessing);
+    if (s.precision) c.set_meta("precision", precision_name(*s.precision));
     c.set_meta("index_kind", index_kind_name(s.index.kind));
     c.set_meta("hnsw_m", std::to_string(s.index.hnsw_m));
     c.set_meta("hnsw_ef_construction", std::to_string(s.index.hnsw_ef_construction));
@@ -61,6 +62,10 @@ StoreSettings read_settings(const Catalogue& c) {
     if (!metric) throw Error(c.file().string() + ": unknown metric in store metadata");
     s.metric = *metric;
     s.preprocessing = required(c, "preprocessing");
+    if (auto precision = c.meta("precision")) {
+        s.precision = parse_precision_name(*precision);
+        if (!s.precision) throw Error(c.file().string() + ": unknown precision '" + *precision + "' in store metadata");
+    }
     const std::string kind = required(c, "index_kind");
     if (auto parsed = parse_index_kind(kind))
         s.index.kind = *parsed;
@@ -130,6 +135,13 @@ void Store::update_index_settings(const StoreSettings& settings) {
     write_settings(*catalogue_, settings);
     txn.commit();
     settings_ = settings;
+}
+
+void Store::record_precision(Precision precision) {
+    Transaction txn(*catalogue_);
+    catalogue_->set_meta("precision", precision_name(precision));
+    txn.commit();
+    settings_.precision = precision;
 }
 
 void Store::update_model_identity(const std::string& path, const FileStat& identity) {
