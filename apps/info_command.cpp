@@ -21,7 +21,7 @@ int run(const InfoFlags& flags) {
     apply_verbosity(flags.verbosity);
     auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
     const auto facts = describe_store(*store);
-    const OutputFormat format = resolve_format(flags.format);
+    const OutputFormat format = resolve_format(flags.format, "info");
     if (format == OutputFormat::Json || format == OutputFormat::Jsonl) {
         nlohmann::ordered_json object;
         for (const auto& [key, value] : facts) object[key] = value;
@@ -41,7 +41,7 @@ int run(const InfoFlags& flags) {
 std::function<int()> add_info_command(CLI::App& app) {
     auto flags = std::make_shared<InfoFlags>();
     add_store_flag(app, flags->store);
-    add_format_flag(app, flags->format);
+    add_format_flag(app, flags->format, "info");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });
 }

@@ -57,6 +57,11 @@ void write_query_montage(const QueryReport& report, const std::string& output) {
 
 int run(const QueryFlags& flags) {
     apply_verbosity(flags.verbosity);
+    // Every query path is checked before the store and the model are opened: a typo costs nothing.
+    const auto images = expand_inputs(flags.images, flags.null_separated);
+    if (images.empty()) throw Error("no query images (stdin was empty)");
+    require_image_files(images, "query");
+    const OutputFormat format = resolve_format(flags.format, "query");
     QueryOptions options;
     options.store_dir = resolve_store(flags.store, /*for_writing=*/false);
     if (!flags.model.empty()) options.model = flags.model;
@@ -76,12 +81,9 @@ int run(const QueryFlags& flags) {
             throw Error("--min-similarity needs a cosine or ip store; this one is l2 (use --max-distance)");
         options.max_distance = 1.0f - *flags.min_similarity;
     }
-    const auto images = expand_inputs(flags.images, flags.null_separated);
-    if (images.empty()) throw Error("no query images (stdin was empty)");
     const QueryReport report = run_query(images, options);
     if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
-    const OutputFormat format = resolve_format(flags.format);
     if (format == OutputFormat::Table && !flags.verbosity.quiet)
         std::cerr << fmt::format("cbir: distance is {} ({} index; smaller is closer)\n",
                                  metric_description(report.metric), report.index_kind);
@@ -112,10 +114,10 @@ int run(const QueryFlags& flags) {
 
 std::function<int()> add_query_command(CLI::App& app) {
     auto flags = std::make_shared<QueryFlags>();
-    app.add_option("images", flags->images, "Query images; - reads paths from stdin, one per line")->required();
+    app.add_option("images", flags->images, "Query images; - reads paths from stdin, one per line (none with -0: stdin)");
     add_null_option(app, flags->null_separated, "Paths on stdin, and --format paths output, are NUL-separated");
     app.add_option("--max-distance", flags->max_distance, "Print only hits at this distance or closer (exit 1 if none)")
-        ->check(CLI::NonNegativeNumber)->envname("CBIR_MAX_DISTANCE");
+        ->check(at_least(0))->envname("CBIR_MAX_DISTANCE");
     add_min_similarity_option(app, flags->min_similarity,
                               "Cosine/ip stores: print only hits with similarity (1 - distance) at least this")
         ->excludes("--max-distance");
@@ -124,7 +126,7 @@ std::function<int()> add_query_command(CLI::App& app) {
     add_top_k_option(app, flags->top_k);
     add_store_flag(app, flags->store);
     add_model_option(app, flags->model, "Model to embed queries with (must be the store's; default: the store's)");
-    add_format_flag(app, flags->format);
+    add_format_flag(app, flags->format, "query");
     add_ef_option(app, flags->ef, "HNSW search breadth (0 = the store's default, at least k)");
     add_nprobe_option(app, flags->nprobe, "IVF lists visited per query (0 = the store's default, 16)");
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index")->envname("CBIR_EXACT");

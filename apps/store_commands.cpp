@@ -74,8 +74,7 @@ std::function<int()> add_repair_command(CLI::App& app) {
 
 std::function<int()> add_remove_command(CLI::App& app) {
     auto flags = common_flags(app);
-    app.add_option("paths", flags->paths, "Images to remove from the store (the files are not touched); - reads stdin")
-        ->required();
+    app.add_option("paths", flags->paths, "Images to remove from the store (the files are not touched); - reads stdin");
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     return guarded(flags, [](const StoreFlags& f) {
         const auto dir = resolve_store(f.store, /*for_writing=*/true);
