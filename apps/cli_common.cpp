@@ -21,14 +21,16 @@
 namespace cbir::cli {
 
 void add_verbosity_flags(CLI::App& app, Verbosity& verbosity) {
-    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors on stderr (no summary, no warnings)")
+    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors and warnings on stderr (no summary, no notes)")
         ->envname("CBIR_QUIET");
     app.add_flag("-v,--verbose", verbosity.verbose, "Print more detail on stderr (timings of each step)")
         ->envname("CBIR_VERBOSE");
 }
 
 void apply_verbosity(const Verbosity& verbosity) {
-    const LogLevel max_level = verbosity.quiet ? LogLevel::Error : verbosity.verbose ? LogLevel::Debug : LogLevel::Notice;
+    // -q keeps warnings (a damaged index being rebuilt, a server open to the network): it silences
+    // summaries and notes, not what the user must know.
+    const LogLevel max_level = verbosity.quiet ? LogLevel::Warning : verbosity.verbose ? LogLevel::Debug : LogLevel::Notice;
     set_log_sink([max_level](LogLevel level, const std::string& message) {
         if (level <= max_level) std::fprintf(stderr, "cbir: %s\n", message.c_str());
     });

@@ -11,6 +11,16 @@
 namespace cbir::cli {
 namespace {
 
+// describe_store gives text for every format; JSON gets numbers and booleans as such.
+nlohmann::ordered_json typed(const std::string& value) {
+    if (value == "yes" || value == "no") return value == "yes";
+    const bool integer = !value.empty() && value.size() < 19 &&
+                         value.find_first_not_of("0123456789", value[0] == '-' ? 1 : 0) == std::string::npos &&
+                         value != "-";
+    if (integer) return std::stoll(value);
+    return value;
+}
+
 struct InfoFlags {
     std::string store;
     std::string format;
@@ -24,7 +34,7 @@ int run(const InfoFlags& flags) {
     const OutputFormat format = resolve_format(flags.format, "info");
     if (format == OutputFormat::Json || format == OutputFormat::Jsonl) {
         nlohmann::ordered_json object;
-        for (const auto& [key, value] : facts) object[key] = value;
+        for (const auto& [key, value] : facts) object[key] = typed(value);
         std::cout << object.dump(format == OutputFormat::Json ? 1 : -1, ' ', false,
                                  nlohmann::json::error_handler_t::replace)
                   << '\n';

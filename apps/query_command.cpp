@@ -38,9 +38,11 @@ struct QueryFlags {
     Verbosity verbosity;
 };
 
+// The path as the user would type it (relative here when inside this folder), its end kept when long:
+// the folder often tells two hits apart more than the file name does.
 std::string short_name(const std::string& path) {
-    const std::string name = std::filesystem::path(path).filename().string();
-    return name.size() > 22 ? name.substr(0, 19) + "..." : name;
+    const std::string shown = display_path(std::filesystem::absolute(path).lexically_normal().string());
+    return shown.size() > 24 ? "..." + shown.substr(shown.size() - 21) : shown;
 }
 
 void write_query_montage(const QueryReport& report, const std::string& output) {
@@ -61,6 +63,8 @@ int run(const QueryFlags& flags) {
     const auto images = expand_inputs(flags.images, flags.null_separated);
     if (images.empty()) throw Error("no query images (stdin was empty)");
     require_image_files(images, "query");
+    if (!flags.montage.empty() && !montage_encoding(flags.montage))
+        throw Error(flags.montage + ": --montage writes .png or .jpg files");
     const OutputFormat format = resolve_format(flags.format, "query");
     QueryOptions options;
     options.store_dir = resolve_store(flags.store, /*for_writing=*/false);
@@ -121,7 +125,7 @@ std::function<int()> add_query_command(CLI::App& app) {
     add_min_similarity_option(app, flags->min_similarity,
                               "Cosine/ip stores: print only hits with similarity (1 - distance) at least this")
         ->excludes("--max-distance");
-    app.add_option("--montage", flags->montage, "Also write a contact sheet PNG: each query and its hits, captioned");
+    app.add_option("--montage", flags->montage, "Also write a contact sheet (.png or .jpg): a row per query, its hits captioned");
     add_batch_option(app, flags->batch, "Query images per inference batch");
     add_top_k_option(app, flags->top_k);
     add_store_flag(app, flags->store);

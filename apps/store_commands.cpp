@@ -32,6 +32,8 @@ std::function<int()> guarded(std::shared_ptr<StoreFlags> flags, Run run) {
     });
 }
 
+std::string images(size_t count) { return fmt::format("{} image{}", count, count == 1 ? "" : "s"); }
+
 std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
     auto flags = std::make_shared<StoreFlags>();
     add_store_flag(app, flags->store);
@@ -74,19 +76,22 @@ std::function<int()> add_repair_command(CLI::App& app) {
 
 std::function<int()> add_remove_command(CLI::App& app) {
     auto flags = common_flags(app);
-    app.add_option("paths", flags->paths, "Images to remove from the store (the files are not touched); - reads stdin");
+    app.add_option("paths", flags->paths, "Images, or folders (every image under them), to remove from the store (the files are not touched); - reads stdin");
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     return guarded(flags, [](const StoreFlags& f) {
         const auto dir = resolve_store(f.store, /*for_writing=*/true);
         WriterLock lock(dir);
         auto store = Store::open(dir);
         std::vector<std::string> keys;
-        for (const auto& p : expand_inputs(f.paths, f.null_separated))
-            keys.push_back(catalogue_key(p));
+        for (const auto& p : expand_inputs(f.paths, f.null_separated)) {
+            const auto named = rows_named_by(*store, catalogue_key(p));
+            if (named.empty() && !f.verbosity.quiet) std::fprintf(stderr, "cbir: not in the store: %s\n", p.c_str());
+            keys.insert(keys.end(), named.begin(), named.end());
+        }
         const size_t removed = remove_from_store(*store, lock, keys);
         if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(),
-                         store->catalogue().count());
+            std::fprintf(stderr, "%s\n", fmt::format("cbir: removed {}; {} in the store", images(removed),
+                                                     images(store->catalogue().count())).c_str());
         return removed ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
     });
 }
@@ -106,8 +111,8 @@ std::function<int()> add_prune_command(CLI::App& app) {
         if (lock) remove_from_store(*store, *lock, gone);
         for (const auto& path : gone) std::cout << display_path(path) << '\n';
         if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: %s %zu entries whose files are gone\n", f.dry_run ? "would remove" : "removed",
-                         gone.size());
+            std::fprintf(stderr, "%s\n", fmt::format("cbir: {} {} whose files are gone", f.dry_run ? "would remove" : "removed",
+                                                     images(gone.size())).c_str());
         return gone.empty() ? static_cast<int>(kNoResults) : static_cast<int>(kOk);
     });
 }

@@ -160,6 +160,14 @@ size_t remove_from_store(Store& store, const WriterLock& held, const std::vector
     return removed;
 }
 
+std::vector<std::string> rows_named_by(Store& store, const std::string& key) {
+    if (store.catalogue().find_by_path(key)) return {key};
+    std::vector<std::string> under;
+    for (const auto& row : store.catalogue().all_paths())
+        if (key_is_under(row.second, key)) under.push_back(row.second);
+    return under;
+}
+
 std::vector<std::string> rows_whose_files_are_gone(Store& store, const std::vector<std::string>& roots) {
     std::vector<std::string> gone;
     for (const auto& row : store.catalogue().all_paths()) {
