@@ -3,10 +3,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
-#include <algorithm>
 #include <map>
 #include <thread>
 
