@@ -192,7 +192,6 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
     }
     const auto files = collect_image_files(inputs, [&](const WalkProblem& p) { fail(p.path, p.reason); });
     const std::vector<Candidate> todo = select_changed(files, store.get(), summary);
-    summary.created = !store;
     if (!todo.empty() || !store) {
         // A new store is made (catalogue and settings) before anything is embedded, even when there
         // is nothing to embed: the run said it indexed into it, and queries then find an empty store.

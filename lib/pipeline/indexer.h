@@ -31,7 +31,6 @@ struct IndexOptions {
 
 struct IndexSummary {
     size_t considered = 0;
-    bool created = false;  // this run made the store
     size_t added = 0;
     size_t updated = 0;
     size_t unchanged = 0;
