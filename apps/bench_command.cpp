@@ -60,11 +60,11 @@ Runner add_inference_bench(CLI::App& app, BenchFlags& flags, const std::filesyst
     auto* sub = app.add_subcommand("inference", "Inference alone on random inputs: images/s per batch size");
     add_model_option(*sub, flags.model, "TorchScript model (default: models/resnet18-*.pt)");
     sub->add_option("--batch", flags.batches, "Batch sizes to measure")->delimiter(',')->capture_default_str()
-        ->check(CLI::Range(kBatchBounds.min, kBatchBounds.max));
+        ->check(in_range(kBatchBounds.min, kBatchBounds.max));
     add_threads_option(*sub, flags.threads);
     sub->add_flag("--no-optimize", flags.no_optimize, "Skip torch::jit::optimize_for_inference");
     add_precision_flag(*sub, flags.precision);
-    sub->add_option("--seconds", flags.seconds, "Timed seconds per batch size")->check(CLI::Range(0.1, 3600.0))
+    sub->add_option("--seconds", flags.seconds, "Timed seconds per batch size")->check(in_range(0.1, 3600.0))
         ->capture_default_str();
     return [sub, &flags, exe_dir] {
         if (!sub->parsed()) return;
@@ -101,7 +101,7 @@ Runner add_synth_store_bench(CLI::App& app, BenchFlags& flags, const std::filesy
     sub->add_option("--store", flags.store, "New store directory")->required();
     sub->add_option("--count", flags.count, "Vectors")->capture_default_str();
     sub->add_option("--dimension", flags.dimension, "Dimension (must match the model for queries)")
-        ->check(CLI::Range(1, 65536))->capture_default_str();
+        ->check(in_range(1, 65536))->capture_default_str();
     sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
         ->check(index_spec_validator())->capture_default_str();
     add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
@@ -136,7 +136,7 @@ AnnBenchOptions ann_options(const BenchFlags& flags) {
 Runner add_ann_bench(CLI::App& app, BenchFlags& flags) {
     auto* sub = app.add_subcommand("ann", "Index kinds on the same vectors: build, size, load, memory, queries/s, recall@10");
     sub->add_option("--count", flags.count, "Synthetic vectors (ignored with --vectors-from)")->capture_default_str();
-    sub->add_option("--dimension", flags.dimension, "Dimension of synthetic vectors")->check(CLI::Range(1, 65536))
+    sub->add_option("--dimension", flags.dimension, "Dimension of synthetic vectors")->check(in_range(1, 65536))
         ->capture_default_str();
     sub->add_option("--queries", flags.queries, "Queries (from the same distribution, not in the base set)")
         ->capture_default_str();

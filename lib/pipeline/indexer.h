@@ -22,6 +22,7 @@ struct IndexOptions {
     // Settings of a new store; for an existing store they must match it when given.
     std::optional<Metric> metric;
     std::optional<IndexSpec> index;  // default: HNSW32
+    IndexParameters index_parameters;  // given apart from `index` (which already includes them)
     int batch = 8;
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores

@@ -36,6 +36,7 @@ std::optional<std::vector<float>> stored_vector(Store& store, const std::filesys
 std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
                                 const SearchParams& params, std::optional<float> max_distance) {
     auto neighbors = index.search(query, params);
+    for (auto& n : neighbors) n.distance = reported_distance(index.metric(), n.distance);
     if (max_distance)
         neighbors.erase(std::remove_if(neighbors.begin(), neighbors.end(),
                                        [&](const Neighbor& n) { return n.distance > *max_distance; }),

@@ -85,6 +85,31 @@ StoreSettings read_settings(const Catalogue& c) {
 
 std::filesystem::path catalogue_file(const std::filesystem::path& store_dir) { return store_dir / "catalogue.sqlite"; }
 
+namespace {
+
+// Single quotes when the shell would split or expand the text.
+std::string shell_word(const std::string& text) {
+    if (!text.empty() && text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=./:,@%") ==
+                             std::string::npos)
+        return text;
+    std::string quoted = "'";
+    for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return quoted + "'";
+}
+
+}  // namespace
+
+std::string store_command(const std::filesystem::path& store_dir, const std::string& arguments) {
+    std::string command = "cbir " + arguments;
+    std::error_code ec;
+    const std::filesystem::path cwd = std::filesystem::current_path(ec);
+    const std::filesystem::path dir = std::filesystem::absolute(store_dir, ec).lexically_normal();
+    if (!ec && Store::find_upward(cwd) == dir) return command;
+    std::filesystem::path shown = dir.lexically_relative(cwd);
+    if (ec || shown.empty() || *shown.begin() == "..") shown = dir;
+    return command + " --store " + shell_word(shown.string());
+}
+
 bool Store::exists(const std::filesystem::path& dir) {
     std::error_code ec;
     return std::filesystem::is_regular_file(catalogue_file(dir), ec);
@@ -104,7 +129,8 @@ Store::Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, St
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, CatalogueAccess access) {
     if (!exists(dir))
-        throw Error(dir.string() + ": no cbir store here (no catalogue.sqlite); create one with 'cbir index DIR'");
+        throw Error(dir.string() + ": no cbir store here (no catalogue.sqlite); create one with '" +
+                    store_command(dir, "index DIR") + "'");
     auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), access);
     StoreSettings settings;
     try {

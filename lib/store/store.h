@@ -71,4 +71,9 @@ private:
 
 std::filesystem::path catalogue_file(const std::filesystem::path& store_dir);
 
+// The command line of `cbir ARGUMENTS` acting on this store, as a user would type it here: with
+// `--store DIR` unless the store is the one cbir finds from the working directory. Every hint that
+// names a command (repair, reindex, remove, index) is rendered by it, so none acts on another store.
+std::string store_command(const std::filesystem::path& store_dir, const std::string& arguments);
+
 }  // namespace cbir
