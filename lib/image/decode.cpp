@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "image/image_header.h"
+#include "image/jpeg_turbo.h"
 
 namespace cbir {
 namespace {
@@ -53,7 +54,9 @@ void swap_red_and_blue(cv::Mat& bgr) {
 
 }  // namespace
 
-DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
+namespace {
+
+DecodedImage decode_checked(const std::string& bytes, int reduction, bool turbo_jpeg) {
     DecodedImage out;
     if (bytes.empty()) {
         out.error = "empty file";
@@ -81,6 +84,8 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
             return out;
         }
     }
+    if (turbo_jpeg && header.header.format == ImageFormat::jpeg)
+        if (auto decoded = decode_jpeg_turbo(bytes, reduction)) return std::move(*decoded);
     cv::Mat bgr;
     try {
         const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
@@ -101,6 +106,16 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
     swap_red_and_blue(bgr);
     out.rgb = std::move(bgr);
     return out;
+}
+
+}  // namespace
+
+DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
+    return decode_checked(bytes, reduction, /*turbo_jpeg=*/true);
+}
+
+DecodedImage decode_image_bytes_with_opencv(const std::string& bytes, int reduction) {
+    return decode_checked(bytes, reduction, /*turbo_jpeg=*/false);
 }
 
 bool has_image_extension(const std::filesystem::path& path) {

@@ -19,8 +19,12 @@ struct DecodedImage {
 // Bytes are decoded only when their header (image_header.h) is read and within the limits
 // (limits.h); JPEG, PNG, TIFF (the first page), WebP, BMP and PBM/PGM/PPM. reduction 2, 4 or 8
 // decodes at that fraction of the size (JPEG: libjpeg's DCT scaling, a fraction of a full decode's
-// cost); features are always computed from full decodes (reduction 1).
+// cost); features are computed from full decodes unless the recipe asks for --fast-decode
+// (preprocess.h). JPEGs go through TurboJPEG (jpeg_turbo.h), everything else through OpenCV.
 DecodedImage decode_image_bytes(const std::string& bytes, int reduction = 1);
+// The same checks, then OpenCV's imdecode for every format: the path JPEGs took before TurboJPEG,
+// for the tests and benchmarks that compare the two.
+DecodedImage decode_image_bytes_with_opencv(const std::string& bytes, int reduction = 1);
 
 // The file extensions the folder walk picks up (lower case, with the dot).
 bool has_image_extension(const std::filesystem::path& path);

@@ -32,9 +32,10 @@ ModelFile model_for_new_store(const std::optional<std::filesystem::path>& reques
 ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested) {
     const StoreSettings& s = store.settings();
     // Vectors are comparable only when made the same way: the same model and the same preprocessing.
-    if (s.preprocessing != PreprocessSpec::name())
-        throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}'",
-                                store.dir().string(), s.preprocessing, PreprocessSpec::name()));
+    if (!PreprocessSpec::from_name(s.preprocessing))
+        throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}' or '{}'",
+                                store.dir().string(), s.preprocessing, PreprocessSpec{}.name(),
+                                PreprocessSpec::fast_decode().name()));
     const std::filesystem::path path = requested ? *requested : std::filesystem::path(s.model_path);
     if (!requested) {
         auto st = stat_file(path);
@@ -75,7 +76,7 @@ StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric m
     }
     settings.dimension = dimension;
     settings.metric = metric;
-    settings.preprocessing = PreprocessSpec::name();
+    settings.preprocessing = PreprocessSpec{}.name();
     settings.index = index;
     return settings;
 }
