@@ -31,6 +31,7 @@ struct IndexFlags {
     int pq_m = IndexSpec{}.pq_m;
     int pq_bits = IndexSpec{}.pq_bits;
     std::string precision = "fp32";
+    bool fast_decode = false;
     Verbosity verbosity;
 };
 
@@ -47,6 +48,7 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
+    options.fast_decode = flags.fast_decode;
     options.prune = flags.prune;
     stop_cleanly_on_signals();
 
@@ -100,6 +102,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     add_hnsw_options(app, flags->hnsw_m, flags->ef_construction);
     add_ivf_flags(app, flags->nlist, flags->pq_m, flags->pq_bits);
     add_precision_flag(app, flags->precision);
+    add_fast_decode_flag(app, flags->fast_decode, "Recorded in a new store; its later runs use it");
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });

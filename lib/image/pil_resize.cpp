@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace cbir {
 namespace {
@@ -62,26 +67,96 @@ inline uint8_t round_to_u8(int32_t accumulator) {
     return static_cast<uint8_t>(std::clamp(v, 0, 255));
 }
 
+// One row's horizontal pass, as Pillow computes it: per output sample and channel, the int32 sum of
+// pixel * weight from half (rounding) up.
+[[maybe_unused]] void filter_row_scalar(const uint8_t* src, uint8_t* dst, const FilterTaps& taps, int out_width) {
+    for (int x = 0; x < out_width; ++x) {
+        const int32_t* k = &taps.weights[static_cast<size_t>(x) * taps.window];
+        int32_t acc[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
+        const uint8_t* p = src + 3 * taps.first[x];
+        for (int i = 0; i < taps.count[x]; ++i, p += 3) {
+            acc[0] += p[0] * k[i];
+            acc[1] += p[1] * k[i];
+            acc[2] += p[2] * k[i];
+        }
+        dst[3 * x + 0] = round_to_u8(acc[0]);
+        dst[3 * x + 1] = round_to_u8(acc[1]);
+        dst[3 * x + 2] = round_to_u8(acc[2]);
+    }
+}
+
+#if defined(__AVX2__)
+// The same sums eight products at a time. Integer addition is associative, so summing in another
+// order gives the same int32 as Pillow's loop, bit for bit. Each output's weights are laid out per
+// channel value (R, G and B of tap i all get weight i) and padded with zeros to whole groups of 24
+// values (8 pixels, three vectors), so a group's vector t always holds the channels (8t + lane) % 3.
+constexpr int kGroupValues = 24;
+
+struct ExpandedTaps {
+    int stride = 0;                 // int32 weights per output sample
+    std::vector<int32_t> weights;   // stride per output sample
+    std::vector<int> groups;        // 24-value groups each output sample reads
+};
+
+ExpandedTaps expand_taps(const FilterTaps& taps, int out_width) {
+    ExpandedTaps e;
+    e.stride = (3 * taps.window + kGroupValues - 1) / kGroupValues * kGroupValues;
+    e.weights.assign(static_cast<size_t>(out_width) * e.stride, 0);
+    e.groups.resize(out_width);
+    for (int x = 0; x < out_width; ++x) {
+        int32_t* w = &e.weights[static_cast<size_t>(x) * e.stride];
+        for (int i = 0; i < taps.count[x]; ++i)
+            for (int c = 0; c < 3; ++c) w[3 * i + c] = taps.weights[static_cast<size_t>(x) * taps.window + i];
+        e.groups[x] = (3 * taps.count[x] + kGroupValues - 1) / kGroupValues;
+    }
+    return e;
+}
+
+inline __m256i products(const uint8_t* p, const int32_t* w) {
+    const __m256i pixels = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_mullo_epi32(pixels, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+}
+
+// `src` is readable for e.stride bytes past the last pixel any output sample starts at.
+void filter_row_avx2(const uint8_t* src, uint8_t* dst, const FilterTaps& taps, const ExpandedTaps& e, int out_width) {
+    alignas(32) int32_t lanes[kGroupValues];
+    for (int x = 0; x < out_width; ++x) {
+        const uint8_t* p = src + 3 * taps.first[x];
+        const int32_t* w = &e.weights[static_cast<size_t>(x) * e.stride];
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0;
+        for (int g = 0; g < e.groups[x]; ++g, p += kGroupValues, w += kGroupValues) {
+            a0 = _mm256_add_epi32(a0, products(p, w));
+            a1 = _mm256_add_epi32(a1, products(p + 8, w + 8));
+            a2 = _mm256_add_epi32(a2, products(p + 16, w + 16));
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), a0);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), a1);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 16), a2);
+        for (int c = 0; c < 3; ++c) {
+            int32_t acc = 1 << (kPrecisionBits - 1);
+            for (int m = c; m < kGroupValues; m += 3) acc += lanes[m];
+            dst[3 * x + c] = round_to_u8(acc);
+        }
+    }
+}
+#endif
+
 cv::Mat resize_horizontal(const cv::Mat& in, int out_width) {
     const FilterTaps taps = compute_taps(in.cols, out_width);
     cv::Mat out(in.rows, out_width, CV_8UC3);
+#if defined(__AVX2__)
+    // Each row is copied into a buffer with zero padding behind it, so that whole groups can be
+    // read at the right edge (the padding meets zero weights).
+    const ExpandedTaps expanded = expand_taps(taps, out_width);
+    const size_t row_bytes = static_cast<size_t>(in.cols) * 3;
+    std::vector<uint8_t> row(row_bytes + expanded.stride, 0);
     for (int y = 0; y < in.rows; ++y) {
-        const uint8_t* src = in.ptr<uint8_t>(y);
-        uint8_t* dst = out.ptr<uint8_t>(y);
-        for (int x = 0; x < out_width; ++x) {
-            const int32_t* k = &taps.weights[static_cast<size_t>(x) * taps.window];
-            int32_t acc[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
-            const uint8_t* p = src + 3 * taps.first[x];
-            for (int i = 0; i < taps.count[x]; ++i, p += 3) {
-                acc[0] += p[0] * k[i];
-                acc[1] += p[1] * k[i];
-                acc[2] += p[2] * k[i];
-            }
-            dst[3 * x + 0] = round_to_u8(acc[0]);
-            dst[3 * x + 1] = round_to_u8(acc[1]);
-            dst[3 * x + 2] = round_to_u8(acc[2]);
-        }
+        std::memcpy(row.data(), in.ptr<uint8_t>(y), row_bytes);
+        filter_row_avx2(row.data(), out.ptr<uint8_t>(y), taps, expanded, out_width);
     }
+#else
+    for (int y = 0; y < in.rows; ++y) filter_row_scalar(in.ptr<uint8_t>(y), out.ptr<uint8_t>(y), taps, out_width);
+#endif
     return out;
 }
 

@@ -17,6 +17,7 @@ struct EmbedFilesOptions {
     int threads = 0;
     int reader_threads = 0;
     Precision precision = Precision::Float32;
+    bool fast_decode = false;
 };
 
 struct EmbeddedFile {

@@ -45,6 +45,7 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
     if (options.index && options.index->describe() != s.index.describe())
         throw Error(fmt::format("{}: the store uses index {}; change it with 'cbir reindex --index {}' (no re-embedding)",
                                 store.dir().string(), s.index.describe(), options.index->describe()));
+    preprocessing_for_store(store, options.fast_decode);
 }
 
 // A file whose content the catalogue already has (same sha256) takes that row's vector: a moved
@@ -114,7 +115,8 @@ std::unique_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const Inde
     auto embedder = Embedder::load(model.path, embedder_options);
     if (!store) {
         StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
-                                                    options.index.value_or(IndexSpec{}));
+                                                    options.index.value_or(IndexSpec{}),
+                                                    preprocessing_for(options.fast_decode));
         store = Store::create(options.store_dir, settings);
     } else if (store->settings().dimension != embedder->dimension()) {
         throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors", model.path.string(),
@@ -149,7 +151,8 @@ void embed_into_store(Store& store, Embedder& embedder, const std::vector<Candid
         }
         txn.commit();
     };
-    run_embedding_pipeline(paths, embedder, PreprocessSpec{}, pipeline, pipeline_callbacks);
+    run_embedding_pipeline(paths, embedder, preprocessing_for_store(store, options.fast_decode), pipeline,
+                           pipeline_callbacks);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ struct IndexOptions {
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores
     Precision precision = Precision::Float32;
+    bool fast_decode = false;  // a new store's recipe; an existing store's must then be it (model_resolution.h)
     bool prune = false;  // also remove rows under the input folders whose files are gone
 };
 

@@ -24,6 +24,7 @@ struct QueryOptions {
     int batch = 8;
     int threads = 0;
     Precision precision = Precision::Float32;
+    bool fast_decode = false;  // refused on a store built without it; implied on one built with it
 };
 
 struct QueryHit {

@@ -71,6 +71,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         s.canonical_roots_.push_back(canonical);
     }
 
+    s.preprocessing_ = preprocessing_for_store(*s.writer_, options.fast_decode);
     s.model_ = model_for_existing_store(*s.writer_, options.model);
     warn_if_untrained(s.model_);
     EmbedderOptions embedder_options;
@@ -80,7 +81,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     if (s.embedder_->dimension() != s.writer_->settings().dimension)
         throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
                                 s.embedder_->dimension(), s.writer_->settings().dimension));
-    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, s.preprocessing_.values_per_image(), options.batch);
 
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
@@ -168,7 +169,7 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
-    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}));
+    const std::vector<float> vector = embed(prepare_image_bytes(bytes, preprocessing_));
     const double embed_ms = milliseconds_since(started);
     SearchAnswer answer = search(vector, request, "embedded");
     answer.embed_ms = embed_ms;
@@ -188,7 +189,7 @@ std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
 }
 
 AddResult SearchService::add_upload(const std::string& bytes) {
-    PreparedImage image = prepare_image_bytes(bytes, PreprocessSpec{});
+    PreparedImage image = prepare_image_bytes(bytes, preprocessing_);
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
     // Content-addressed: the same upload twice is one file and one row.
     const std::filesystem::path target = uploads_dir() / (image.sha256 + image_extension(bytes));  // never the client's name
@@ -232,7 +233,7 @@ AddResult SearchService::add_path(const std::string& path) {
     if (fd < 0)
         throw RequestError(403, fmt::format("{}: not opened beneath a served root without following a link ({})", path,
                                             std::strerror(errno)));
-    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), PreprocessSpec{});
+    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), preprocessing_);
     ::close(fd);
     if (!image.ok()) throw RequestError(422, fmt::format("{}: {}", path, image.error));
     return commit(image_record(key, image.stat, image.sha256, image.width, image.height, vector_of(image)));

@@ -37,6 +37,7 @@ struct ServiceOptions {
     int threads = 0;  // inference threads; 0 = all cores
     int batch = 8;    // most images per forward pass
     Precision precision = Precision::Float32;
+    bool fast_decode = false;  // refused on a store built without it; implied on one built with it
     int save_interval_seconds = 60;
 };
 
@@ -156,6 +157,7 @@ private:
     std::unique_ptr<Store> writer_;  // catalogue writes, under write_mutex_
     std::unique_ptr<Store> reader_;  // catalogue reads from request threads (WAL: the last commit)
     ModelFile model_;
+    PreprocessSpec preprocessing_;  // the store's recipe
     std::unique_ptr<Embedder> embedder_;
     std::unique_ptr<EmbeddingBatcher> batcher_;
     std::vector<std::filesystem::path> canonical_roots_;
