@@ -9,6 +9,8 @@
 #include "bench/benchmarks.h"
 #include "cli_common.h"
 #include "options.h"
+#include "output/npy_writer.h"
+#include "pipeline/embed_files.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/walk.h"
 #include "search/search_limits.h"
@@ -38,6 +40,7 @@ struct BenchFlags {
     std::string vectors_from;
     int fast_min_side = 0;
     int batch = 8;
+    std::string output;
 };
 
 // Every vector of a store, for benchmarking its real data.
@@ -118,6 +121,31 @@ Runner add_stages_bench(CLI::App& app, BenchFlags& flags) {
             row["resize_fast"] = r.resize_fast;
         }
         std::cout << row.dump() << std::endl;
+    };
+}
+
+Runner add_features_bench(CLI::App& app, BenchFlags& flags, const std::filesystem::path& exe_dir) {
+    auto* sub = app.add_subcommand("features", "Like cbir embed --format npy, with any --fast-decode floor: for "
+                                               "measuring the floor (scripts/measure_fast_decode.py)");
+    sub->add_option("folders", flags.folders, "Folders or images")->required();
+    add_model_option(*sub, flags.model, "TorchScript model (default: models/resnet18-*.pt)");
+    sub->add_option("--fast-min-side", flags.fast_min_side, "Shorter-side floor of the DCT-scaled JPEG decode; 0: exact")
+        ->check(CLI::Range(0, 65535))->capture_default_str();
+    sub->add_option("-o,--output", flags.output, "The .npy file (rows in the order of the paths printed)")->required();
+    return [sub, &flags, exe_dir] {
+        if (!sub->parsed()) return;
+        EmbedFilesOptions options;
+        options.model = model_path(flags, exe_dir);
+        options.preprocessing.fast_decode_min_side = flags.fast_min_side;
+        std::vector<std::filesystem::path> inputs(flags.folders.begin(), flags.folders.end());
+        const auto embedded = embed_files(inputs, options, [](const std::filesystem::path& path, const std::string& why) {
+            throw Error(path.string() + ": " + why);
+        });
+        const size_t dimension = embedded.empty() ? 0 : embedded.front().vector.size();
+        std::vector<float> matrix;
+        for (const auto& e : embedded) matrix.insert(matrix.end(), e.vector.begin(), e.vector.end());
+        write_npy_float32(flags.output, matrix, embedded.size(), dimension);
+        for (const auto& e : embedded) std::cout << e.path.string() << '\n';
     };
 }
 
@@ -212,6 +240,7 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
     const std::filesystem::path exe_dir = executable_dir(argv0);
     const std::vector<Runner> runners{add_inference_bench(app, *flags, exe_dir), add_decode_bench(app, *flags),
                                       add_stages_bench(app, *flags), add_pipeline_bench(app, *flags, exe_dir),
+                                      add_features_bench(app, *flags, exe_dir),
                                       add_synth_store_bench(app, *flags, exe_dir), add_ann_bench(app, *flags)};
     // The shared flags outlive the runners, which refer to them.
     return guarded_command([flags, runners] {

@@ -12,6 +12,7 @@
 #include "options.h"
 #include "output/npy_writer.h"
 #include "pipeline/embed_files.h"
+#include "pipeline/model_resolution.h"
 #include "util/byte_text.h"
 #include "util/error.h"
 
@@ -59,7 +60,7 @@ int run(EmbedFlags flags, const std::filesystem::path& exe_dir) {
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
-    options.fast_decode = flags.fast_decode;
+    options.preprocessing = preprocessing_for(flags.fast_decode);
     size_t failed = 0;
     const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     const auto embedded = embed_files(inputs, options, [&](const std::filesystem::path& path, const std::string& why) {

@@ -7,6 +7,7 @@
 #include "more_commands.h"
 #include "index/metric.h"
 #include "pipeline/embed_files.h"
+#include "pipeline/model_resolution.h"
 #include "util/error.h"
 
 namespace cbir::cli {
@@ -26,7 +27,7 @@ int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
     EmbedFilesOptions options;
     if (!flags.model.empty()) options.model = flags.model;
     options.executable_dir = exe_dir;
-    options.fast_decode = flags.fast_decode;
+    options.preprocessing = preprocessing_for(flags.fast_decode);
     bool failed = false;
     std::vector<std::filesystem::path> images(flags.images.begin(), flags.images.end());
     for (const auto& image : images)

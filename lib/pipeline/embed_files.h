@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "embed/embedder.h"
+#include "image/preprocess.h"
 
 namespace cbir {
 
@@ -17,7 +18,7 @@ struct EmbedFilesOptions {
     int threads = 0;
     int reader_threads = 0;
     Precision precision = Precision::Float32;
-    bool fast_decode = false;
+    PreprocessSpec preprocessing;  // exact, or --fast-decode's (model_resolution.h: preprocessing_for)
 };
 
 struct EmbeddedFile {
