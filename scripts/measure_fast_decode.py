@@ -37,6 +37,17 @@ def features(folder, floor, out):
     return [os.path.relpath(p, folder) for p in listing.splitlines()], np.load(out).astype(np.float64)
 
 
+def current_floor():
+    """kFastDecodeMinSide, as this cbir records it in a --fast-decode store's recipe."""
+    with tempfile.TemporaryDirectory(prefix="cbir-floor-") as work:
+        photo = os.path.join(ROOT, "images", "dog2.jpg")
+        subprocess.run([CBIR, "index", photo, "--store", os.path.join(work, "s"), "--model", MODEL, "-q",
+                        "--fast-decode"], check=True)
+        info = subprocess.run([CBIR, "info", "--store", os.path.join(work, "s")], capture_output=True, text=True,
+                              check=True).stdout
+    return int(info.split("jpeg-dct-scaled-min-side-")[1].split()[0])
+
+
 def top10(f):
     squared = (f ** 2).sum(1)
     distances = squared[:, None] + squared[None, :] - 2 * f @ f.T
