@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Driver of scripts/bench-index.sh (see there). Standard library only; measures each command's
+"""Driver of scripts/bench-index.sh (see there). Standard library only (numpy for --large-photos'
+fidelity figures); measures each command's
 wall time and peak resident memory (wait4's ru_maxrss) from outside the process."""
 import argparse
 import json
@@ -143,19 +144,16 @@ def print_large_photo_stages(stages):
 
 def print_large_photo_tables(folder, images, rows, loads, fidelity, runs):
     highest = max(max(pair) for pair in loads)
-    print(f"
-Large photos: {folder} ({images} images). Interleaved, median of {runs} runs. Load average "
+    print(f"\nLarge photos: {folder} ({images} images). Interleaved, median of {runs} runs. Load average "
           f"{min(min(pair) for pair in loads):.2f}-{highest:.2f} on {os.cpu_count()} cores"
           + (" — a busy machine: NOT performance claims, rerun on a quiet one." if highest > 0.3 * os.cpu_count()
-             else ".") + "
-")
+             else ".") + "\n")
     print("| pipeline (large photos) | images/s | × best Python | peak RSS MiB |")
     print("|---|---:|---:|---:|")
     for label, rate, ratio, rss in rows:
         print(f"| {label} | {rate:.1f} | {ratio:.2f} | {rss:.0f} |")
     if fidelity:
-        print(f"
---fast-decode (shorter side >= {fidelity['floor']} px) against the exact path on the large photos: "
+        print(f"\n--fast-decode (shorter side >= {fidelity['floor']} px) against the exact path on the large photos: "
               f"relative L2 median {100 * fidelity['median']:.2f} %, max {100 * fidelity['max']:.2f} %, top-10 "
               f"overlap {fidelity['overlap']:.4f}.", end="")
         if "corel_map" in fidelity:
