@@ -56,8 +56,8 @@ CLI::Option* add_nprobe_option(CLI::App& app, int& nprobe, const std::string& he
 CLI::Option* add_fast_decode_flag(CLI::App& app, bool& fast_decode, const std::string& help) {
     return app.add_flag("--fast-decode", fast_decode,
                         fmt::format("Decode JPEGs at 1/2, 1/4 or 1/8 scale, shorter side kept >= {} px: faster, "
-                                    "features a little off the exact path's. {}",
-                                    kFastDecodeMinSide, help))
+                                    "features a little off the exact path's{}{}",
+                                    kFastDecodeMinSide, help.empty() ? "" : ". ", help))
         ->envname("CBIR_FAST_DECODE");
 }
 
