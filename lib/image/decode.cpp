@@ -52,10 +52,7 @@ void swap_red_and_blue(cv::Mat& bgr) {
     }
 }
 
-}  // namespace
-
-namespace {
-
+// The checks every decode meets, then the decoder: TurboJPEG for JPEGs when `turbo_jpeg`, else OpenCV.
 DecodedImage decode_checked(const std::string& bytes, int reduction, bool turbo_jpeg) {
     DecodedImage out;
     if (bytes.empty()) {
