@@ -138,7 +138,7 @@ def print_large_photo_stages(stages):
                        ("resize_fast", "resize after --fast-decode")):
         if key in per_image:
             print(f"| {label} | {per_image[key]:.1f} |")
-    print(f"| inference, fp32, batch 8, one thread | {stages['inference_ms']:.1f} |")
+    print(f"| inference alone, fp32, batch 8, one thread (wall ms: load counts) | {stages['inference_ms']:.1f} |")
     print(f"\nTurboJPEG and OpenCV decodes differ on {stages['jpeg_pixels_differ']} of {stages['images']} images.")
 
 
