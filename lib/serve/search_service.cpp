@@ -72,6 +72,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         s.canonical_roots_.push_back(canonical);
     }
 
+    s.preprocessing_ = preprocessing_for_store(*s.writer_, options.fast_decode);
     s.model_ = model_for_existing_store(*s.writer_, options.model);
     warn_if_untrained(s.model_);
     EmbedderOptions embedder_options;
@@ -80,7 +81,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     if (s.embedder_->dimension() != s.writer_->settings().dimension)
         throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
                                 s.embedder_->dimension(), s.writer_->settings().dimension));
-    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, s.preprocessing_.values_per_image(), options.batch);
     if (options.one_shot_embedder) {
         embedder_options.optimize = false;  // as embed_queries loads it for a few queries
         // The precision the main model was loaded in (a quantized model runs in int8 whatever it is given).
@@ -88,7 +89,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
             s.embedder_->precision() == Precision::Int8 ? Precision::Float32 : s.embedder_->precision();
         s.one_shot_embedder_ = Embedder::load(s.model_.path, embedder_options);
         s.one_shot_batcher_ =
-            std::make_unique<EmbeddingBatcher>(*s.one_shot_embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+            std::make_unique<EmbeddingBatcher>(*s.one_shot_embedder_, s.preprocessing_.values_per_image(), options.batch);
     }
 
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
@@ -118,8 +119,8 @@ void SearchService::check_expectations(const SearchRequest& request) const {
                                             model_.path.string(), model_.sha256));
     if (request.precision && *request.precision != precision_name(embedder_->precision()))
         throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
-    if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
-        throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));
+    if (request.preprocessing && *request.preprocessing != preprocessing_.name())
+        throw RequestError(409, fmt::format("this server preprocesses images as {}", preprocessing_.name()));
 }
 
 SearchAnswer SearchService::search(const std::vector<float>& vector, const SearchRequest& request,
@@ -209,7 +210,7 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
-    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}), request.one_shot);
+    const std::vector<float> vector = embed(prepare_image_bytes(bytes, preprocessing_), request.one_shot);
     const double embed_ms = milliseconds_since(started);
     SearchAnswer answer = search(vector, request, "embedded");
     answer.embed_ms = embed_ms;
@@ -229,7 +230,7 @@ std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
 }
 
 AddResult SearchService::add_upload(const std::string& bytes) {
-    PreparedImage image = prepare_image_bytes(bytes, PreprocessSpec{});
+    PreparedImage image = prepare_image_bytes(bytes, preprocessing_);
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
     // Content-addressed: the same upload twice is one file and one row.
     const std::filesystem::path target = uploads_dir() / (image.sha256 + image_extension(bytes));  // never the client's name
@@ -273,7 +274,7 @@ AddResult SearchService::add_path(const std::string& path) {
     if (fd < 0)
         throw RequestError(403, fmt::format("{}: not opened beneath a served root without following a link ({})", path,
                                             std::strerror(errno)));
-    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), PreprocessSpec{});
+    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), preprocessing_);
     ::close(fd);
     if (!image.ok()) throw RequestError(422, fmt::format("{}: {}", path, image.error));
     return commit(image_record(key, image.stat, image.sha256, image.width, image.height, vector_of(image)));
