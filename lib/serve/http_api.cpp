@@ -153,7 +153,11 @@ Body read_body(const httplib::Request& req, const httplib::ContentReader& reader
 
 // What each route takes: a query-string parameter or JSON field it does not know (a misspelt
 // `top_k`) is refused with the list, not silently ignored.
-const std::vector<std::string> kSearchParameters = {"k", "ef", "nprobe", "max_distance"};
+// With the expectations a one-shot `cbir query` states (lib/serve/served_query.h): one list, read
+// by search_request_from and checked by require_known_parameters.
+const std::vector<std::string> kSearchParameters = {"k", "ef", "nprobe", "max_distance", "one_shot", "store_id",
+                                                    "generation", "state_token", "model_sha256", "precision",
+                                                    "preprocessing"};
 const std::vector<std::string> kSearchJsonFields = {"vector", "id", "k", "ef", "nprobe", "max_distance"};
 const std::vector<std::string> kPathParameters = {"path", "path_bytes"};
 const std::vector<std::string> kRemoveParameters = {"path", "path_bytes", "id"};
