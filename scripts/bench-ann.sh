@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ANN benchmark: every index kind on the same vectors, side by side, on this machine: build time,
-# size on disk, load time, resident memory after load, single-thread queries/s and recall@10
-# against exact search, over the search knob (ef for HNSW, nprobe for IVF). Prints a markdown table.
+# size on disk, open time, the first query after opening, resident memory after opening and after
+# the queries, single-thread queries/s and recall@10 against exact search, over the search knob (ef
+# for HNSW, nprobe for IVF). Prints a markdown table, with the load average before and after (timings
+# taken while the machine is busy are not performance figures).
 #   scripts/bench-ann.sh [--count N] [--queries Q] [--vectors-from STORE] [--index SPEC ...]
 # Defaults: 1,000,000 synthetic clustered 512-d vectors (see lib/bench/synthetic.cpp), 200 queries.
 set -euo pipefail
@@ -12,14 +14,19 @@ trap 'rm -rf "$work"' EXIT
 args=(--count 1000000 --queries 200)
 [[ $# -gt 0 ]] && args=("$@")
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 "$root/build/apps/cbir" bench ann "${args[@]}" --work-dir "$work" > "$work/rows.jsonl"
-/usr/bin/python3 - "$work/rows.jsonl" "$machine" "${args[*]}" <<'PY'
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+/usr/bin/python3 - "$work/rows.jsonl" "$machine" "${args[*]}" "$load_before" "$load_after" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print(f"Machine: {sys.argv[2]}. `cbir bench ann {sys.argv[3]}`; {rows[0]['vectors']} vectors.\n")
-print("| index | knob | build s | file MiB | load s | RSS after load MiB | queries/s (1 thread) | recall@10 |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print(f"Machine: {sys.argv[2]}. `cbir bench ann {sys.argv[3]}`; {rows[0]['vectors']} vectors. "
+      f"Load average {sys.argv[4]} before, {sys.argv[5]} after.\n")
+print("| index | knob | build s | file MiB | open s | first query ms | RSS after open MiB | RSS after queries MiB "
+      "| queries/s (1 thread) | recall@10 |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    print(f"| {r['index']} | {r['knob']} | {r['build_seconds']:.1f} | {r['file_mib']:.0f} | {r['load_seconds']:.2f} | "
-          f"{r['resident_mib']:.0f} | {r['queries_per_second']:.0f} | {r['recall_at_10']:.3f} |")
+    print(f"| {r['index']} | {r['knob']} | {r['build_seconds']:.1f} | {r['file_mib']:.0f} | {r['load_seconds']:.3f} | "
+          f"{1000 * r['first_query_seconds']:.1f} | {r['resident_mib']:.0f} | {r['resident_after_queries_mib']:.0f} | "
+          f"{r['queries_per_second']:.0f} | {r['recall_at_10']:.3f} |")
 PY

@@ -22,16 +22,19 @@ faiss::MetricType faiss_metric(Metric metric) {
     return metric == Metric::L2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
 }
 
-// A FAISS reader over a verified, memory-mapped payload: no copy of the file into a buffer first.
+// A FAISS reader over a memory-mapped payload: no copy of the file into a buffer first; every byte
+// is verified before FAISS sees it.
 struct SpanReader : faiss::IOReader {
+    const MappedPayload& file;
     const unsigned char* data;
     size_t size;
     size_t position = 0;
-    SpanReader(const unsigned char* d, size_t s) : data(d), size(s) { name = "cbir index payload"; }
+    explicit SpanReader(const MappedPayload& f) : file(f), data(f.data()), size(f.size()) { name = "cbir index payload"; }
     size_t operator()(void* ptr, size_t item_size, size_t items) override {
         if (item_size == 0 || items == 0) return 0;
         const size_t available = (size - position) / item_size;
         const size_t n = std::min(items, available);
+        file.verify(data + position, n * item_size);
         std::memcpy(ptr, data + position, n * item_size);
         position += n * item_size;
         return n;
@@ -177,12 +180,12 @@ void IvfIndex::write_payload(PayloadFile& out, IndexFileHeader& header) const {
                      static_cast<uint32_t>(spec_.pq_bits), static_cast<uint32_t>(std::min<size_t>(trained_on_, UINT32_MAX))};
 }
 
-std::unique_ptr<IvfIndex> IvfIndex::from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+std::unique_ptr<IvfIndex> IvfIndex::from_payload(std::shared_ptr<const MappedPayload> payload, const IndexFileHeader& header,
                                                  const IndexSpec& search_defaults, const std::string& name) {
     const auto kind = parse_index_kind(header.kind);
     if (kind != IndexKind::Ivf && kind != IndexKind::IvfPq)
         throw IndexFileError(name + ": holds a '" + header.kind + "' index, not ivf");
-    SpanReader reader(payload.data(), payload.size());
+    SpanReader reader(*payload);
     std::unique_ptr<faiss::Index> index;
     try {
         index.reset(faiss::read_index(&reader));

@@ -22,7 +22,7 @@ public:
     ~IvfIndex() override;
     // From a verified file's payload (index_file.h); throws IndexFileError naming `name`.
     // nlist and PQ come from the header, the default nprobe from `search_defaults`.
-    static std::unique_ptr<IvfIndex> from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+    static std::unique_ptr<IvfIndex> from_payload(std::shared_ptr<const MappedPayload> payload, const IndexFileHeader& header,
                                                   const IndexSpec& search_defaults, const std::string& name);
     void write_payload(PayloadFile& out, IndexFileHeader& header) const override;
 

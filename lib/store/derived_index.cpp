@@ -118,7 +118,7 @@ std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
 }
 
 std::unique_ptr<VectorIndex> for_search(Store& store, std::unique_ptr<VectorIndex> index) {
-    if (index->kind() != IndexKind::IvfPq) return index;
+    if (!store.settings().index.reranks() || index->kind() == IndexKind::Flat) return index;
     return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store));
 }
 

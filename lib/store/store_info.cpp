@@ -22,7 +22,7 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     out.emplace_back("metric", metric_name(s.metric) + " (" + metric_description(s.metric) + ")");
     out.emplace_back("preprocessing", s.preprocessing);
     out.emplace_back("index", s.index.describe());
-    if (s.index.kind == IndexKind::Hnsw) {
+    if (s.index.is_hnsw()) {
         out.emplace_back("hnsw_m", std::to_string(s.index.hnsw_m));
         out.emplace_back("hnsw_ef_construction", std::to_string(s.index.hnsw_ef_construction));
         out.emplace_back("hnsw_ef_search", std::to_string(s.index.hnsw_ef_search));
