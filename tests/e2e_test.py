@@ -390,17 +390,21 @@ class IndexKinds(unittest.TestCase):
         self.assertEqual(len(exact), 10)
         self.assertTrue(exact[0].endswith("dog1.jpg"))
         for spec, search in [("IVF128,Flat", ["--nprobe", "128"]), ("IVF128,PQ32", ["--nprobe", "128"]),
-                             ("HNSW32", ["--ef", "200"]), ("flat", [])]:
+                             ("HNSW32", ["--ef", "200"]), ("HNSW32,SQ8", ["--ef", "200"]), ("flat", [])]:
             r = self.cbir.run("reindex", "--store", "synth", "--index", spec)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("reindexed 20007 vectors", r.stderr)
             self.assertNotIn("WARNING", r.stderr)  # enough training points for every quantizer
             info = json.loads(self.cbir.run("info", "--store", "synth", "--format", "json").stdout)
             self.assertEqual(info["index"], spec if spec != "flat" else "Flat")
+            if spec == "HNSW32,SQ8":  # the compressed graph, its quantizer and groups pass the store's check
+                check = self.cbir.run("check", "--store", "synth")
+                self.assertEqual(check.returncode, 0, check.stderr)
+                self.assertTrue(os.path.isfile(os.path.join(self.tmp, "synth", "index.hnswsq8")))
             found, _ = self.top("synth", *search)
             if spec.endswith("PQ32"):
                 # Compressed codes are approximate; the exact re-ranking still puts the photo itself
-                # first, at distance 0.
+                # first, at distance 0. (SQ8's codes are close enough to give the exact top 10.)
                 self.assertEqual(found[0], exact[0])
             else:
                 # Visiting every list, or a wide HNSW search, gives the exact neighbours.

@@ -104,7 +104,7 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
         row.resident_mib = resident_mib() - rss_before;
         // Removing the name leaves the mapped file readable (the inode lives while it is mapped).
         std::filesystem::remove(file);
-        if (spec.reranks()) index = std::make_unique<RerankedIndex>(std::move(index), fetch, spec.is_hnsw() ? 4 : 10);
+        if (spec.reranks()) index = std::make_unique<RerankedIndex>(std::move(index), fetch, spec.rerank_factor());
         omp_set_num_threads(1);  // queries/s on one thread, FAISS included
         {
             SearchParams first;

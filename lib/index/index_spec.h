@@ -38,6 +38,9 @@ struct IndexSpec {
     bool is_hnsw() const { return kind == IndexKind::Hnsw || kind == IndexKind::HnswSq8; }
     // Kinds that search compressed vectors and rank their shortlist exactly (RerankedIndex).
     bool reranks() const { return kind == IndexKind::IvfPq || kind == IndexKind::HnswSq8; }
+    // How many times k candidates they rank: PQ codes are coarse (10); SQ8's order is nearly exact
+    // already, and its graph search returns ef candidates anyway (4).
+    int rerank_factor() const { return kind == IndexKind::HnswSq8 ? 4 : 10; }
     // Whether a store of this spec holding `rows` vectors searches them exactly, without an index
     // file: flat stores, and IVF stores too small to train.
     bool searches_exactly(size_t rows) const { return kind == IndexKind::Flat || (is_ivf() && rows < kIvfMinimumVectors); }

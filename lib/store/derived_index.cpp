@@ -119,7 +119,7 @@ std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
 
 std::unique_ptr<VectorIndex> for_search(Store& store, std::unique_ptr<VectorIndex> index) {
     if (!store.settings().index.reranks() || index->kind() == IndexKind::Flat) return index;
-    return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store));
+    return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store), store.settings().index.rerank_factor());
 }
 
 bool can_write_into(const std::filesystem::path& dir) { return ::access(dir.c_str(), W_OK) == 0; }
