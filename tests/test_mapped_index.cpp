@@ -234,3 +234,58 @@ TEST_CASE("mapped index: a version-2 file (one checksum over everything) is stil
     CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header), doctest::Contains("checksum"),
                          IndexFileError);
 }
+
+TEST_CASE("mapped index: IVF lists are read in place, checked when visited, and copied before a change") {
+    test::TempDir dir;
+    const auto file = dir.path() / "index.ivf";
+    constexpr int d = 16;
+    const size_t n = 12000;
+    const Rows rows{d, synthetic_features(n, d, 21, 20)};
+    std::vector<int64_t> ids(n);
+    for (size_t i = 0; i < n; ++i) ids[i] = int64_t(i + 1);
+    for (IndexKind kind : {IndexKind::Ivf, IndexKind::IvfPq}) {
+        CAPTURE(index_kind_name(kind));
+        IndexSpec spec;
+        spec.kind = kind;
+        spec.ivf_nlist = 32;
+        spec.pq_m = 4;
+        IvfIndex built(d, Metric::L2, spec);
+        built.train(rows.vectors.data(), n);
+        built.add_batch(ids.data(), rows.vectors.data(), n, false);
+        const auto save = [](const VectorIndex& index, const std::filesystem::path& to) {
+            PayloadFile payload;
+            IndexFileHeader written;
+            index.write_payload(payload, written);
+            write_index_file(to, written, payload, "");
+        };
+        save(built, file);
+        IndexFileHeader header;
+        auto open = [&] { return IvfIndex::from_payload(open_index_file(file, header), header, IndexSpec{}, file.string()); };
+        auto mapped = open();
+        CHECK(mapped->reads_in_place());
+        for (size_t q = 0; q < 200; ++q) {
+            const auto a = built.search(rows.row(q * 37), {10, 0, 32});
+            const auto b = mapped->search(rows.row(q * 37), {10, 0, 32});
+            REQUIRE(a.size() == b.size());
+            for (size_t r = 0; r < a.size(); ++r) {
+                CHECK(a[r].id == b[r].id);
+                CHECK(a[r].distance == b[r].distance);
+            }
+        }
+        // Saved unchanged: the same bytes. Changed: copied first, then it answers as the original.
+        save(*mapped, dir.path() / "again.ivf");
+        CHECK(std::filesystem::file_size(dir.path() / "again.ivf") == std::filesystem::file_size(file));
+        mapped->remove({1});
+        built.remove({1});
+        CHECK_FALSE(mapped->reads_in_place());
+        CHECK(mapped->search(rows.row(5), {10, 0, 32})[0].id == built.search(rows.row(5), {10, 0, 32})[0].id);
+
+        // A damaged byte in the last list (the end of the lists is the end of the payload): opening
+        // succeeds, visiting every list fails.
+        const uint64_t payload = u64_at(file, 64);
+        flip(file, 128 + payload - 100);
+        auto damaged = open();
+        CHECK_THROWS_WITH_AS(damaged->search(rows.row(0), {10, 0, 32}), doctest::Contains("checksum"), IndexFileError);
+        CHECK_THROWS_AS(damaged->remove({2}), IndexFileError);
+    }
+}
