@@ -385,6 +385,29 @@ class IndexKinds(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return [json.loads(line)["path"] for line in r.stdout.splitlines()], r.stderr
 
+    def test_a_damaged_record_met_by_a_query_is_rebuilt_from_the_catalogue(self):
+        # Opening checks only the header and checksum table; a graph record is checked when a search
+        # first reaches it. A search that reaches a damaged one says so and is answered from an index
+        # rebuilt from the catalogue, which replaces the file.
+        store = os.path.join(self.tmp, "damaged")
+        shutil.copytree(os.path.join(self.tmp, "synth"), store)
+        index = os.path.join(store, "index.hnsw")
+        exact, _ = self.top(store, "--exact")
+        with open(index, "r+b") as f:
+            f.seek(os.path.getsize(index) // 2)  # a vector among the records, far from the header
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0x5A]))
+        found, stderr = self.top(store, "--ef", "30000")  # broad enough to reach every record
+        self.assertIn("checksum mismatch", stderr)
+        self.assertIn("rebuilding it from the catalogue", stderr)
+        self.assertEqual(found, exact)
+        found, stderr = self.top(store, "--ef", "30000")
+        self.assertNotIn("checksum", stderr)
+        self.assertEqual(found, exact)
+        self.assertEqual(self.cbir.run("check", "--store", store).returncode, 0)
+        shutil.rmtree(store)
+
     def test_reindex_switches_kinds_without_re_embedding(self):
         exact, _ = self.top("synth", "--exact")
         self.assertEqual(len(exact), 10)

@@ -186,6 +186,23 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack writ
     return for_search(store, std::move(index));
 }
 
+std::unique_ptr<VectorIndex> reopen_damaged_index(Store& store, const std::string& damage, IndexWriteBack write_back) {
+    log_warning(fmt::format("{}; rebuilding it from the catalogue", damage));
+    std::error_code ec;
+    if (can_write_into(store.dir())) std::filesystem::remove(store.index_file(), ec);
+    IndexFileHeader header;
+    bool changed = false;
+    auto index = current_index(store, nullptr, header, store.catalogue().generation(), false, changed);
+    if (write_back == IndexWriteBack::IfChanged && can_write_into(store.dir())) {
+        try {
+            save_index_file(*index, store, store.catalogue().generation());
+        } catch (const std::exception& e) {
+            log_warning(fmt::format("could not write the rebuilt index ({}); using it in memory", e.what()));
+        }
+    }
+    return for_search(store, std::move(index));
+}
+
 void update_index_file(Store& store) {
     const StoreSettings& s = store.settings();
     const size_t count = store.catalogue().count();
