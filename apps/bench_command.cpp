@@ -102,7 +102,7 @@ Runner add_synth_store_bench(CLI::App& app, BenchFlags& flags, const std::filesy
     sub->add_option("--count", flags.count, "Vectors")->capture_default_str();
     sub->add_option("--dimension", flags.dimension, "Dimension (must match the model for queries)")
         ->check(CLI::Range(1, 65536))->capture_default_str();
-    sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
+    sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, hnswsq8, ivf, ivfpq, HNSW32, HNSW32,SQ8, IVF2048,Flat, …)")
         ->check(index_spec_validator())->capture_default_str();
     add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
     add_model_option(*sub, flags.model, "Model recorded as the store's (default: models/resnet18-*.pt)");
