@@ -13,7 +13,7 @@ cmake --build build-fuzz -j2 --target fuzz_inputs
 corpus=build-fuzz/corpus
 mkdir -p "$corpus"
 # Seeds: the first byte picks the reader (0 image file + decode, 1 container, 2 graph payload,
-# 3 thumbnail, 4 groups, 5 IVF payload).
+# 3 thumbnail, 4 groups, 5 IVF payload; plus 6: 8 SQ8 graph payload, 11 IVF-PQ payload).
 for f in images/*.jpg; do { printf '\x00'; head -c 200000 "$f"; } > "$corpus/decode-$(basename "$f")"; done
 # Every decoded format and its variants (PIL), the formats refused by name, and hostile headers.
 /usr/bin/python3 - "$corpus" <<'PY'
@@ -93,7 +93,8 @@ for path, suffix in zip(sys.argv[2::2], sys.argv[3::2]):
     header = 128
     payload_end = header + struct.unpack_from("<Q", data, 64)[0]
     extension = struct.unpack_from("<Q", data, 112)[0]
-    for name, selector, part in (("container", 1, data), ("graph", 2, data[header:payload_end - extension]),
+    for name, selector, part in (("container", 1, data),
+                                 ("graph", 8 if suffix else 2, data[header:payload_end - extension]),
                                  ("groups", 4, data[payload_end - extension:payload_end])):
         open(f"{corpus}/{name}{suffix}-seed", "wb").write(bytes([selector]) + part)
 PY

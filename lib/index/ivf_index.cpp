@@ -319,6 +319,8 @@ std::unique_ptr<IvfIndex> IvfIndex::from_payload(std::shared_ptr<const MappedPay
         index.reset(faiss::read_index(&reader, mapped_lists_flags()));
     } catch (const faiss::FaissException& e) {
         throw IndexFileError(name + ": FAISS could not read the index: " + e.what());
+    } catch (const std::length_error& e) {  // a size FAISS believed (found by fuzzing the PQ reader)
+        throw IndexFileError(name + ": FAISS could not read the index: " + e.what());
     }
     if (reader.position != reader.size) throw IndexFileError(name + ": FAISS index has trailing bytes");
     IndexSpec spec = search_defaults;
@@ -328,6 +330,21 @@ std::unique_ptr<IvfIndex> IvfIndex::from_payload(std::shared_ptr<const MappedPay
     spec.pq_bits = static_cast<int>(header.params[2]);
     if (index->d != static_cast<int>(header.dimension) || static_cast<uint64_t>(index->ntotal) != header.count)
         throw IndexFileError(name + ": FAISS index does not match its header");
+    // FAISS asserts (aborts) on some inconsistent layouts at search time: they are refused here.
+    const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index.get());
+    if (!ivf || !ivf->quantizer || !ivf->invlists || ivf->quantizer->d != index->d ||
+        static_cast<size_t>(ivf->quantizer->ntotal) != ivf->nlist || ivf->invlists->nlist != ivf->nlist ||
+        ivf->nlist != header.params[0] || ivf->invlists->code_size != ivf->code_size ||
+        ivf->direct_map.type != faiss::DirectMap::NoMap)  // cbir never makes one
+        throw IndexFileError(name + ": FAISS index layout is damaged");
+    if (const auto* pq = dynamic_cast<const faiss::IndexIVFPQ*>(ivf)) {
+        if (*kind != IndexKind::IvfPq || pq->pq.M != header.params[1] || pq->pq.nbits != header.params[2] || pq->pq.nbits < 4 ||
+            pq->pq.nbits > 12 || pq->pq.d != static_cast<size_t>(index->d) || pq->pq.code_size != ivf->code_size)
+            throw IndexFileError(name + ": FAISS PQ layout is damaged");
+    } else if (*kind != IndexKind::Ivf || !dynamic_cast<const faiss::IndexIVFFlat*>(ivf) ||
+               ivf->code_size != sizeof(float) * static_cast<size_t>(index->d)) {
+        throw IndexFileError(name + ": FAISS IVF-Flat layout is damaged");
+    }
     std::unique_ptr<IvfIndex> out(new IvfIndex(static_cast<int>(header.dimension), header.metric, spec, std::move(index)));
     if (dynamic_cast<const MappedInvertedLists*>(out->ivf_->invlists)) out->mapped_ = std::move(payload);
     out->ivf_->nprobe = static_cast<size_t>(std::max(spec.ivf_nprobe, 1));
