@@ -34,7 +34,7 @@ struct BenchFlags {
     int dimension = 512;
     std::string index_kind = "hnsw";
     std::string metric = "l2";
-    std::vector<std::string> ann_specs{"HNSW32", "IVFauto,Flat", "IVFauto,PQ64"};
+    std::vector<std::string> ann_specs{"HNSW32", "HNSW32,SQ8", "IVFauto,Flat", "IVFauto,PQ64"};
     size_t queries = 200;
     std::string work_dir = ".";
     std::string vectors_from;
@@ -176,7 +176,7 @@ Runner add_synth_store_bench(CLI::App& app, BenchFlags& flags, const std::filesy
     sub->add_option("--count", flags.count, "Vectors")->capture_default_str();
     sub->add_option("--dimension", flags.dimension, "Dimension (must match the model for queries)")
         ->check(in_range(1, 65536))->capture_default_str();
-    sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
+    sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, hnswsq8, ivf, ivfpq, HNSW32, HNSW32,SQ8, IVF2048,Flat, …)")
         ->check(index_spec_validator())->capture_default_str();
     add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
     add_model_option(*sub, flags.model, "Model recorded as the store's (default: models/resnet18-*.pt)");
@@ -225,7 +225,9 @@ Runner add_ann_bench(CLI::App& app, BenchFlags& flags) {
         bench_ann(ann_options(flags), [](const AnnBenchRow& r) {
             nlohmann::ordered_json row{{"bench", "ann"}, {"index", r.index}, {"knob", r.knob}, {"vectors", r.count},
                                        {"build_seconds", r.build_seconds}, {"file_mib", r.file_bytes / 1048576.0},
-                                       {"load_seconds", r.load_seconds}, {"resident_mib", r.resident_mib},
+                                       {"load_seconds", r.load_seconds}, {"first_query_seconds", r.first_query_seconds},
+                                       {"resident_mib", r.resident_mib},
+                                       {"resident_after_queries_mib", r.resident_after_queries_mib},
                                        {"queries_per_second", r.queries_per_second}, {"recall_at_10", r.recall_at_10}};
             std::cout << row.dump() << std::endl;
         });

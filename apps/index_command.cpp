@@ -139,8 +139,8 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     add_model_option(app, flags->model,
                      "TorchScript model, [N,3,224,224] -> [N,D] (default: the store's model, else models/resnet18-*.pt)");
     app.add_option("--index", flags->index_kind,
-                   "ANN index of a new store: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, "
-                   "IVF1024,PQ64) [HNSW32]")
+                   "ANN index of a new store: flat, hnsw, hnswsq8, ivf, ivfpq, or a factory string (HNSW32, "
+                   "HNSW32,SQ8, IVF2048,Flat, IVF1024,PQ64) [HNSW32]")
         ->check(index_spec_validator())->envname("CBIR_INDEX");
     add_metric_option(app, flags->metric, "Distance of a new store: l2 (squared), cosine or ip [l2]");
     add_batch_option(app, flags->batch);

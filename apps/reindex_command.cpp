@@ -67,7 +67,8 @@ std::function<int()> add_reindex_command(CLI::App& app) {
     auto flags = std::make_shared<ReindexFlags>();
     add_store_flag(app, flags->store);
     app.add_option("--index", flags->index,
-                   "New index: flat, hnsw, ivf, ivfpq, or a factory string (HNSW32, IVF2048,Flat, IVF1024,PQ64); "
+                   "New index: flat, hnsw, hnswsq8, ivf, ivfpq, or a factory string (HNSW32, HNSW32,SQ8, IVF2048,Flat, "
+                   "IVF1024,PQ64); "
                    "default: rebuild the current one")
         ->check(index_spec_validator());
     add_hnsw_options(app, flags->hnsw_m, flags->ef_construction);

@@ -14,7 +14,7 @@ cmake --build build-fuzz -j2 --target fuzz_inputs
 corpus=build-fuzz/corpus
 mkdir -p "$corpus"
 # Seeds: the first byte picks the reader (0 image file + decode, 1 container, 2 graph payload,
-# 3 thumbnail).
+# 3 thumbnail, 4 groups, 5 IVF payload; plus 6: 8 SQ8 graph payload, 11 IVF-PQ payload).
 for f in images/*.jpg; do { printf '\x00'; head -c 200000 "$f"; } > "$corpus/decode-$(basename "$f")"; done
 # Every decoded format and its variants (PIL), the formats refused by name, and hostile headers.
 /usr/bin/python3 - "$corpus" <<'PY'
@@ -103,22 +103,29 @@ for name, data in seeds.items():
     with open(os.path.join(corpus, "image-" + name), "wb") as f:
         f.write(b"\x00" + data)
 PY
-if [[ -x build/apps/cbir && ! -f "$corpus/groups-seed" ]]; then
-  # A real index file with a group of identical vectors (dog1 twice): the container, the graph (after
-  # the 128-byte header, before the extension) and the groups (the extension) are seeds of their own.
+if [[ -x build/apps/cbir && ! -f "$corpus/groups-sq8-seed" ]]; then
+  # Real index files (float and SQ8 HNSW) with a group of identical vectors (dog1 twice): the
+  # container, the graph (after the 128-byte header, up to the extension) and the groups (the
+  # extension, before the format-3 checksum table) are seeds of their own.
   tmp=$(mktemp -d)
   mkdir "$tmp/photos"
   cp images/dog1.jpg images/cat1.jpg images/dog2.jpg "$tmp/photos/"
   cp images/dog1.jpg "$tmp/photos/dog1-copy.jpg"
   CBIR_MODEL="$root/models/resnet18-untrained-features.pt" build/apps/cbir index "$tmp/photos" --store "$tmp/s" -q
-  python3 - "$tmp/s/index.hnsw" "$corpus" <<'PY'
+  CBIR_MODEL="$root/models/resnet18-untrained-features.pt" build/apps/cbir index "$tmp/photos" --store "$tmp/q" \
+    --index HNSW32,SQ8 -q
+  python3 - "$corpus" "$tmp/s/index.hnsw" "" "$tmp/q/index.hnswsq8" "-sq8" <<'PY'
 import struct, sys
-data = open(sys.argv[1], "rb").read()
-header = 128
-extension = struct.unpack_from("<Q", data, 112)[0]
-for name, selector, part in (("container-seed", 1, data), ("graph-seed", 2, data[header:len(data) - extension]),
-                             ("groups-seed", 4, data[len(data) - extension:])):
-    open(f"{sys.argv[2]}/{name}", "wb").write(bytes([selector]) + part)
+corpus = sys.argv[1]
+for path, suffix in zip(sys.argv[2::2], sys.argv[3::2]):
+    data = open(path, "rb").read()
+    header = 128
+    payload_end = header + struct.unpack_from("<Q", data, 64)[0]
+    extension = struct.unpack_from("<Q", data, 112)[0]
+    for name, selector, part in (("container", 1, data),
+                                 ("graph", 8 if suffix else 2, data[header:payload_end - extension]),
+                                 ("groups", 4, data[payload_end - extension:payload_end])):
+        open(f"{corpus}/{name}{suffix}-seed", "wb").write(bytes([selector]) + part)
 PY
   rm -rf "$tmp"
 fi

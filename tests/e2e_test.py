@@ -385,22 +385,49 @@ class IndexKinds(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return [json.loads(line)["path"] for line in r.stdout.splitlines()], r.stderr
 
+    def test_a_damaged_record_met_by_a_query_is_rebuilt_from_the_catalogue(self):
+        # Opening checks only the header and checksum table; a graph record is checked when a search
+        # first reaches it. A search that reaches a damaged one says so and is answered from an index
+        # rebuilt from the catalogue, which replaces the file.
+        store = os.path.join(self.tmp, "damaged")
+        shutil.copytree(os.path.join(self.tmp, "synth"), store)
+        index = os.path.join(store, "index.hnsw")
+        exact, _ = self.top(store, "--exact")
+        with open(index, "r+b") as f:
+            f.seek(os.path.getsize(index) // 2)  # a vector among the records, far from the header
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0x5A]))
+        found, stderr = self.top(store, "--ef", "30000")  # broad enough to reach every record
+        self.assertIn("checksum mismatch", stderr)
+        self.assertIn("rebuilding it from the catalogue", stderr)
+        self.assertEqual(found, exact)
+        found, stderr = self.top(store, "--ef", "30000")
+        self.assertNotIn("checksum", stderr)
+        self.assertEqual(found, exact)
+        self.assertEqual(self.cbir.run("check", "--store", store).returncode, 0)
+        shutil.rmtree(store)
+
     def test_reindex_switches_kinds_without_re_embedding(self):
         exact, _ = self.top("synth", "--exact")
         self.assertEqual(len(exact), 10)
         self.assertTrue(exact[0].endswith("dog1.jpg"))
         for spec, search in [("IVF128,Flat", ["--nprobe", "128"]), ("IVF128,PQ32", ["--nprobe", "128"]),
-                             ("HNSW32", ["--ef", "200"]), ("flat", [])]:
+                             ("HNSW32", ["--ef", "200"]), ("HNSW32,SQ8", ["--ef", "200"]), ("flat", [])]:
             r = self.cbir.run("reindex", "--store", "synth", "--index", spec)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("reindexed 20007 vectors", r.stderr)
             self.assertNotIn("WARNING", r.stderr)  # enough training points for every quantizer
             info = json.loads(self.cbir.run("info", "--store", "synth", "--format", "json").stdout)
             self.assertEqual(info["index"], spec if spec != "flat" else "Flat")
+            if spec == "HNSW32,SQ8":  # the compressed graph, its quantizer and groups pass the store's check
+                check = self.cbir.run("check", "--store", "synth")
+                self.assertEqual(check.returncode, 0, check.stderr)
+                self.assertTrue(os.path.isfile(os.path.join(self.tmp, "synth", "index.hnswsq8")))
             found, _ = self.top("synth", *search)
             if spec.endswith("PQ32"):
                 # Compressed codes are approximate; the exact re-ranking still puts the photo itself
-                # first, at distance 0.
+                # first, at distance 0. (SQ8's codes are close enough to give the exact top 10.)
                 self.assertEqual(found[0], exact[0])
             else:
                 # Visiting every list, or a wide HNSW search, gives the exact neighbours.

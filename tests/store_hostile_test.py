@@ -312,7 +312,7 @@ class FormatOneStore(unittest.TestCase):
         check = run(self.tmp, "check", "--store", "store")
         self.assertEqual(check.returncode, 0, check.stderr)
         with open(os.path.join(self.tmp, "store", "index.hnsw"), "rb") as f:
-            self.assertEqual(f.read(12)[8:], (2).to_bytes(4, "little"))  # now format 2
+            self.assertEqual(f.read(12)[8:], (3).to_bytes(4, "little"))  # now the current format, 3
 
 
 def same_device(a, b):

@@ -102,10 +102,18 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
         std::unique_ptr<VectorIndex> index = GroupedIndex::load(file, search_defaults, fetch, header);
         row.load_seconds = seconds_since(load_started);
         row.resident_mib = resident_mib() - rss_before;
+        // Removing the name leaves the mapped file readable (the inode lives while it is mapped).
         std::filesystem::remove(file);
-        if (spec.kind == IndexKind::IvfPq) index = std::make_unique<RerankedIndex>(std::move(index), fetch);
+        if (spec.reranks()) index = std::make_unique<RerankedIndex>(std::move(index), fetch, spec.rerank_factor());
         omp_set_num_threads(1);  // queries/s on one thread, FAISS included
-        const bool hnsw = spec.kind == IndexKind::Hnsw;
+        {
+            SearchParams first;
+            first.k = 10;
+            const auto first_started = Clock::now();
+            index->search(&o.query_vectors[0], first);
+            row.first_query_seconds = seconds_since(first_started);
+        }
+        const bool hnsw = spec.is_hnsw();
         for (int knob : hnsw ? o.ef_values : o.nprobe_values) {
             SearchParams params;
             params.k = 10;
@@ -118,6 +126,7 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
             row.knob = (hnsw ? "ef=" : "nprobe=") + std::to_string(knob);
             row.queries_per_second = q / elapsed;
             row.recall_at_10 = double(found) / double(q * 10);
+            row.resident_after_queries_mib = resident_mib() - rss_before;
             on_row(row);
         }
         omp_set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));

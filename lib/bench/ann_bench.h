@@ -1,6 +1,6 @@
 #pragma once
-// `cbir bench ann`: each index kind on the same vectors: build time, size on disk, load time and
-// resident memory after load, single-thread queries/s and recall@10 against exact search, over a
+// `cbir bench ann`: each index kind on the same vectors: build time, size on disk, open time, first
+// query, resident memory after opening and after the queries, single-thread queries/s and recall@10 against exact search, over a
 // sweep of the search knob (ef for HNSW, nprobe for IVF).
 #include <filesystem>
 #include <functional>
@@ -31,8 +31,10 @@ struct AnnBenchRow {
     size_t count = 0;
     double build_seconds = 0;
     uint64_t file_bytes = 0;
-    double load_seconds = 0;
-    double resident_mib = 0;  // growth of the process's RSS when the index file was loaded
+    double load_seconds = 0;  // opening the index file (mapped: the records are read as touched)
+    double first_query_seconds = 0;  // the first query after opening (page cache warm: the file was just written)
+    double resident_mib = 0;  // growth of the process's RSS when the index file was opened
+    double resident_after_queries_mib = 0;  // ... and after this row's queries (the pages they touched)
     double queries_per_second = 0;
     double recall_at_10 = 0;
 };

@@ -203,18 +203,19 @@ void GroupedIndex::decode_groups(const unsigned char* data, size_t size, const s
 
 std::unique_ptr<GroupedIndex> GroupedIndex::load(const std::filesystem::path& path, const IndexSpec& search_defaults,
                                                  VectorFetcher fetch, IndexFileHeader& header) {
-    const MappedPayload payload = map_index_file(path, header);
+    const auto payload = open_index_file(path, header);
     const std::string name = path.string();
     std::unique_ptr<VectorIndex> inner;
     const auto kind = parse_index_kind(header.kind);
-    if (kind == IndexKind::Hnsw)
+    if (kind == IndexKind::Hnsw || kind == IndexKind::HnswSq8)
         inner = HnswIndex::from_payload(payload, header, search_defaults, name);
     else if (kind == IndexKind::Ivf || kind == IndexKind::IvfPq)
         inner = IvfIndex::from_payload(payload, header, search_defaults, name);
     else
         throw IndexFileError(name + ": unknown index kind '" + header.kind + "'");
     auto index = std::make_unique<GroupedIndex>(std::move(inner), std::move(fetch));
-    index->decode_groups(payload.extension(), payload.extension_size(), name);
+    payload->verify(payload->extension(), payload->extension_size());
+    index->decode_groups(payload->extension(), payload->extension_size(), name);
     index->search_for_twins_ = index->inner_->size() > 0;
     return index;
 }

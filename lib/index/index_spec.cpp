@@ -13,12 +13,13 @@ std::string index_kind_name(IndexKind kind) {
         case IndexKind::Hnsw: return "hnsw";
         case IndexKind::Ivf: return "ivf";
         case IndexKind::IvfPq: return "ivfpq";
+        case IndexKind::HnswSq8: return "hnswsq8";
     }
     return "unknown";
 }
 
 std::optional<IndexKind> parse_index_kind(const std::string& name) {
-    for (IndexKind kind : {IndexKind::Flat, IndexKind::Hnsw, IndexKind::Ivf, IndexKind::IvfPq})
+    for (IndexKind kind : {IndexKind::Flat, IndexKind::Hnsw, IndexKind::Ivf, IndexKind::IvfPq, IndexKind::HnswSq8})
         if (index_kind_name(kind) == name) return kind;
     return std::nullopt;
 }
@@ -28,6 +29,7 @@ std::string IndexSpec::describe() const {
     switch (kind) {
         case IndexKind::Flat: return "Flat";
         case IndexKind::Hnsw: return "HNSW" + std::to_string(hnsw_m);
+        case IndexKind::HnswSq8: return "HNSW" + std::to_string(hnsw_m) + ",SQ8";
         case IndexKind::Ivf: return "IVF" + lists + ",Flat";
         case IndexKind::IvfPq:  // 8 bits is FAISS's default and is left out, as its factory strings do
             return "IVF" + lists + ",PQ" + std::to_string(pq_m) + (pq_bits == 8 ? "" : "x" + std::to_string(pq_bits));
@@ -69,6 +71,11 @@ std::optional<IndexSpec> parse_index_spec(const std::string& text, const IndexSp
     } else if (std::regex_match(lower, m, std::regex("hnsw(\\d*)"))) {
         spec.kind = IndexKind::Hnsw;
         if (m[1].length()) spec.hnsw_m = std::stoi(m[1]);
+    } else if (std::regex_match(lower, m, std::regex("hnsw(\\d*),sq8"))) {
+        spec.kind = IndexKind::HnswSq8;
+        if (m[1].length()) spec.hnsw_m = std::stoi(m[1]);
+    } else if (lower == "hnswsq8") {
+        spec.kind = IndexKind::HnswSq8;
     } else if (lower == "ivf") {
         spec.kind = IndexKind::Ivf;
     } else if (lower == "ivfpq") {
@@ -82,8 +89,8 @@ std::optional<IndexSpec> parse_index_spec(const std::string& text, const IndexSp
         spec.pq_m = std::stoi(m[2]);
         if (m[3].length()) spec.pq_bits = std::stoi(m[3]);
     } else {
-        return fail("unknown index '" + text + "': use flat, hnsw, ivf, ivfpq or a factory string such as HNSW32, "
-                    "IVF2048,Flat, IVF1024,PQ64");
+        return fail("unknown index '" + text + "': use flat, hnsw, hnswsq8, ivf, ivfpq or a factory string such as "
+                    "HNSW32, HNSW32,SQ8, IVF2048,Flat, IVF1024,PQ64");
     }
     if (spec.hnsw_m < 2 || spec.hnsw_m > 256) return fail("HNSW M must be 2..256");
     if (spec.ivf_nlist < 0 || spec.ivf_nlist > (1 << 20)) return fail("IVF nlist must be 1..1048576");

@@ -8,9 +8,11 @@
 
 namespace cbir {
 
-enum class IndexKind { Flat, Hnsw, Ivf, IvfPq };
+// HnswSq8: the HNSW graph over 8-bit scalar-quantized vectors, its shortlist ranked exactly from the
+// float vectors ("HNSW32,SQ8").
+enum class IndexKind { Flat, Hnsw, Ivf, IvfPq, HnswSq8 };
 
-// "flat", "hnsw", "ivf", "ivfpq": the name in store metadata, index file names and output.
+// "flat", "hnsw", "ivf", "ivfpq", "hnswsq8": the name in store metadata, index file names and output.
 std::string index_kind_name(IndexKind kind);
 std::optional<IndexKind> parse_index_kind(const std::string& name);
 
@@ -33,12 +35,20 @@ struct IndexSpec {
     // The canonical factory-style name: "Flat", "HNSW32", "IVF1024,Flat", "IVFauto,PQ64".
     std::string describe() const;
     bool is_ivf() const { return kind == IndexKind::Ivf || kind == IndexKind::IvfPq; }
+    bool is_hnsw() const { return kind == IndexKind::Hnsw || kind == IndexKind::HnswSq8; }
+    // Kinds that search compressed vectors and rank their shortlist exactly (RerankedIndex).
+    bool reranks() const { return kind == IndexKind::IvfPq || kind == IndexKind::HnswSq8; }
+    // How many times k candidates they rank: PQ codes are coarse (10); SQ8's order is nearly exact
+    // already, and its graph search returns ef candidates anyway (4).
+    int rerank_factor() const { return kind == IndexKind::HnswSq8 ? 4 : 10; }
     // Whether a store of this spec holding `rows` vectors searches them exactly, without an index
     // file: flat stores, and IVF stores too small to train.
     bool searches_exactly(size_t rows) const { return kind == IndexKind::Flat || (is_ivf() && rows < kIvfMinimumVectors); }
     // How many of `rows` vectors k-means trains on: 64 per list (FAISS wants at least 39), and for
     // PQ at least 64 per code of each sub-quantizer. nlist must be chosen first.
     size_t ivf_training_size(size_t rows) const;
+    // How many vectors an SQ8 quantizer learns its ranges from.
+    static size_t sq8_training_size(size_t rows) { return rows < 100000 ? rows : 100000; }
 };
 
 // Build parameters given apart from a factory string (cbir index --hnsw-m 16): they refine a new

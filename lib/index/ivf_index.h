@@ -22,7 +22,7 @@ public:
     ~IvfIndex() override;
     // From a verified file's payload (index_file.h); throws IndexFileError naming `name`.
     // nlist and PQ come from the header, the default nprobe from `search_defaults`.
-    static std::unique_ptr<IvfIndex> from_payload(const MappedPayload& payload, const IndexFileHeader& header,
+    static std::unique_ptr<IvfIndex> from_payload(std::shared_ptr<const MappedPayload> payload, const IndexFileHeader& header,
                                                   const IndexSpec& search_defaults, const std::string& name);
     void write_payload(PayloadFile& out, IndexFileHeader& header) const override;
 
@@ -46,14 +46,19 @@ public:
     std::optional<std::string> rebuild_reason(size_t catalogue_rows) const override;
     const IndexSpec& spec() const { return spec_; }
     int nlist() const;
+    // Whether the inverted lists are still read from the mapped file (each list checked on its first
+    // visit); the first change copies them into memory.
+    bool reads_in_place() const { return mapped_ != nullptr; }
 
 private:
     IvfIndex(int dimension, Metric metric, const IndexSpec& spec, std::unique_ptr<faiss::Index> index);
     void skip_precomputed_tables();
+    void own_lists();
     int dimension_;
     Metric metric_;
     IndexSpec spec_;
     size_t trained_on_ = 0;
+    std::shared_ptr<const MappedPayload> mapped_;  // outlives index_, whose lists may point into it
     std::unique_ptr<faiss::Index> index_;
     faiss::IndexIVF* ivf_ = nullptr;  // index_ as an IVF
 };

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "embed/embedder.h"
+#include "index/index_file.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/precision_choice.h"
 #include "pipeline/embedding_pipeline.h"
@@ -142,7 +143,12 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     const SearchParams params{options.top_k, options.ef, options.nprobe};  // 0: the store's defaults
     for (size_t i = 0; i < images.size(); ++i) {
         if (!results[i].error.empty() || vectors[i].empty()) continue;
-        results[i].hits = find_hits(*index, store->catalogue(), vectors[i].data(), params, options.max_distance);
+        try {
+            results[i].hits = find_hits(*index, store->catalogue(), vectors[i].data(), params, options.max_distance);
+        } catch (const IndexFileError& e) {  // damage found where this search read the file: rebuilt, searched again
+            index = reopen_damaged_index(*store, e.what(), IndexWriteBack::IfChanged);
+            results[i].hits = find_hits(*index, store->catalogue(), vectors[i].data(), params, options.max_distance);
+        }
     }
     log_debug(fmt::format("searched at {:.3f} s", elapsed()));
     report.results = std::move(results);

@@ -118,8 +118,8 @@ std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
 }
 
 std::unique_ptr<VectorIndex> for_search(Store& store, std::unique_ptr<VectorIndex> index) {
-    if (index->kind() != IndexKind::IvfPq) return index;
-    return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store));
+    if (!store.settings().index.reranks() || index->kind() == IndexKind::Flat) return index;
+    return std::make_unique<RerankedIndex>(std::move(index), catalogue_fetcher(store), store.settings().index.rerank_factor());
 }
 
 bool can_write_into(const std::filesystem::path& dir) { return ::access(dir.c_str(), W_OK) == 0; }
@@ -181,6 +181,23 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack writ
             save_index_file(*index, store, generation);
         } catch (const std::exception& e) {
             log_warning(fmt::format("could not write the updated index ({}); using it in memory", e.what()));
+        }
+    }
+    return for_search(store, std::move(index));
+}
+
+std::unique_ptr<VectorIndex> reopen_damaged_index(Store& store, const std::string& damage, IndexWriteBack write_back) {
+    log_warning(fmt::format("{}; rebuilding it from the catalogue", damage));
+    std::error_code ec;
+    if (can_write_into(store.dir())) std::filesystem::remove(store.index_file(), ec);
+    IndexFileHeader header;
+    bool changed = false;
+    auto index = current_index(store, nullptr, header, store.catalogue().generation(), false, changed);
+    if (write_back == IndexWriteBack::IfChanged && can_write_into(store.dir())) {
+        try {
+            save_index_file(*index, store, store.catalogue().generation());
+        } catch (const std::exception& e) {
+            log_warning(fmt::format("could not write the rebuilt index ({}); using it in memory", e.what()));
         }
     }
     return for_search(store, std::move(index));

@@ -31,6 +31,10 @@ std::unique_ptr<VectorIndex> build_flat_index(Store& store);
 // folder is writable: a read-only store searches from memory).
 enum class IndexWriteBack { IfChanged, Never };
 std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back);
+// An index file is checked as searches read it (index_file.h): when a search finds damage, this
+// says so, sets the file aside and returns the index rebuilt from the catalogue (written back as
+// open_search_index does).
+std::unique_ptr<VectorIndex> reopen_damaged_index(Store& store, const std::string& damage, IndexWriteBack write_back);
 
 // After the catalogue changed: brings the index file up to date, by catching up with the rows
 // changed since the file's generation (re-added ids are replaced) or by a rebuild: an IVF index is

@@ -26,7 +26,7 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
                                       (s.precision ? "" : " (not recorded: a store made before cbir recorded it)"));
     out.emplace_back("engine", precision_engine(precision, this_cpu()));
     out.emplace_back("index", s.index.describe());
-    if (s.index.kind == IndexKind::Hnsw) {
+    if (s.index.is_hnsw()) {
         out.emplace_back("hnsw_m", std::to_string(s.index.hnsw_m));
         out.emplace_back("hnsw_ef_construction", std::to_string(s.index.hnsw_ef_construction));
         out.emplace_back("hnsw_ef_search", std::to_string(s.index.hnsw_ef_search));

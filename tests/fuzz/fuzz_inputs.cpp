@@ -1,10 +1,12 @@
 // libFuzzer target for everything cbir reads from untrusted bytes: the image path (the file reader,
 // format sniffing, every format's header parser on the first bytes and on all of them, the caps,
 // the truncation check, OpenCV, the Pillow-exact resize, thumbnails), the index container and HNSW
-// graph readers, and the groups of identical vectors in the container's extension. The first input
-// byte picks the reader. Built and run by scripts/fuzz.sh.
+// graph readers (float and SQ8, read in place and checked record by record as searches reach them),
+// the IVF reader with its mapped inverted lists, and the groups of identical vectors in the
+// container's extension. The first input byte picks the reader. Built and run by scripts/fuzz.sh.
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -85,15 +87,38 @@ void fuzz_container(const std::string& bytes) {
     }
 }
 
-// Bytes as the payload of a well-formed container (valid checksum): the HNSW graph reader itself
-// must bounds-check every field and link.
-void fuzz_graph(const std::string& bytes) {
+// Bytes as the payload of a well-formed container (valid checksums): the HNSW graph reader itself
+// must bounds-check every field and link, at open and as searches reach records. `sq8`: the
+// payload starts with the quantizer. The header's count is the graph's own, as cbir writes it.
+uint64_t u64_at(const std::string& bytes, size_t offset) {
+    uint64_t v = 0;
+    if (bytes.size() >= offset + 8) std::memcpy(&v, bytes.data() + offset, 8);
+    return v;
+}
+
+void fuzz_graph(const std::string& bytes, bool sq8) {
     cbir::IndexFileHeader header;
-    header.kind = "hnsw";
+    header.kind = sq8 ? "hnswsq8" : "hnsw";
     header.dimension = 4;
     header.metric = cbir::Metric::L2;
-    header.count = bytes.size() > 8 ? static_cast<uint8_t>(bytes[0]) : 0;
+    header.count = u64_at(bytes, (sq8 ? 32 : 0) + 16);
     header.params = {16, 200, 0, 0};
+    write_scratch_index(header, bytes, "");
+    try {
+        auto index = cbir::GroupedIndex::load(scratch_file(), small_hnsw(), no_vectors, header);
+        search_and_change(*index);
+    } catch (const cbir::Error&) {
+    } catch (const std::bad_alloc&) {
+    }
+}
+
+// Bytes as the payload of a well-formed IVF container: FAISS's reader, then the lists read in place.
+void fuzz_ivf(const std::string& bytes, bool pq) {
+    cbir::IndexFileHeader header;
+    header.kind = pq ? "ivfpq" : "ivf";
+    header.dimension = 4;
+    header.count = u64_at(bytes, 8);  // FAISS's ntotal
+    header.params = {4, 2, 8, 100};
     write_scratch_index(header, bytes, "");
     try {
         auto index = cbir::GroupedIndex::load(scratch_file(), small_hnsw(), no_vectors, header);
@@ -142,11 +167,13 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-    switch (data[0] % 5) {
+    const bool variant = (data[0] / 6) % 2;  // SQ8 graphs, IVF-PQ
+    switch (data[0] % 6) {
         case 0: fuzz_image_file(bytes); break;
         case 1: fuzz_container(bytes); break;
-        case 2: fuzz_graph(bytes); break;
+        case 2: fuzz_graph(bytes, variant); break;
         case 3: cbir::make_thumbnail(bytes, 64); break;  // reduced-scale decodes
+        case 5: fuzz_ivf(bytes, variant); break;
         default: fuzz_groups(bytes); break;
     }
     return 0;
