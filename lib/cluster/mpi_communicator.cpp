@@ -15,14 +15,21 @@
 namespace cbir {
 namespace {
 
+// A wait polls every 200 µs at first (an answer usually comes within microseconds to milliseconds),
+// then, once it has lasted 100 ms, every 2 ms: a serving rank idle between requests then costs ~1 %
+// of a core instead of ~8 %, and the first request after a pause waits at most 2 ms more.
 constexpr auto kPollInterval = std::chrono::microseconds(200);
+constexpr auto kIdlePollInterval = std::chrono::milliseconds(2);
+constexpr auto kIdleAfter = std::chrono::milliseconds(100);
 
 void wait_polling(MPI_Request& request) {
     int done = 0;
+    const auto started = std::chrono::steady_clock::now();
     for (;;) {
         MPI_Test(&request, &done, MPI_STATUS_IGNORE);
         if (done) return;
-        std::this_thread::sleep_for(kPollInterval);
+        std::this_thread::sleep_for(std::chrono::steady_clock::now() - started < kIdleAfter ? kPollInterval
+                                                                                          : std::chrono::microseconds(kIdlePollInterval));
     }
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The HTTP/JSON face of a SearchService (cpp-httplib, through HttpServer): the routes, their
+// The HTTP/JSON face of a ServeBackend (one store or a store set; cpp-httplib, through HttpServer): the routes, their
 // parameters and answers, the web page at "/", which requests are accepted at all (methods,
 // encodings, Host and Origin), and per-route statistics. Documented in the README ("cbir serve").
 #include <cstddef>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "serve/request_stats.h"
-#include "serve/search_service.h"
+#include "serve/serve_backend.h"
 
 namespace cbir {
 
@@ -37,7 +37,7 @@ bool origin_allowed(const std::string& origin_header, const std::string& host_he
 
 class HttpApi {
 public:
-    HttpApi(SearchService& service, const HttpOptions& options);
+    HttpApi(ServeBackend& service, const HttpOptions& options);
     ~HttpApi();
     // Binds the listening socket; returns the port. Throws cbir::Error when it cannot.
     int bind();
@@ -55,7 +55,7 @@ private:
     void add_insert_route();
     void add_image_routes();  // look up, file, thumbnail
     void add_remove_routes();
-    SearchService& service_;
+    ServeBackend& service_;
     HttpOptions options_;
     RequestStats stats_;
     std::unique_ptr<WorkSlots> work_slots_;

@@ -162,17 +162,30 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
     const auto started = std::chrono::steady_clock::now();
     // Bytes already in the store are searched with their stored vector, as `cbir query` does for an
     // indexed file: the image finds itself at distance 0, and no inference runs.
-    if (auto known = row_with_content(reader_->catalogue(), sha256_hex(bytes.data(), bytes.size()),
-                                      reader_->settings().dimension)) {
-        SearchAnswer answer = search(known->vector, request, "stored");
+    if (auto known = vector_of_content(sha256_hex(bytes.data(), bytes.size()))) {
+        SearchAnswer answer = search(*known, request, "stored");
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
-    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}));
+    const std::vector<float> vector = embed_bytes(bytes);
     const double embed_ms = milliseconds_since(started);
     SearchAnswer answer = search(vector, request, "embedded");
     answer.embed_ms = embed_ms;
     return answer;
+}
+
+std::optional<std::vector<float>> SearchService::vector_of_content(const std::string& sha256) const {
+    auto known = row_with_content(reader_->catalogue(), sha256, reader_->settings().dimension);
+    if (!known) return std::nullopt;
+    return std::move(known->vector);
+}
+
+std::vector<float> SearchService::embed_bytes(const std::string& bytes) const {
+    return embed(prepare_image_bytes(bytes, PreprocessSpec{}));
+}
+
+std::string SearchService::catalogue_key_of(const std::string& path) const {
+    return catalogue_key(resolve_under_roots(path));
 }
 
 std::vector<float> SearchService::embed(const PreparedImage& image) const {
@@ -182,8 +195,7 @@ std::vector<float> SearchService::embed(const PreparedImage& image) const {
 
 std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
     // The same picture already catalogued elsewhere has its vector: no inference.
-    if (auto twin = row_with_content(reader_->catalogue(), image.sha256, reader_->settings().dimension))
-        return twin->vector;
+    if (auto twin = vector_of_content(image.sha256)) return std::move(*twin);
     return embed(image);
 }
 
@@ -217,7 +229,7 @@ std::filesystem::path SearchService::resolve_under_roots(const std::string& path
 }
 
 AddResult SearchService::add_path(const std::string& path) {
-    const std::string key = catalogue_key(resolve_under_roots(path));
+    const std::string key = catalogue_key_of(path);
     const auto existing = reader_->catalogue().find_by_path(key);
     auto st = stat_file(key);
     if (existing && st && row_is_current(*st, existing->size, existing->mtime_ns))
