@@ -1,5 +1,9 @@
 #include "serve/set_operations.h"
 
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "cluster/wire_bytes.h"
@@ -141,6 +145,11 @@ std::string shard_operation(SetOp op, int shard, const std::string& payload) {
 
 std::string bare_operation(SetOp op) { return std::string(1, static_cast<char>(op)); }
 
+bool is_read(SetOp op) {
+    return op == SetOp::Search || op == SetOp::Record || op == SetOp::File || op == SetOp::ContentVector ||
+           op == SetOp::Status;
+}
+
 SetOp operation_code(const std::string& operation) {
     if (operation.empty()) throw Error("an empty operation between ranks");
     return static_cast<SetOp>(operation[0]);
@@ -235,16 +244,40 @@ void ShardHost::close() {
     for (auto& [shard, service] : services_) service->close();
 }
 
+SetAnswer ShardHost::answer(const std::string& operation) {
+    try {
+        return apply_one(operation);
+    } catch (const RequestError& e) {
+        return {SetAnswer::Kind::Failed, {}, e.status(), e.what()};
+    } catch (const std::exception& e) {
+        return {SetAnswer::Kind::Failed, {}, 500, e.what()};
+    }
+}
+
 std::string ShardHost::apply(const std::string& batch) {
-    std::vector<SetAnswer> answers;
-    for (const auto& operation : decode_batch(batch)) {
-        try {
-            answers.push_back(apply_one(operation));
-        } catch (const RequestError& e) {
-            answers.push_back({SetAnswer::Kind::Failed, {}, e.status(), e.what()});
-        } catch (const std::exception& e) {
-            answers.push_back({SetAnswer::Kind::Failed, {}, 500, e.what()});
+    const std::vector<std::string> operations = decode_batch(batch);
+    std::vector<SetAnswer> answers(operations.size());
+    // Writes run one after another in the batch's order; a run of reads between them runs in
+    // parallel, as a single store's request threads search in parallel (SearchService is made for
+    // it), so a rank uses its cores when requests queue up.
+    const size_t workers = std::max(1u, std::thread::hardware_concurrency());
+    for (size_t i = 0; i < operations.size();) {
+        size_t end = i;
+        while (end < operations.size() && is_read(operation_code(operations[end]))) ++end;
+        if (end - i <= 1) {
+            answers[i] = answer(operations[i]);
+            i += 1;
+            continue;
         }
+        std::atomic<size_t> next{i};
+        auto work = [&] {
+            for (size_t j; (j = next++) < end;) answers[j] = answer(operations[j]);
+        };
+        std::vector<std::thread> threads;
+        for (size_t t = 1; t < std::min(workers, end - i); ++t) threads.emplace_back(work);
+        work();
+        for (auto& thread : threads) thread.join();
+        i = end;
     }
     return encode_answers(answers);
 }

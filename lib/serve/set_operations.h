@@ -54,6 +54,8 @@ std::string text_operation(SetOp op, const std::string& text);  // ContentVector
 std::string shard_operation(SetOp op, int shard, const std::string& payload);  // AddUpload, AddPath
 std::string bare_operation(SetOp op);  // Status, Stop
 SetOp operation_code(const std::string& operation);
+// Whether an operation only reads (it may run beside other reads).
+bool is_read(SetOp op);
 
 // Values, as rank 0 reads them.
 struct SearchValue {
@@ -88,6 +90,8 @@ public:
     void close();
 
 private:
+    // The operation's answer, its failure included.
+    SetAnswer answer(const std::string& operation);
     SetAnswer apply_one(const std::string& operation);
     StoreSet set_;
     std::map<int, std::unique_ptr<SearchService>> services_;
