@@ -72,15 +72,25 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     }
 
     s.model_ = model_for_existing_store(*s.writer_, options.model);
-    warn_if_untrained(s.model_);
-    EmbedderOptions embedder_options;
-    embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    s.embedder_ = Embedder::load(s.model_.path, embedder_options);
-    if (s.embedder_->dimension() != s.writer_->settings().dimension)
+    if (options.engine) {
+        if (options.engine->model.sha256 != s.model_.sha256)
+            throw Error(fmt::format("{}: this store was built with model sha256 {}, the shared model is {}",
+                                    s.options_.store_dir.string(), s.model_.sha256, options.engine->model.sha256));
+        s.engine_ = options.engine;
+    } else {
+        warn_if_untrained(s.model_);
+        EmbedderOptions embedder_options;
+        embedder_options.threads = options.threads;
+        embedder_options.precision = options.precision;
+        auto engine = std::make_shared<EmbeddingEngine>();
+        engine->model = s.model_;
+        engine->embedder = Embedder::load(s.model_.path, embedder_options);
+        engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, PreprocessSpec{}.values_per_image(), options.batch);
+        s.engine_ = std::move(engine);
+    }
+    if (s.engine_->embedder->dimension() != s.writer_->settings().dimension)
         throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
-                                s.embedder_->dimension(), s.writer_->settings().dimension));
-    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, PreprocessSpec{}.values_per_image(), options.batch);
+                                s.engine_->embedder->dimension(), s.writer_->settings().dimension));
 
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
@@ -190,7 +200,7 @@ std::string SearchService::catalogue_key_of(const std::string& path) const {
 
 std::vector<float> SearchService::embed(const PreparedImage& image) const {
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
-    return batcher_->embed(image.input);
+    return engine_->batcher->embed(image.input);
 }
 
 std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
@@ -415,8 +425,8 @@ ServiceStatus SearchService::status() const {
         std::lock_guard<std::mutex> lock(saver_mutex_);
         s.saved_generation = saved_generation_;
     }
-    s.images_embedded = batcher_->images_embedded();
-    s.inference_batches = batcher_->batches_run();
+    s.images_embedded = engine_->batcher->images_embedded();
+    s.inference_batches = engine_->batcher->batches_run();
     return s;
 }
 

@@ -30,6 +30,14 @@
 
 namespace cbir {
 
+// The model a service embeds with, loaded once: the services of one process (the shards one rank
+// of a set serves) share it instead of each loading its own copy.
+struct EmbeddingEngine {
+    ModelFile model;
+    std::unique_ptr<Embedder> embedder;
+    std::unique_ptr<EmbeddingBatcher> batcher;  // uses *embedder: declared after it, destroyed before
+};
+
 struct ServiceOptions {
     std::filesystem::path store_dir;
     std::optional<std::filesystem::path> model;  // must be the store's when given
@@ -39,6 +47,8 @@ struct ServiceOptions {
     int batch = 8;    // most images per forward pass
     Precision precision = Precision::Float32;
     int save_interval_seconds = 60;
+    // Another service's engine to share (its model must be the store's); null: load the store's model.
+    std::shared_ptr<EmbeddingEngine> engine;
 };
 
 class SearchService final : public ServeBackend {
@@ -73,6 +83,9 @@ public:
     // there is no such file).
     std::string catalogue_key_of(const std::string& path) const;
 
+    // The model and batcher this service embeds with, to share with the next service opened.
+    std::shared_ptr<EmbeddingEngine> engine() const { return engine_; }
+
     // Writes the index file if the index changed since it was last written.
     void save_if_changed();
     // Stops the background saver and saves. Call after the last request has been answered.
@@ -104,8 +117,7 @@ private:
     std::unique_ptr<Store> writer_;  // catalogue writes, under write_mutex_
     std::unique_ptr<Store> reader_;  // catalogue reads from request threads (WAL: the last commit)
     ModelFile model_;
-    std::unique_ptr<Embedder> embedder_;
-    std::unique_ptr<EmbeddingBatcher> batcher_;
+    std::shared_ptr<EmbeddingEngine> engine_;
     std::vector<std::filesystem::path> canonical_roots_;
     // The catalogue and lock files opened (device, inode), against which the paths are checked.
     std::optional<FileStat> opened_catalogue_;  // device and inode of what was opened

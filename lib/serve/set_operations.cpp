@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -223,6 +224,8 @@ ShardHost::ShardHost(const StoreSet& set, const std::vector<int>& shards, const 
                                     dir.string(), shard, shard));
         ServiceOptions shard_options = options;
         shard_options.store_dir = dir;
+        // One model per rank, whatever the number of shards it serves (they share the set's model).
+        if (!services_.empty()) shard_options.engine = services_.begin()->second->engine();
         services_[shard] = SearchService::open(shard_options);
     }
 }
@@ -363,8 +366,10 @@ SetAnswer ShardHost::apply_one(const std::string& operation) {
         case SetOp::Status: {
             WireBytes out;
             out.put<uint64_t>(services_.size());
+            bool first = true;
             for (auto& [shard, service] : services_) {
-                const ServiceStatus s = service->status();
+                ServiceStatus s = service->status();
+                if (!std::exchange(first, false)) s.images_embedded = s.inference_batches = 0;  // the rank's shared model
                 out.put_string(s.store_dir.string());
                 out.put<uint64_t>(s.images);
                 out.put<uint64_t>(s.indexed);
