@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "store/store.h"
+#include "shard/store_set.h"
+#include <fmt/format.h>
 #include "util/error.h"
 #include "util/cancel.h"
 #include "util/log.h"
@@ -35,6 +37,14 @@ std::filesystem::path resolve_store(const std::string& flag, bool for_writing) {
     if (for_writing) return std::filesystem::current_path() / kDefaultStoreDirName;
     throw Error("no cbir store found in this directory or above it; run 'cbir index DIR' first, or pass --store "
                 "(or set CBIR_STORE)");
+}
+
+std::filesystem::path require_single_store(const std::filesystem::path& dir, const char* command) {
+    if (StoreSet::exists(dir))
+        throw Error(fmt::format("{}: is a store set; 'cbir {}' works on one store at a time, such as one shard "
+                                "(--store {}), or on a store of the exported vectors",
+                                dir.string(), command, StoreSet::open(dir).shard_dir(0).string()));
+    return dir;
 }
 
 std::filesystem::path executable_dir(const char* argv0) {

@@ -36,6 +36,8 @@ void apply_verbosity(const Verbosity& verbosity);  // sets the library's log sin
 
 // --store / CBIR_STORE, else the nearest .cbir upward, else (when creating) ./.cbir.
 std::filesystem::path resolve_store(const std::string& flag, bool for_writing);
+// For commands that work on one store at a time (dups, eval, serve): a set is refused, naming a shard.
+std::filesystem::path require_single_store(const std::filesystem::path& dir, const char* command);
 
 std::filesystem::path executable_dir(const char* argv0);
 

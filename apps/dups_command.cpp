@@ -24,7 +24,7 @@ struct DupsFlags {
 
 int run(const DupsFlags& flags) {
     apply_verbosity(flags.verbosity);
-    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
+    auto store = Store::open(require_single_store(resolve_store(flags.store, /*for_writing=*/false), "dups"), CatalogueAccess::ReadOnly);
     DuplicateOptions options;
     options.min_similarity = flags.min_similarity;
     options.candidates = flags.candidates;

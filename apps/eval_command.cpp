@@ -24,7 +24,7 @@ struct EvalFlags {
 
 int run(const EvalFlags& flags) {
     apply_verbosity(flags.verbosity);
-    auto store = Store::open(resolve_store(flags.store, /*for_writing=*/false), CatalogueAccess::ReadOnly);
+    auto store = Store::open(require_single_store(resolve_store(flags.store, /*for_writing=*/false), "eval"), CatalogueAccess::ReadOnly);
     EvalOptions options;
     if (!flags.labels.empty()) options.labels = flags.labels;
     if (!flags.root.empty()) options.root = flags.root;

@@ -17,6 +17,7 @@
 #include "search/searcher.h"
 #include "cluster/communicator.h"
 #include "shard/set_search.h"
+#include "serve/served_query.h"
 
 namespace cbir::cli {
 namespace {
@@ -82,8 +83,6 @@ int run(const QueryFlags& flags) {
             throw Error("--min-similarity needs a cosine or ip store; this one is l2 (use --max-distance)");
         options.max_distance = 1.0f - *flags.min_similarity;
     }
-    const auto images = expand_inputs(flags.images, flags.null_separated);
-    if (images.empty()) throw Error("no query images (stdin was empty)");
     std::unique_ptr<Communicator> job;
     if (is_set && placement) {
         if (!placement->mpi)
@@ -91,9 +90,22 @@ int run(const QueryFlags& flags) {
                                     options.store_dir.string(), placement->size));
         job = join_mpi_job();
     }
+    // In an MPI job only rank 0 reads the queries (mpirun gives stdin to rank 0 alone); the other
+    // ranks receive their vectors.
+    std::vector<std::filesystem::path> images;
+    if (!job || job->rank() == 0) images = expand_inputs(flags.images, flags.null_separated);
+    // With none, the other ranks of a job still take part (an empty query) and end with rank 0.
+    if (!job && images.empty()) throw Error("no query images (stdin was empty)");
     QueryReport report;
     try {
-        report = is_set ? run_set_query(images, options, job.get()) : run_query(images, options);
+        if (is_set) {
+            report = run_set_query(images, options, job.get());
+        } else if (std::optional<QueryReport> served = query_through_server(images, options)) {
+            // A `cbir serve` holding the store answers in a fraction of LibTorch's start-up; else, here.
+            report = std::move(*served);
+        } else {
+            report = run_query(images, options);
+        }
     } catch (...) {
         // Every rank has seen the error by now: end MPI in step, then report it.
         job.reset();
@@ -105,6 +117,7 @@ int run(const QueryFlags& flags) {
         std::_Exit(kOk);
     }
     job.reset();
+    if (images.empty()) throw Error("no query images (stdin was empty)");
     if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
     const OutputFormat format = resolve_format(flags.format);

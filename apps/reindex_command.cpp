@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "shard/store_set.h"
 #include "options.h"
 #include "more_commands.h"
 #include "store/derived_index.h"
@@ -28,16 +29,32 @@ struct ReindexFlags {
 int run(const ReindexFlags& flags) {
     apply_verbosity(flags.verbosity);
     const auto dir = resolve_store(flags.store, /*for_writing=*/true);
-    WriterLock lock(dir);
-    auto store = Store::open(dir);
-    const IndexSpec spec = flags.index.empty() ? store->settings().index
-                                               : parse_index_flags(flags.index, flags.hnsw_m, flags.ef_construction,
-                                                                   flags.nlist, flags.pq_m, flags.pq_bits);
     const auto started = std::chrono::steady_clock::now();
-    reindex_store(*store, lock, spec);
+    // A set: every shard, then the manifest (a new shard is then made with the new index too).
+    std::optional<StoreSet> set;
+    std::vector<std::filesystem::path> stores{dir};
+    if (StoreSet::exists(dir)) {
+        set = StoreSet::open(dir);
+        stores.clear();
+        for (int shard = 0; shard < set->shards(); ++shard)
+            if (Store::exists(set->shard_dir(shard))) stores.push_back(set->shard_dir(shard));
+    }
+    size_t vectors = 0;
+    IndexSpec spec;
+    for (const auto& store_dir : stores) {
+        WriterLock lock(store_dir);
+        auto store = Store::open(store_dir);
+        const IndexSpec current = set ? set->manifest().index : store->settings().index;
+        spec = flags.index.empty() ? current
+                                   : parse_index_flags(flags.index, flags.hnsw_m, flags.ef_construction, flags.nlist,
+                                                       flags.pq_m, flags.pq_bits);
+        reindex_store(*store, lock, spec);
+        vectors += store->catalogue().count();
+    }
+    if (set) set->update_index(spec);
     if (!flags.verbosity.quiet)
         std::fprintf(stderr, "%s\n",
-                     fmt::format("cbir: reindexed {} vectors as {} in {:.1f} s", store->catalogue().count(),
+                     fmt::format("cbir: reindexed {} vectors as {} in {:.1f} s", vectors,
                                  spec.describe(),
                                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
                          .c_str());

@@ -105,10 +105,13 @@ void say_where(const ServeFlags& flags, const std::string& what, int port) {
     std::fflush(stderr);
 }
 
-int serve_store(const ServeFlags& flags, const ServiceOptions& options) {
+int serve_store(const ServeFlags& flags, ServiceOptions options) {
+    options.one_shot_embedder = true;  // for `cbir query` through the local socket
     auto service = SearchService::open(options);
     if (cbir::stop_requested()) return kOk;
-    HttpApi api(*service, http_options(flags));
+    HttpOptions http = http_options(flags);
+    http.local_socket_store = service->status().store_dir;
+    HttpApi api(*service, http);
     const int port = api.bind();
     RunningApi registered(api);
     if (cbir::stop_requested()) api.stop();

@@ -77,6 +77,22 @@ def wrk(port, body_file, content_type, seconds, connections, work):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), latency(50), latency(99)
 
 
+def one_shot_queries(query_image, store, runs, verbose=False):
+    """Wall times (ms) of `cbir query` processes, start to exit, one after another; and the last output."""
+    walls, out = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        r = subprocess.run([CBIR, "query", query_image, "--store", store, "-k", "10", "--format", "tsv",
+                            "-v" if verbose else "-q"], check=True, capture_output=True)
+        walls.append((time.perf_counter() - started) * 1000)
+        out = r
+    return walls, out
+
+
+def load_average():
+    return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store-size", type=int, default=100000, help="synthetic vectors in the served store")
@@ -84,8 +100,10 @@ def main():
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--runs", type=int, default=7, help="one-shot cbir query runs")
     parser.add_argument("--uploads", type=int, default=100, help="distinct Corel photos added with POST /images")
+    parser.add_argument("--one-shot-only", action="store_true",
+                        help="only the one-shot cbir query, without and with a server (no wrk, no uploads)")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    if not args.one_shot_only and not shutil.which("wrk"):
         sys.exit("bench: wrk not found (scripts/install-deps.sh --test)")
     corel = corel_images()
     query_image = os.path.join(corel, "950.jpg") if corel else os.path.join(ROOT, "images", "dog1.jpg")
@@ -104,17 +122,26 @@ def main():
         print(f"bench: {args.store_size}-vector HNSW store; query image {query_image}; machine: {machine()}",
               file=sys.stderr)
 
-        walls = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            subprocess.run([CBIR, "query", query_image, "--store", store, "-k", "10", "-q"], check=True,
-                           stdout=subprocess.DEVNULL)
-            walls.append((time.perf_counter() - started) * 1000)
+        loads = [load_average()]
+        walls, alone = one_shot_queries(query_image, store, args.runs)
         rows = [("`cbir query` process, image (one at a time)", 1000 / statistics.median(walls),
                  statistics.median(walls), percentile(walls, 99))]
 
         server, port = start_server(store)
         try:
+            # The same one-shot query while `cbir serve` holds the store: handed to it over its local
+            # socket, no LibTorch loaded; the output must be byte for byte the same.
+            _, through = one_shot_queries(query_image, store, 1, verbose=True)
+            if b"answered by the server" not in through.stderr or through.stdout != alone.stdout:
+                sys.exit("bench: cbir query did not go through the server, or printed something else:\n" +
+                         through.stderr.decode(errors="replace"))
+            walls, _ = one_shot_queries(query_image, store, max(args.runs, 11))
+            rows.append(("`cbir query` process, image, through the server's local socket (one at a time)",
+                         1000 / statistics.median(walls), statistics.median(walls), percentile(walls, 99)))
+            loads.append(load_average())
+            if args.one_shot_only:
+                raise StopIteration
+
             sequential(port, "/search?k=10", image_bytes, "image/jpeg", 5)  # first requests warm up
             for label, body, content_type, body_file, count in [
                     ("image", image_bytes, "image/jpeg", query_image, 100),
@@ -133,6 +160,9 @@ def main():
                         latencies += sequential(port, "/images", f.read(), "image/jpeg", 1, expect=201)
                 rows.append((f"`cbir serve` POST /images, {args.uploads} distinct uploads, 1 client",
                              1000 / statistics.median(latencies), statistics.median(latencies), percentile(latencies, 99)))
+            loads.append(load_average())
+        except StopIteration:
+            pass
         finally:
             server.terminate()
             server.wait(60)
@@ -141,8 +171,12 @@ def main():
 
     one_shot = rows[0][2]
     print(f"\nMachine: {machine()}. Store: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
-          f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). wrk: 1 thread, {args.seconds} s per run, on the "
-          f"same two cores as the server.\n")
+          f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). " +
+          ("" if args.one_shot_only else
+           f"wrk: 1 thread, {args.seconds} s per run, on the same two cores as the server. ") +
+          f"Load average (1, 5, 15 min) at the start, after the one-shot rows "
+          f"and at the end: {'; '.join(loads)} (figures taken under load from other work are not claims: rerun on a "
+          f"quiet machine).\n")
     print("| client | requests/s | p50 ms | p99 ms | p50 vs `cbir query` |")
     print("|---|---:|---:|---:|---:|")
     for label, rate, p50, p99 in rows:

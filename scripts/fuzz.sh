@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer target with clang (ASan + UBSan) into build-fuzz/ and runs it for a bounded
 # time (default 300 s) on a seed corpus of real inputs: the sample photos, small images of every
-# decoded format and its variants (PIL), refused formats, hostile headers, and a real HNSW index file. Prints libFuzzer's final statistics; a crash leaves its input in build-fuzz/.
+# decoded format and its variants (PIL, Debian's HEIC/AVIF encoders, a DNG), refused formats,
+# hostile headers, and a real HNSW index file. Prints libFuzzer's final statistics; a crash leaves its input in build-fuzz/.
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +74,34 @@ for name, data in seeds:
 for name, data in seeds[:6]:
     with open(os.path.join(corpus, "thumbnail-" + name), "wb") as f:
         f.write(b"\x03" + data)
+PY
+# The formats cbir reads with its own libraries: HEIC, AVIF (and a grid) from Debian's encoders (scripts/install-deps.sh --test), an animated GIF, and a DNG (tests/formats_test.py writes it).
+/usr/bin/python3 - "$corpus" <<'PY'
+import io, os, shutil, subprocess, sys, tempfile
+sys.path.insert(0, "tests")
+from PIL import Image
+from formats_test import dng, exif_orientation, jpeg_bytes
+corpus = sys.argv[1]
+base = Image.open("images/dog2.jpg").convert("RGB").resize((64, 48))
+seeds = {"raw.dng": dng(jpeg_bytes(base), base.size, orientation=6)}
+frames = io.BytesIO()
+base.save(frames, "GIF", save_all=True, append_images=[base.rotate(90)], interlace=True)
+seeds["animated.gif"] = frames.getvalue()
+with tempfile.TemporaryDirectory() as tmp:
+    base.save(os.path.join(tmp, "in.png"))
+    base.resize((128, 128)).save(os.path.join(tmp, "in-grid.png"))  # AVIF grid tiles are at least 64 x 64
+    with open(os.path.join(tmp, "exif6"), "wb") as f:
+        f.write(exif_orientation(6))
+    encoders = {"heic": ["heif-enc", "-q", "50", "in.png", "-o", "out.heic"],
+                "avif": ["avifenc", "--speed", "10", "--irot", "1", "--exif", "exif6", "in.png", "out.avif"],
+                "grid.avif": ["avifenc", "--speed", "10", "--grid", "2x2", "in-grid.png", "out.grid.avif"]}
+    for name, command in encoders.items():
+        if shutil.which(command[0]) and subprocess.run(command, cwd=tmp, capture_output=True).returncode == 0:
+            with open(os.path.join(tmp, "out." + name), "rb") as f:
+                seeds[name if "." in name else "image." + name] = f.read()
+for name, data in seeds.items():
+    with open(os.path.join(corpus, "image-" + name), "wb") as f:
+        f.write(b"\x00" + data)
 PY
 if [[ -x build/apps/cbir && ! -f "$corpus/groups-seed" ]]; then
   # A real index file with a group of identical vectors (dog1 twice): the container, the graph (after

@@ -5,15 +5,16 @@
 #   --test     also install what the tests and benchmarks use and the tool never needs: the Python
 #              reference stack (python3-torch, torchvision, numpy) for scripts/reference_features.py
 #              and the fidelity tests, chromium for the web page's browser test, wrk for
-#              scripts/bench-serve.sh, and Slurm with munge for the cluster tests (the tests start
-#              their own single-node cluster; nothing is configured system-wide).
+#              scripts/bench-serve.sh, Slurm with munge for the cluster tests (the tests start
+#              their own single-node cluster; nothing is configured system-wide), and the
+#              encoders the format tests make HEIC and AVIF files with (heif-enc, avifenc).
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libtorch-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
-  libjpeg62-turbo-dev libtiff-dev libwebp-dev
+  libjpeg62-turbo-dev libtiff-dev libwebp-dev libgif-dev libheif-dev libraw-dev
   libcli11-dev libhnswlib-dev libfmt-dev doctest-dev
   libfaiss-dev libopenblas0-pthread libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
   libcpp-httplib-dev
@@ -21,7 +22,7 @@ packages=(
   python3 python3-pil
 )
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3-torch python3-torchvision python3-numpy chromium wrk)
+  packages+=(python3-torch python3-torchvision python3-numpy chromium wrk libheif-examples libavif-bin)
   # A real single-node Slurm cluster for tests/slurm_test.py (slurmctld + slurmd + munge on localhost).
   packages+=(slurmctld slurmd slurm-client munge)
 fi

@@ -94,7 +94,8 @@ class StoreSets(unittest.TestCase):
         single = rows_of(self.single)
         self.assertEqual(len(single), 1000)
         for set_dir in (self.by_tasks, self.by_mpi):
-            manifest = json.load(open(os.path.join(set_dir, "set.json")))
+            with open(os.path.join(set_dir, "set.json")) as f:
+                manifest = json.load(f)
             self.assertEqual(manifest["shards"], SHARDS)
             self.assertEqual(manifest["root"], self.images)
             seen = {}
@@ -177,7 +178,8 @@ class StoreSets(unittest.TestCase):
         out = os.path.join(self.tmp, "milvus")
         r = cbir(["export", "--store", self.by_mpi, "--format", "milvus-npy", "-o", out, "--rows-per-part", "100"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        schema = json.load(open(os.path.join(out, "schema.json")))
+        with open(os.path.join(out, "schema.json")) as f:
+            schema = json.load(f)
         self.assertEqual(schema["metric_type"], "L2")
         self.assertEqual({f["name"]: f["type"] for f in schema["fields"]},
                          {"id": "INT64", "path": "VARCHAR", "embedding": "FLOAT_VECTOR"})

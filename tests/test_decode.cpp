@@ -168,6 +168,10 @@ TEST_CASE("decode: extensions the walk picks up") {
     CHECK(has_image_extension("x.tiff"));
     CHECK(has_image_extension("scan.pgm"));  // the PBM/PGM/PPM family is decoded, so walked
     CHECK(has_image_extension("scan.PBM"));
+    for (const char* name : {"IMG_0001.HEIC", "x.heif", "x.avif", "x.gif", "x.CR2", "x.nef", "x.arw", "x.dng"}) {
+        CAPTURE(name);
+        CHECK(has_image_extension(name));  // decoded by cbir's own readers, so walked
+    }
     CHECK_FALSE(has_image_extension("notes.txt"));
     CHECK_FALSE(has_image_extension("jpg"));
 }
@@ -258,9 +262,31 @@ TEST_CASE("header: TIFF sizes come from libtiff's first directory, tiles include
     CHECK(decode_image_bytes(g4.substr(0, 12)).error.find("cannot read the image size from its header") == 0);
 }
 
+TEST_CASE("format: HEIF brands, and a camera RAW told from a TIFF by its first directory") {
+    using namespace std::string_literals;
+    CHECK(sniff_image_format("\0\0\0\x18" "ftypheic\0\0\0\0mif1heic"s) == ImageFormat::heic);
+    CHECK(sniff_image_format("\0\0\0\x1c" "ftypmif1\0\0\0\0mif1miafavif"s) == ImageFormat::avif);  // a compatible brand
+    CHECK(sniff_image_format("\0\0\0\x18" "ftypisom\0\0\0\0isomiso2"s) == ImageFormat::unknown);   // an MP4 video
+    CHECK(image_extension("\0\0\0\x18" "ftypavif\0\0\0\0avifmif1"s) == ".avif");
+    const std::string cr2 = "II*\0\x10\0\0\0CR\x02\0"s + std::string(64, '\0');
+    CHECK(sniff_image_format(cr2) == ImageFormat::camera_raw);
+    CHECK(image_extension(cr2) == ".cr2");
+    // A plain TIFF (one directory, a full image) stays a TIFF.
+    CHECK(sniff_image_format(encode(cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3)), ".tiff")) == ImageFormat::tiff);
+    // A first directory that is a reduced-resolution image with sub-directories (NEF, ARW).
+    std::string nef = "MM\0*\0\0\0\x08\0\x02"s;
+    nef += "\x00\xfe\0\x04\0\0\0\x01\0\0\0\x01"s;  // NewSubfileType LONG 1: reduced resolution
+    nef += "\x01\x4a\0\x04\0\0\0\x01\0\0\0\x40"s;  // SubIFDs LONG 1
+    nef += std::string(64, '\0');
+    CHECK(sniff_image_format(nef) == ImageFormat::camera_raw);
+    nef[21] = 0;  // a full-resolution first directory: an ordinary TIFF
+    CHECK(sniff_image_format(nef) == ImageFormat::tiff);
+}
+
 TEST_CASE("header: only formats whose header cbir reads are decoded") {
     CHECK(decode_image_bytes(std::string(5000, '\x42')).error.find("not a decodable image (unknown format") == 0);
-    CHECK(decode_image_bytes("GIF89a" + std::string(100, '\0')).error.find("GIF is not supported") == 0);
+    // A GIF is read by giflib: one whose screen is 0 x 0 has no size to read.
+    CHECK(decode_image_bytes("GIF89a" + std::string(100, '\0')).error.find("cannot read the image size from its header") == 0);
     // OpenCV 4.6 would decode these; cbir does not read their headers, so it refuses them.
     const std::pair<std::string, const char*> refused[] = {
         {std::string("\x00\x00\x00\x0cjP  \r\n\x87\n", 12) + std::string(100, '\0'), "JPEG 2000 images are not supported"},
@@ -268,6 +294,7 @@ TEST_CASE("header: only formats whose header cbir reads are decoded") {
         {"P7\nWIDTH 4\nHEIGHT 4\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + std::string(48, '\x01'), "PAM images are not supported"},
         {"PF\n4 4\n-1.0\n" + std::string(4 * 4 * 12, '\0'), "PFM images are not supported"},
         {std::string("\x59\xa6\x6a\x95", 4) + std::string(100, '\0'), "Sun raster images are not supported"},
+        {"\xff\x0a" + std::string(100, '\0'), "JPEG XL images are not supported"},  // libjxl 0.7's stderr noise
     };
     for (const auto& [bytes, message] : refused) {
         CAPTURE(message);

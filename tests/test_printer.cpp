@@ -69,6 +69,14 @@ TEST_CASE("printer: a name that is not UTF-8 is shown, and given back exactly in
     CHECK(paths.str() == latin1 + "\n");  // the bytes themselves, for xargs
 }
 
+TEST_CASE("byte text: a library's message of several lines becomes one line") {
+    CHECK(one_line("Invalid input: Extent out of bounds (points to file position 462)\n") ==
+          "Invalid input: Extent out of bounds (points to file position 462)");
+    CHECK(one_line("first\r\n\tsecond \n third") == "first second third");
+    CHECK(one_line("\n\n") == "");
+    CHECK(one_line("plain") == "plain");
+}
+
 TEST_CASE("byte text: UTF-8 validity as RFC 3629 says, base64 both ways") {
     CHECK(is_valid_utf8("plain ascii"));
     CHECK(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));

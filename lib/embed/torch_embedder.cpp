@@ -29,6 +29,10 @@ public:
 
     std::vector<float> embed(const float* inputs, int count) override {
         if (count <= 0) return {};
+        // The graph executor's mode is per thread: each embedder sets its own on the thread that runs
+        // it (unoptimised, the executor's passes would cost a one-off query 0.05 s; and a server's
+        // one-shot embedder must compute what such a query computes).
+        torch::jit::setGraphExecutorOptimize(options_.optimize);
         torch::InferenceMode inference;
         // from_blob does not copy; the caller's buffer outlives the call.
         auto batch = torch::from_blob(const_cast<float*>(inputs),
@@ -84,8 +88,8 @@ std::unique_ptr<Embedder> load_torchscript(const std::filesystem::path& model, c
     times.load_seconds = seconds_since(start);
     start = std::chrono::steady_clock::now();
     // Unoptimised, the graph executor's own optimisation passes would still run on the first call:
-    // 0.10 s against 0.05 s for a plain first pass, which is all a one-off query needs.
-    if (!options.optimize) torch::jit::setGraphExecutorOptimize(false);
+    // 0.10 s against 0.05 s for a plain first pass, which is all a one-off query needs (embed() turns
+    // them off for such a model).
     if (options.optimize) {
         try {
             module = torch::jit::optimize_for_inference(module);

@@ -4,9 +4,15 @@
 #include <limits>
 #include <utility>
 
-#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgcodecs.hpp>  // the IMREAD_ flags
 
+#include "image/gif_image.h"
+#include "image/heif_image.h"
+#include "image/codecs.h"
 #include "image/image_header.h"
+#include "image/orientation.h"
+#include "image/raw_preview.h"
+#include "util/byte_text.h"
 
 namespace cbir {
 namespace {
@@ -51,30 +57,18 @@ void swap_red_and_blue(cv::Mat& bgr) {
     }
 }
 
-}  // namespace
-
-DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
+// The formats OpenCV decodes, with their checks; `exif_orientation` false leaves the pixels as stored.
+DecodedImage decode_opencv_format(const std::string& bytes, ImageFormat format, int reduction, bool exif_orientation) {
     DecodedImage out;
-    if (bytes.empty()) {
-        out.error = "empty file";
-        return out;
-    }
     if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {  // imdecode takes an int length
         out.error = "file of " + std::to_string(bytes.size()) + " bytes is larger than OpenCV decodes";
         return out;
     }
-    const HeaderRead header = read_image_header(bytes);
-    if (header.status != HeaderRead::Status::complete) {
-        out.error = header.error;
-        return out;
-    }
-    out.error = image_limit_error(header.header);
-    if (!out.ok()) return out;
-    if (header.header.format == ImageFormat::jpeg && !jpeg_has_end_after_last_scan(bytes)) {
+    if (format == ImageFormat::jpeg && !jpeg_has_end_after_last_scan(bytes)) {
         out.error = "truncated JPEG (no end-of-image marker after the last scan)";
         return out;
     }
-    if (header.header.format == ImageFormat::jpeg) {
+    if (format == ImageFormat::jpeg) {
         if (const size_t scans = jpeg_scan_count(bytes); scans > kMaxJpegScans) {
             out.error = "JPEG of " + std::to_string(scans) + " scans (at most " + std::to_string(kMaxJpegScans) +
                         ": each is a pass over the whole image)";
@@ -85,17 +79,18 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
     try {
         const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
         // Every IMREAD_*COLOR* mode also applies the EXIF orientation.
-        const int mode = reduction >= 8   ? cv::IMREAD_REDUCED_COLOR_8
-                         : reduction >= 4 ? cv::IMREAD_REDUCED_COLOR_4
-                         : reduction >= 2 ? cv::IMREAD_REDUCED_COLOR_2
-                                          : cv::IMREAD_COLOR;
-        bgr = cv::imdecode(raw, mode);
+        int mode = reduction >= 8   ? cv::IMREAD_REDUCED_COLOR_8
+                   : reduction >= 4 ? cv::IMREAD_REDUCED_COLOR_4
+                   : reduction >= 2 ? cv::IMREAD_REDUCED_COLOR_2
+                                    : cv::IMREAD_COLOR;
+        if (!exif_orientation) mode |= cv::IMREAD_IGNORE_ORIENTATION;
+        bgr = decode_with_opencv(raw, mode);
     } catch (const cv::Exception& e) {
         out.error = std::string("decoder error: ") + e.what();
         return out;
     }
     if (bgr.empty() || bgr.type() != CV_8UC3) {
-        out.error = std::string("not a decodable image (corrupt or unsupported ") + image_format_name(header.header.format) + " data)";
+        out.error = std::string("not a decodable image (corrupt or unsupported ") + image_format_name(format) + " data)";
         return out;
     }
     swap_red_and_blue(bgr);
@@ -103,10 +98,70 @@ DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
     return out;
 }
 
+// A camera RAW's preview: a JPEG through the JPEG path (its header and cap again, its own EXIF
+// orientation ignored), then turned by the RAW's orientation.
+DecodedImage decode_raw_preview(const std::string& bytes, int reduction) {
+    DecodedImage out;
+    RawPreview preview = extract_raw_preview(bytes);
+    if (!preview.ok()) {
+        out.error = preview.error;
+        return out;
+    }
+    if (!preview.jpeg.empty()) {
+        const HeaderRead header = read_image_header(preview.jpeg);
+        if (header.status != HeaderRead::Status::complete || header.header.format != ImageFormat::jpeg) {
+            out.error = "the embedded preview: " + (header.error.empty() ? std::string("not a JPEG") : header.error);
+            return out;
+        }
+        out.error = image_limit_error(header.header);
+        if (!out.ok()) return out;
+        out = decode_opencv_format(preview.jpeg, ImageFormat::jpeg, reduction, /*exif_orientation=*/false);
+        if (!out.ok()) {
+            out.error = "the embedded preview: " + out.error;
+            return out;
+        }
+    } else {
+        out.rgb = std::move(preview.rgb);
+    }
+    apply_exif_orientation(out.rgb, preview.orientation);
+    return out;
+}
+
+DecodedImage decode_checked(const std::string& bytes, int reduction) {
+    DecodedImage out;
+    if (bytes.empty()) {
+        out.error = "empty file";
+        return out;
+    }
+    const HeaderRead header = read_image_header(bytes);
+    if (header.status != HeaderRead::Status::complete) {
+        out.error = header.error;
+        return out;
+    }
+    out.error = image_limit_error(header.header);
+    if (!out.ok()) return out;
+    switch (header.header.format) {
+        case ImageFormat::gif: return decode_gif(bytes);
+        case ImageFormat::heic:
+        case ImageFormat::avif: return decode_heif(bytes, header.header);
+        case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
+        default: return decode_opencv_format(bytes, header.header.format, reduction, /*exif_orientation=*/true);
+    }
+}
+
+}  // namespace
+
+DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
+    DecodedImage out = decode_checked(bytes, reduction);
+    out.error = one_line(out.error);  // the decoders' libraries write messages of several lines
+    return out;
+}
+
 bool has_image_extension(const std::filesystem::path& path) {
-    // GIF is walked so that its files are reported (OpenCV 4.6 has no GIF decoder), not silently missed.
-    static const std::array<const char*, 13> known = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff",
-                                                      ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".gif"};
+    // Every format decode_image_bytes reads; the bytes, not the name, then decide how it is read.
+    static const std::array<const char*, 21> known = {
+        ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+        ".pnm", ".gif", ".heic", ".heif", ".hif", ".avif", ".cr2", ".nef", ".arw", ".dng"};
     std::string ext = path.extension().string();
     for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     for (const char* k : known)

@@ -17,9 +17,12 @@ struct DecodedImage {
 };
 
 // Bytes are decoded only when their header (image_header.h) is read and within the limits
-// (limits.h); JPEG, PNG, TIFF (the first page), WebP, BMP and PBM/PGM/PPM. reduction 2, 4 or 8
-// decodes at that fraction of the size (JPEG: libjpeg's DCT scaling, a fraction of a full decode's
-// cost); features are always computed from full decodes (reduction 1).
+// (limits.h). Through OpenCV: JPEG, PNG, TIFF (the first page), WebP, BMP and PBM/PGM/PPM; through
+// cbir's own readers: GIF (giflib, the first frame), HEIC and AVIF (libheif) and camera RAW
+// (libraw's embedded preview, then the JPEG path). reduction 2, 4 or 8 decodes at that
+// fraction of the size (JPEG and a RAW's JPEG preview: libjpeg's DCT scaling, a fraction of a full
+// decode's cost; the other readers ignore it); features are always computed from full decodes
+// (reduction 1).
 DecodedImage decode_image_bytes(const std::string& bytes, int reduction = 1);
 
 // The file extensions the folder walk picks up (lower case, with the dot).

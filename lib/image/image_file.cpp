@@ -2,6 +2,7 @@
 
 #include "image/image_header.h"
 #include "image/limits.h"
+#include "util/byte_text.h"
 #include "util/read_file.h"
 
 namespace cbir {
@@ -21,9 +22,7 @@ bool header_allows(const HeaderRead& header, std::string& error) {
     return error.empty();
 }
 
-}  // namespace
-
-ImageFile read_image_file(const std::filesystem::path& path) {
+ImageFile read_checked(const std::filesystem::path& path) {
     ImageFile out;
     auto file = RegularFile::open(path, out.error);
     if (!file) return out;
@@ -52,6 +51,14 @@ ImageFile read_image_file(const std::filesystem::path& path) {
         if (!header_allows(header, out.error)) return out;
     }
     out.bytes = std::move(bytes);
+    return out;
+}
+
+}  // namespace
+
+ImageFile read_image_file(const std::filesystem::path& path) {
+    ImageFile out = read_checked(path);
+    out.error = one_line(out.error);  // the header readers' libraries write messages of several lines
     return out;
 }
 

@@ -8,6 +8,11 @@
 #include <cstring>
 #include <limits>
 
+// Before libtiff's headers: tiff.h marks int64 deprecated, and OpenCV's (through these) use it.
+#include "image/gif_image.h"
+#include "image/heif_image.h"
+#include "image/raw_preview.h"
+
 #include <jpeglib.h>
 #include <tiffio.h>
 #include <webp/decode.h>
@@ -17,31 +22,10 @@ namespace {
 
 using Status = HeaderRead::Status;
 
-constexpr const char* kNoSize = "cannot read the image size from its header";
-
-HeaderRead complete(ImageFormat format, long long width, long long height) {
-    HeaderRead out;
-    out.status = Status::complete;
-    out.header = {format, width, height, ImageHeader::saturating_product(width, height)};
-    return out;
-}
-
-HeaderRead refused(ImageFormat format, std::string error) {
-    HeaderRead out;
-    out.status = Status::refused;
-    out.header.format = format;
-    out.error = std::move(error);
-    return out;
-}
-
-// The bytes ran out before the header did: the file is truncated, or only its start was given.
-HeaderRead ran_out(ImageFormat format, bool whole) {
-    if (whole) return refused(format, std::string(kNoSize) + " (it ends first)");
-    HeaderRead out;
-    out.status = Status::need_more_bytes;
-    out.header.format = format;
-    return out;
-}
+constexpr const char* kNoSize = kNoImageSize;
+HeaderRead complete(ImageFormat format, long long width, long long height) { return header_complete(format, width, height); }
+HeaderRead refused(ImageFormat format, std::string error) { return header_refused(format, std::move(error)); }
+HeaderRead ran_out(ImageFormat format, bool whole) { return header_ran_out(format, whole); }
 
 uint32_t be32(const unsigned char* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
 uint32_t le16(const unsigned char* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
@@ -317,13 +301,36 @@ HeaderRead read_pnm(std::string_view bytes, bool whole) {
 }
 
 std::string unsupported(ImageFormat format) {
-    if (format == ImageFormat::gif) return "GIF is not supported (this OpenCV has no GIF decoder); convert it to PNG";
-    const std::string readable = "cbir reads JPEG, PNG, TIFF, WebP, BMP and PBM/PGM/PPM";
+    const std::string readable = "cbir reads JPEG, PNG, TIFF, WebP, BMP, PBM/PGM/PPM, GIF, HEIC, AVIF and camera RAW";
     if (format == ImageFormat::unknown) return "not a decodable image (unknown format; " + readable + ")";
     return std::string(image_format_name(format)) + " images are not supported (" + readable + ")";
 }
 
 }  // namespace
+
+HeaderRead header_complete(ImageFormat format, long long width, long long height) {
+    HeaderRead out;
+    out.status = Status::complete;
+    out.header = {format, width, height, ImageHeader::saturating_product(width, height)};
+    return out;
+}
+
+HeaderRead header_refused(ImageFormat format, std::string error) {
+    HeaderRead out;
+    out.status = Status::refused;
+    out.header.format = format;
+    out.error = std::move(error);
+    return out;
+}
+
+// The bytes ran out before the header did: the file is truncated, or only its start was given.
+HeaderRead header_ran_out(ImageFormat format, bool whole) {
+    if (whole) return header_refused(format, std::string(kNoImageSize) + " (it ends first)");
+    HeaderRead out;
+    out.status = Status::need_more_bytes;
+    out.header.format = format;
+    return out;
+}
 
 HeaderRead read_image_header(std::string_view bytes, bool whole) {
     const ImageFormat format = sniff_image_format(bytes);
@@ -334,6 +341,10 @@ HeaderRead read_image_header(std::string_view bytes, bool whole) {
         case ImageFormat::webp: return read_webp(bytes, whole);
         case ImageFormat::bmp: return read_bmp(bytes, whole);
         case ImageFormat::pnm: return read_pnm(bytes, whole);
+        case ImageFormat::gif: return read_gif_header(bytes, whole);
+        case ImageFormat::heic:
+        case ImageFormat::avif: return read_heif_header(bytes, whole);
+        case ImageFormat::camera_raw: return read_raw_preview_header(bytes, whole);
         default: break;
     }
     // Too few bytes to tell the format yet (the WebP check needs 32).

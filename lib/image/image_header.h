@@ -43,7 +43,15 @@ struct HeaderRead {
 };
 
 // `bytes` is the whole file when `whole` is true, else its first bytes: a header that runs past
-// them then asks for more instead of being refused.
+// them then asks for more instead of being refused. GIF, HEIF/AVIF and camera RAW headers are read
+// by their own libraries (gif_image.h, heif_image.h, raw_preview.h).
 HeaderRead read_image_header(std::string_view bytes, bool whole = true);
+
+// For the format readers: a header read whole, a refusal, and bytes that ran out first (refused
+// when they are the whole file, else a request for more).
+HeaderRead header_complete(ImageFormat format, long long width, long long height);
+HeaderRead header_refused(ImageFormat format, std::string error);
+HeaderRead header_ran_out(ImageFormat format, bool whole);
+inline constexpr const char* kNoImageSize = "cannot read the image size from its header";
 
 }  // namespace cbir

@@ -6,6 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "image/codecs.h"
 #include "image/decode.h"
 #include "image/image_header.h"
 
@@ -38,7 +39,7 @@ Thumbnail make_thumbnail(const std::string& bytes, int max_side) {
     cv::Mat bgr;
     cv::cvtColor(image, bgr, cv::COLOR_RGB2BGR);
     std::vector<unsigned char> encoded;
-    if (!cv::imencode(".jpg", bgr, encoded, {cv::IMWRITE_JPEG_QUALITY, 85})) {
+    if (!encode_with_opencv(".jpg", bgr, encoded, {cv::IMWRITE_JPEG_QUALITY, 85})) {
         out.error = "cannot encode the thumbnail";
         return out;
     }

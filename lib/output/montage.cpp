@@ -3,6 +3,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "image/codecs.h"
 #include "image/decode.h"
 #include "image/image_file.h"
 #include "util/atomic_file.h"
@@ -57,7 +58,7 @@ std::pair<int, int> write_montage(const std::filesystem::path& output, const std
         row += std::max<int>(1, (static_cast<int>(group.size()) + columns - 1) / columns);
     }
     std::vector<uchar> png;
-    if (!cv::imencode(".png", sheet, png)) throw Error(output.string() + ": cannot encode PNG");
+    if (!encode_with_opencv(".png", sheet, png)) throw Error(output.string() + ": cannot encode PNG");
     AtomicFileWriter out(output);
     out.write(png.data(), png.size());
     out.commit();

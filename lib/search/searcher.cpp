@@ -18,12 +18,18 @@
 
 namespace cbir {
 
-std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image) {
+std::optional<ImageRecord> current_record(Store& store, const std::filesystem::path& image) {
     auto record = store.catalogue().find_by_path(catalogue_key(image));
     if (!record) return std::nullopt;
     auto st = stat_file(image);
     if (!st || !row_is_current(*st, record->size, record->mtime_ns)) return std::nullopt;
-    return record->vector;
+    return record;
+}
+
+std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image) {
+    auto record = current_record(store, image);
+    if (!record) return std::nullopt;
+    return std::move(record->vector);
 }
 
 std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
@@ -56,7 +62,7 @@ void embed_queries(Store& store, const std::vector<std::filesystem::path>& image
     embedder_options.precision = options.precision;
     // A few queries do not repay optimising and warming up the model (measured: optimize 0.11 s +
     // warm-up 0.07 s against ~0.05 s for one plain pass); many do.
-    embedder_options.optimize = images.size() > 16;
+    embedder_options.optimize = images.size() > kOneShotQueries;
     embedder_options.warm_up = embedder_options.optimize;
     auto embedder = Embedder::load(model.path, embedder_options);
     PipelineOptions pipeline;

@@ -47,13 +47,21 @@ struct QueryReport {
     std::vector<QueryResult> results;
 };
 
+// Up to this many query images to embed, `cbir query` runs the model unoptimised: optimising and
+// warming it up does not pay for a few images (and a server answers one-shot queries only for so many,
+// with its model kept unoptimised too: lib/serve/served_query.h).
+inline constexpr size_t kOneShotQueries = 16;
+
+// The catalogue row of a query image that is indexed and unchanged (same path, size and mtime): its
+// stored vector is used, no model is needed, and the image is its own first hit at distance 0.
+std::optional<ImageRecord> current_record(Store& store, const std::filesystem::path& image);
+
 // One vector searched in a store's index: ranked hits with their catalogue paths, none farther than
 // max_distance. The one search path of `cbir query` and `cbir serve`.
 std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
                                 const SearchParams& params, std::optional<float> max_distance);
 
-// The stored vector of an indexed, unchanged file (it needs no model, and the image is its own first
-// hit at distance exactly 0), or nullopt.
+// current_record's vector, or nullopt.
 std::optional<std::vector<float>> stored_vector(Store& store, const std::filesystem::path& image);
 
 // The vector of each query image: the one `stored` finds, else embedded with `model_store`'s model

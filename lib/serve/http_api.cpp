@@ -13,6 +13,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -20,6 +21,7 @@
 
 #include "image/thumbnail.h"
 #include "serve/http_server.h"
+#include "serve/local_socket.h"
 #include "serve/web_page.h"
 #include "util/byte_text.h"
 #include "util/log.h"
@@ -160,6 +162,21 @@ SearchRequest search_request_from(const httplib::Request& req, const Body& body)
     if (auto v = field("ef")) request.ef = to_int(*v, "ef");
     if (auto v = field("nprobe")) request.nprobe = to_int(*v, "nprobe");
     if (auto v = field("max_distance")) request.max_distance = to_float(*v, "max_distance");
+    // The expectations of a client that must print what `cbir query` would (lib/serve/served_query.h).
+    if (auto v = field("one_shot")) request.one_shot = *v == "1";
+    if (auto v = field("store_id")) {
+        CatalogueState state;
+        state.store_id = *v;
+        const std::string generation = field("generation").value_or("");
+        char* end = nullptr;
+        state.generation = std::strtoull(generation.c_str(), &end, 10);
+        if (generation.empty() || *end != '\0') throw RequestError(400, "store_id needs generation, an integer");
+        state.token = field("state_token").value_or("");
+        request.catalogue_state = state;
+    }
+    if (auto v = field("model_sha256")) request.model_sha256 = *v;
+    if (auto v = field("precision")) request.precision = *v;
+    if (auto v = field("preprocessing")) request.preprocessing = *v;
     return request;
 }
 
@@ -438,6 +455,7 @@ HttpApi::HttpApi(ServeBackend& service, const HttpOptions& options)
     // As many maximal bodies as requests worked on at once: the most a fixed pool of request threads held.
     limits.body_memory_bytes = options.max_body_bytes * static_cast<size_t>(std::max(options.request_threads, 1));
     server_ = std::make_unique<HttpServer>(limits);
+    if (!options.local_socket_store.empty()) local_server_ = std::make_unique<HttpServer>(limits, server_.get());
     // Without it, Nagle's algorithm holds the body back behind the headers until the client's delayed
     // ACK: every answer took 40 ms more (measured with scripts/bench-serve.sh).
     server_->set_tcp_nodelay(true);
@@ -447,7 +465,8 @@ HttpApi::HttpApi(ServeBackend& service, const HttpOptions& options)
         const int yes = 1;
         ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
-    add_routes();
+    add_routes(*server_, "");
+    if (local_server_) add_routes(*local_server_, " (local socket)");
 }
 
 HttpApi::~HttpApi() = default;
@@ -458,24 +477,53 @@ int HttpApi::bind() {
     if (port < 0)
         throw Error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", options_.host,
                                 options_.port));
+    if (local_server_) {
+        try {
+            local_listener_ = LocalSocketListener::create(options_.local_socket_store);
+            local_server_->adopt_local_socket(local_listener_->take_descriptor());
+            log_debug(fmt::format("one-shot queries of cbir query come through {}", local_listener_->path().string()));
+        } catch (const Error& e) {
+            log_warning(fmt::format("{}; cbir query will load the model itself", e.what()));
+            local_server_.reset();
+        }
+    }
     return port;
 }
 
-void HttpApi::run() { server_->run(); }
-
-void HttpApi::stop() { server_->stop(); }
-
-void HttpApi::add_routes() {
-    add_request_handlers();
-    add_status_routes();
-    add_search_route();
-    add_insert_route();
-    add_image_routes();
-    add_remove_routes();
+std::filesystem::path HttpApi::local_socket() const {
+    return local_server_ && local_listener_ ? local_listener_->path() : std::filesystem::path();
 }
 
-void HttpApi::add_request_handlers() {
-    httplib::Server& s = *server_;
+void HttpApi::run() {
+    std::thread local;
+    if (local_server_ && local_listener_) local = std::thread([this] { local_server_->run(); });
+    server_->run();
+    if (local.joinable()) {
+        local_server_->stop();
+        local.join();
+    }
+    if (local_listener_) local_listener_->remove();
+}
+
+void HttpApi::stop() {
+    // The socket goes first: a query that starts now loads the model itself instead of waiting on a
+    // server that is stopping.
+    if (local_listener_) local_listener_->remove();
+    if (local_server_) local_server_->stop();
+    server_->stop();
+}
+
+void HttpApi::add_routes(HttpServer& server, const std::string& via) {
+    add_request_handlers(server, via);
+    add_status_routes(server);
+    add_search_route(server);
+    add_insert_route(server);
+    add_image_routes(server);
+    add_remove_routes(server);
+}
+
+void HttpApi::add_request_handlers(HttpServer& server, const std::string& via) {
+    httplib::Server& s = server;
     s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         request_started = std::chrono::steady_clock::now();
         if (auto refusal = refusal_of(req, options_)) {
@@ -485,11 +533,11 @@ void HttpApi::add_request_handlers() {
         }
         return httplib::Server::HandlerResponse::Unhandled;
     });
-    s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    s.set_logger([this, via](const httplib::Request& req, const httplib::Response& res) {
         const double ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_started).count();
-        stats_.record(route_of(req), res.status, ms);
-        log_debug(fmt::format("{} {} {} {:.1f} ms", req.method, req.path, res.status, ms));
+        stats_.record(route_of(req) + via, res.status, ms);
+        log_debug(fmt::format("{} {}{} {} {:.1f} ms", req.method, req.path, via, res.status, ms));
     });
     // Every failure answers JSON: {"error": "...", "status": N}.
     s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -518,8 +566,8 @@ void HttpApi::add_request_handlers() {
     });
 }
 
-void HttpApi::add_status_routes() {
-    httplib::Server& s = *server_;
+void HttpApi::add_status_routes(HttpServer& server) {
+    httplib::Server& s = server;
     s.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kWebPage, "text/html; charset=utf-8"); });
 
     s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -551,6 +599,7 @@ void HttpApi::add_status_routes() {
                   {"connections", {{"open", connections.open}, {"limit", server_->limits().max_connections},
                                    {"refused", connections.refused}, {"evicted", connections.evicted},
                                    {"body_bytes", connections.body_bytes}}},
+                  {"local_socket", local_socket().empty() ? json(nullptr) : json(local_socket().string())},
                   {"uptime_seconds", stats_.uptime_seconds()},
                   {"requests", routes}};
         if (st.shards > 0) body["set"] = {{"shards", st.shards}, {"ranks", st.ranks}};
@@ -558,8 +607,8 @@ void HttpApi::add_status_routes() {
     });
 }
 
-void HttpApi::add_search_route() {
-    server_->Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+void HttpApi::add_search_route(HttpServer& server) {
+    server.Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
         const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         SearchRequest request = search_request_from(req, request_body);
@@ -590,8 +639,8 @@ void HttpApi::add_search_route() {
     });
 }
 
-void HttpApi::add_insert_route() {
-    server_->Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+void HttpApi::add_insert_route(HttpServer& server) {
+    server.Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
         const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         AddResult added;
@@ -611,8 +660,8 @@ void HttpApi::add_insert_route() {
     });
 }
 
-void HttpApi::add_image_routes() {
-    httplib::Server& s = *server_;
+void HttpApi::add_image_routes(HttpServer& server) {
+    httplib::Server& s = server;
     s.Get(R"(/images/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
         auto record = service_.image(id_from(req.matches[1]));
         if (!record) throw RequestError(404, "no image with id " + std::string(req.matches[1]));
@@ -644,8 +693,8 @@ void HttpApi::add_image_routes() {
     });
 }
 
-void HttpApi::add_remove_routes() {
-    httplib::Server& s = *server_;
+void HttpApi::add_remove_routes(HttpServer& server) {
+    httplib::Server& s = server;
     auto remove = [this](const httplib::Request& req, httplib::Response& res) {
         const WorkSlot slot(*work_slots_);
         AddResult removed;

@@ -1,8 +1,9 @@
 #pragma once
-// The HTTP/JSON face of a ServeBackend (one store or a store set; cpp-httplib, through HttpServer): the routes, their
-// parameters and answers, the web page at "/", which requests are accepted at all (methods,
+// The HTTP/JSON face of a ServeBackend (one store or a store set; cpp-httplib, through HttpServer):
+// the routes, their parameters and answers, the web page at "/", which requests are accepted at all (methods,
 // encodings, Host and Origin), and per-route statistics. Documented in the README ("cbir serve").
 #include <cstddef>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 namespace cbir {
 
 class HttpServer;
+class LocalSocketListener;
 class WorkSlots;
 
 struct HttpOptions {
@@ -25,6 +27,9 @@ struct HttpOptions {
     // Host names accepted besides IP addresses, "localhost" and `host` (DNS rebinding: a page on
     // another site whose name resolves to this machine sends its own name as Host).
     std::vector<std::string> allowed_hosts;
+    // The store whose local socket (<store>/serve/query.sock, lib/serve/local_socket.h) also answers
+    // the API, to this user only, under the same limits; empty: none.
+    std::filesystem::path local_socket_store;
 };
 
 // Whether a request's Host header names this server: an IP address, localhost, the listening host,
@@ -39,27 +44,33 @@ class HttpApi {
 public:
     HttpApi(ServeBackend& service, const HttpOptions& options);
     ~HttpApi();
-    // Binds the listening socket; returns the port. Throws cbir::Error when it cannot.
+    // Binds the listening socket; returns the port. Throws cbir::Error when it cannot. Then the local
+    // socket, if asked for: a failure there is a warning (queries then load the model themselves).
     int bind();
+    // Where the local socket listens; empty when there is none.
+    std::filesystem::path local_socket() const;
     // Answers requests until stop(); requests in flight finish (in bounded time) before it returns.
     void run();
     // Safe from any thread, before or during run().
     void stop();
 
 private:
-    void add_routes();
+    // The same routes on each listener; `via` names it in the per-route statistics.
+    void add_routes(HttpServer& server, const std::string& via);
     // What every request passes through: Host/Origin checks, timing, JSON errors.
-    void add_request_handlers();
-    void add_status_routes();  // the page, /health, /stats
-    void add_search_route();
-    void add_insert_route();
-    void add_image_routes();  // look up, file, thumbnail
-    void add_remove_routes();
+    void add_request_handlers(HttpServer& server, const std::string& via);
+    void add_status_routes(HttpServer& server);  // the page, /health, /stats
+    void add_search_route(HttpServer& server);
+    void add_insert_route(HttpServer& server);
+    void add_image_routes(HttpServer& server);  // look up, file, thumbnail
+    void add_remove_routes(HttpServer& server);
     ServeBackend& service_;
     HttpOptions options_;
     RequestStats stats_;
     std::unique_ptr<WorkSlots> work_slots_;
     std::unique_ptr<HttpServer> server_;
+    std::unique_ptr<HttpServer> local_server_;  // on local_listener_'s socket, when there is one
+    std::unique_ptr<LocalSocketListener> local_listener_;
 };
 
 }  // namespace cbir

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "serve/local_socket.h"
 #include "util/error.h"
 
 namespace cbir {
@@ -457,11 +458,11 @@ void on_headers(httplib::Request& req, ConnectionStream& stream) {
 
 using namespace connection_detail;
 
-HttpServer::HttpServer(const ConnectionLimits& limits)
+HttpServer::HttpServer(const ConnectionLimits& limits, const HttpServer* sibling)
     : limits_(limits),
-      registry_(std::make_unique<Registry>(limits.max_connections)),
+      registry_(sibling ? sibling->registry_ : std::make_shared<Registry>(limits.max_connections)),
       stop_(std::make_unique<StopSignal>()),
-      body_budget_(std::make_unique<BodyBudget>(limits.body_memory_bytes)) {
+      body_budget_(sibling ? sibling->body_budget_ : std::make_shared<BodyBudget>(limits.body_memory_bytes)) {
     new_task_queue = [this] {
         // listen_after_bind() has begun: a stop that came before it took no effect on httplib.
         if (stop_->stopping()) stop();
@@ -488,6 +489,13 @@ int HttpServer::bind(const std::string& host, int port) {
     // httplib listens with a backlog of 5: a burst of connections would wait for SYN retries.
     if (bound >= 0) ::listen(svr_sock_, SOMAXCONN);
     return bound;
+}
+
+void HttpServer::adopt_local_socket(int listening_socket) {
+    set_address_family(AF_UNIX);
+    set_tcp_nodelay(false);
+    svr_sock_ = listening_socket;
+    same_user_only_ = true;
 }
 
 void HttpServer::run() { listen_after_bind(); }
@@ -521,6 +529,10 @@ void HttpServer::close_after_response() {
 bool HttpServer::hold_response_bytes(size_t bytes) { return !current_connection || current_connection->stream->hold(bytes); }
 
 bool HttpServer::process_and_close_socket(int sock) {
+    if (same_user_only_ && !peer_is_same_user(sock)) {  // not a word to another user's process
+        ::close(sock);
+        return false;
+    }
     std::optional<Registry::Handle> handle;
     if (stop_->stopping() || !(handle = registry_->admit(sock))) {
         refuse(sock);

@@ -58,11 +58,16 @@ struct ConnectionCounts {
 
 class HttpServer : public httplib::Server {
 public:
-    explicit HttpServer(const ConnectionLimits& limits);
+    // A server made with a sibling shares the sibling's connection limit and body budget: the two
+    // listeners of one service (its TCP port and its local socket) are held to one set of limits.
+    explicit HttpServer(const ConnectionLimits& limits, const HttpServer* sibling = nullptr);
     ~HttpServer() override;
 
     // Binds the listening socket; returns the port, or -1 when it cannot. port 0: any free port.
     int bind(const std::string& host, int port);
+    // Or accepts on a bound, listening Unix socket (LocalSocketListener), answering only clients that
+    // run as this process's user (SO_PEERCRED); it closes the descriptor.
+    void adopt_local_socket(int listening_socket);
     // Answers until stop(); returns once every connection has ended.
     void run();
     // Safe from any thread, before or during run().
@@ -91,10 +96,11 @@ private:
     void refuse(int sock);
 
     ConnectionLimits limits_;
-    std::unique_ptr<connection_detail::Registry> registry_;
+    std::shared_ptr<connection_detail::Registry> registry_;
     std::unique_ptr<connection_detail::StopSignal> stop_;
-    std::unique_ptr<connection_detail::BodyBudget> body_budget_;
+    std::shared_ptr<connection_detail::BodyBudget> body_budget_;
     std::atomic<bool> listening_stopped_{false};
+    bool same_user_only_ = false;
 };
 
 }  // namespace cbir

@@ -86,6 +86,12 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         engine->model = s.model_;
         engine->embedder = Embedder::load(s.model_.path, embedder_options);
         engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, PreprocessSpec{}.values_per_image(), options.batch);
+        if (options.one_shot_embedder) {
+            embedder_options.optimize = false;  // as embed_queries loads it for a few queries
+            engine->one_shot_embedder = Embedder::load(s.model_.path, embedder_options);
+            engine->one_shot_batcher = std::make_unique<EmbeddingBatcher>(*engine->one_shot_embedder,
+                                                                          PreprocessSpec{}.values_per_image(), options.batch);
+        }
         s.engine_ = std::move(engine);
     }
     if (s.engine_->embedder->dimension() != s.writer_->settings().dimension)
@@ -97,6 +103,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     s.generation_ = s.reader_->catalogue().generation();
     s.state_token_ = s.reader_->catalogue().state_token(s.generation_);
     s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged);
+    s.index_state_ = catalogue_state(*s.reader_, s.generation_);
     s.saved_generation_ = s.generation_;
     if (s.options_.save_interval_seconds > 0) s.saver_ = std::thread([&s] { s.saver_loop(); });
     return service;
@@ -110,8 +117,29 @@ SearchService::~SearchService() {
     }
 }
 
+std::string precision_name(Precision precision) {
+    switch (precision) {
+        case Precision::Float32: return "fp32";
+        case Precision::BFloat16: return "bf16";
+    }
+    return "";
+}
+
+void SearchService::check_expectations(const SearchRequest& request) const {
+    if (request.one_shot && !engine_->one_shot_batcher)
+        throw RequestError(409, "this server does not keep the model unoptimised for one-shot queries");
+    if (request.model_sha256 && *request.model_sha256 != model_.sha256)
+        throw RequestError(409, fmt::format("this server embeds with another model ({}, sha256 {})",
+                                            model_.path.string(), model_.sha256));
+    if (request.precision && (*request.precision != precision_name(options_.precision) || request.precision->empty()))
+        throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
+    if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
+        throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));
+}
+
 SearchAnswer SearchService::search(const std::vector<float>& vector, const SearchRequest& request,
                                    std::string query_kind) const {
+    check_expectations(request);
     const int dimension = reader_->settings().dimension;
     if (static_cast<int>(vector.size()) != dimension)
         throw RequestError(400, fmt::format("the vector has {} values; this store's have {}", vector.size(), dimension));
@@ -149,6 +177,21 @@ SearchAnswer SearchService::search(const std::vector<float>& vector, const Searc
     answer.metric = reader_->settings().metric;
     {
         std::shared_lock<std::shared_mutex> lock(index_mutex_);
+        if (request.catalogue_state) {
+            const CatalogueState& expected = *request.catalogue_state;
+            uint64_t saved_generation = 0;
+            {
+                std::lock_guard<std::mutex> saver_lock(saver_mutex_);
+                saved_generation = saved_generation_;
+            }
+            if (expected.store_id != index_state_.store_id || expected.generation != index_state_.generation ||
+                expected.token != index_state_.token)
+                throw RequestError(409, fmt::format("this server searches another catalogue state (store {}, generation "
+                                                    "{})", index_state_.store_id, index_state_.generation));
+            if (saved_generation != index_state_.generation)
+                throw RequestError(409, fmt::format("this server's index has changes not yet saved (generation {}, the "
+                                                    "file's {})", index_state_.generation, saved_generation));
+        }
         answer.index_kind = index_kind_name(index_->kind());
         answer.hits = find_hits(*index_, reader_->catalogue(), vector.data(), params, request.max_distance);
     }
@@ -170,14 +213,17 @@ SearchAnswer SearchService::search_id(int64_t id, const SearchRequest& request) 
 
 SearchAnswer SearchService::search_image(const std::string& bytes, const SearchRequest& request) const {
     const auto started = std::chrono::steady_clock::now();
+    check_expectations(request);
     // Bytes already in the store are searched with their stored vector, as `cbir query` does for an
-    // indexed file: the image finds itself at distance 0, and no inference runs.
-    if (auto known = vector_of_content(sha256_hex(bytes.data(), bytes.size()))) {
+    // indexed file: the image finds itself at distance 0, and no inference runs. Not for a one-shot
+    // query: `cbir query` takes a stored vector by the file's path (its client sends the id), and
+    // embeds a file whose bytes are catalogued elsewhere.
+    if (auto known = request.one_shot ? std::nullopt : vector_of_content(sha256_hex(bytes.data(), bytes.size()))) {
         SearchAnswer answer = search(*known, request, "stored");
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
-    const std::vector<float> vector = embed_bytes(bytes);
+    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}), request.one_shot);
     const double embed_ms = milliseconds_since(started);
     SearchAnswer answer = search(vector, request, "embedded");
     answer.embed_ms = embed_ms;
@@ -198,9 +244,9 @@ std::string SearchService::catalogue_key_of(const std::string& path) const {
     return catalogue_key(resolve_under_roots(path));
 }
 
-std::vector<float> SearchService::embed(const PreparedImage& image) const {
+std::vector<float> SearchService::embed(const PreparedImage& image, bool one_shot) const {
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
-    return engine_->batcher->embed(image.input);
+    return (one_shot ? engine_->one_shot_batcher : engine_->batcher)->embed(image.input);
 }
 
 std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
@@ -304,6 +350,7 @@ AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
     {
         std::unique_lock<std::shared_mutex> lock(index_mutex_);
         index_->add(id, record.vector.data());
+        index_state_ = catalogue_state(*writer_, catalogue.generation());
     }
     note_commit(catalogue);
     return {id, record.path, existing ? "updated" : "added"};
@@ -338,6 +385,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
             removed = catalogue.remove_paths({record.path});
             transaction.commit();
             index_->remove(removed);
+            index_state_ = catalogue_state(*writer_, catalogue.generation());
         }
         note_commit(catalogue);
         ensure_store_in_place();
@@ -427,6 +475,10 @@ ServiceStatus SearchService::status() const {
     }
     s.images_embedded = engine_->batcher->images_embedded();
     s.inference_batches = engine_->batcher->batches_run();
+    if (engine_->one_shot_batcher) {  // the one-shot queries of `cbir query`, by the unoptimised model
+        s.images_embedded += engine_->one_shot_batcher->images_embedded();
+        s.inference_batches += engine_->one_shot_batcher->batches_run();
+    }
     return s;
 }
 

@@ -20,6 +20,7 @@
 #include "embed/embedder.h"
 #include "embed/model_file.h"
 #include "pipeline/prepare.h"
+#include "index/index_file.h"
 #include "search/searcher.h"
 #include "serve/embedding_batcher.h"
 #include "serve/serve_backend.h"
@@ -36,6 +37,8 @@ struct EmbeddingEngine {
     ModelFile model;
     std::unique_ptr<Embedder> embedder;
     std::unique_ptr<EmbeddingBatcher> batcher;  // uses *embedder: declared after it, destroyed before
+    std::unique_ptr<Embedder> one_shot_embedder;  // when ServiceOptions::one_shot_embedder
+    std::unique_ptr<EmbeddingBatcher> one_shot_batcher;
 };
 
 struct ServiceOptions {
@@ -47,6 +50,11 @@ struct ServiceOptions {
     int batch = 8;    // most images per forward pass
     Precision precision = Precision::Float32;
     int save_interval_seconds = 60;
+    // Also keep the model unoptimised, as a one-shot `cbir query` runs it, so that searches asking
+    // for it (SearchRequest::one_shot) get the very vectors, and so distances, the CLI would compute
+    // (optimize_for_inference folds the batch norms: its features differ by ~1e-6). Costs a second
+    // copy of the weights (45 MB for ResNet18).
+    bool one_shot_embedder = false;
     // Another service's engine to share (its model must be the store's); null: load the store's model.
     std::shared_ptr<EmbeddingEngine> engine;
 };
@@ -94,8 +102,12 @@ public:
 private:
     explicit SearchService(const ServiceOptions& options);
     SearchAnswer search(const std::vector<float>& vector, const SearchRequest& request, std::string query_kind) const;
-    // Decoded and embedded; 422 when the bytes are not an image cbir can read.
-    std::vector<float> embed(const PreparedImage& image) const;
+    // Decoded and embedded (by the one-shot embedder when asked); 422 when the bytes are not an image
+    // cbir can read.
+    std::vector<float> embed(const PreparedImage& image, bool one_shot = false) const;
+    // 409 when the request's expectations (model, precision, recipe, one-shot) are not what this
+    // service offers; the catalogue state is checked by search() under the index lock.
+    void check_expectations(const SearchRequest& request) const;
     // The stored vector of the same content, else the image embedded.
     std::vector<float> vector_of(const PreparedImage& image) const;
     // Catalogue first, then the index; an upload's bytes are written to record.path first.
@@ -127,6 +139,7 @@ private:
     std::mutex write_mutex_;                // one writer at a time; held while the index file is saved
     mutable std::shared_mutex index_mutex_;  // searches share it; a write to the index takes it alone
     std::unique_ptr<VectorIndex> index_;
+    CatalogueState index_state_;     // the catalogue state index_ reflects (under index_mutex_)
     uint64_t generation_ = 0;        // catalogue generation the index reflects (under write_mutex_)
     std::string state_token_;        // the catalogue's token for generation_ (under write_mutex_)
     uint64_t saved_generation_ = 0;  // of the index file

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "embed/embedder.h"
 #include "embed/model_file.h"
+#include "index/index_file.h"
 #include "index/metric.h"
 #include "search/searcher.h"
 #include "store/catalogue.h"
@@ -31,7 +33,25 @@ struct SearchRequest {
     int ef = 0;      // 0 = the store's default
     int nprobe = 0;  // 0 = the store's default
     std::optional<float> max_distance;
+    // What a client that must get exactly what `cbir query` would print asks of the answer (else 409,
+    // and it searches itself): images embedded by the unoptimised model, as a one-shot query does;
+    bool one_shot = false;
+    // the index searched reflecting exactly this catalogue state, and saved as such (what a query
+    // would load from the index file: a graph grown by inserts since is not the same graph);
+    std::optional<CatalogueState> catalogue_state;
+    // and this model, precision and preprocessing recipe.
+    std::optional<std::string> model_sha256;
+    std::optional<std::string> precision;  // precision_name()
+    std::optional<std::string> preprocessing;
+    // Whether the request asks for any of the above (a store set answers none of them: 409).
+    bool has_expectations() const {
+        return one_shot || catalogue_state || model_sha256 || precision || preprocessing;
+    }
 };
+
+// How the API names a precision: "fp32", "bf16"; empty for one it has no name for (no request
+// matches it, so a client and a server that cannot tell their precisions apart never pair up).
+std::string precision_name(Precision precision);
 
 struct SearchAnswer {
     // Where the query vector came from: "vector" (given), "id" (a stored row), "stored" (an upload

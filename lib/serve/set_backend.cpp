@@ -39,6 +39,14 @@ void throw_first_failure(const std::vector<SetAnswer>& answers) {
     }
 }
 
+// A one-shot `cbir query` through a server asks for one store's catalogue state and model copy; a set
+// has neither (and `cbir query --store SET` searches the shards itself), so it is told to.
+void refuse_expectations(const SearchRequest& request) {
+    if (request.has_expectations())
+        throw RequestError(409, "a served store set answers no one-shot queries (cbir query --store SET searches the "
+                                "shards itself)");
+}
+
 }  // namespace
 
 SetBackend::SetBackend(ShardHost& host, Communicator* job) : host_(host), job_(job), ranks_(job ? job->size() : 1) {
@@ -67,6 +75,7 @@ std::optional<std::string> SetBackend::single_value(const std::vector<SetAnswer>
 }
 
 SearchAnswer SetBackend::search(const std::vector<float>& vector, const SearchRequest& request, std::string kind) const {
+    refuse_expectations(request);
     const auto started = std::chrono::steady_clock::now();
     const auto answers = call(search_operation(vector, request));
     throw_first_failure(answers);
@@ -96,6 +105,7 @@ SearchAnswer SetBackend::search_id(int64_t id, const SearchRequest& request) con
 }
 
 SearchAnswer SetBackend::search_image(const std::string& bytes, const SearchRequest& request) const {
+    refuse_expectations(request);
     const auto started = std::chrono::steady_clock::now();
     // As one store: bytes already in the set are searched with their stored vector (whichever shard
     // holds them), else rank 0 embeds them with the set's model (shard 0's service) and every rank

@@ -154,6 +154,14 @@ StoreSet StoreSet::create_or_join(const std::filesystem::path& dir, const SetMan
 
 std::filesystem::path StoreSet::shard_dir(int shard) const { return dir_ / fmt::format("shard-{:04d}", shard); }
 
+void StoreSet::update_index(const IndexSpec& index) {
+    manifest_.index = index;
+    const std::string text = to_json(manifest_);
+    AtomicFileWriter out(dir_ / kSetManifestName);
+    out.write(text.data(), text.size());
+    out.commit();
+}
+
 int StoreSet::shard_of(const std::string& catalogue_key) const {
     return shard_of_key(catalogue_key, manifest_.root, manifest_.shards);
 }

@@ -50,6 +50,8 @@ public:
     // The shard of a catalogue key (an absolute, normal path): SHA-256 of the path relative to the
     // root (or of the whole path outside it), its first 8 bytes big-endian, modulo S.
     int shard_of(const std::string& catalogue_key) const;
+    // Records a new index choice (cbir reindex, after every shard is rebuilt), atomically.
+    void update_index(const IndexSpec& index);
 
 private:
     StoreSet(std::filesystem::path dir, SetManifest manifest) : dir_(std::move(dir)), manifest_(std::move(manifest)) {}

@@ -12,6 +12,10 @@ bool is_valid_utf8(std::string_view text);
 // The text with each invalid byte sequence replaced by U+FFFD (as nlohmann's dump(replace) does).
 std::string displayable_utf8(std::string_view text);
 
+// The text on one line: control characters (a library's message may end in a newline or span
+// several) become spaces, each run of spaces one, and none is left at either end. Errors are one line.
+std::string one_line(std::string_view text);
+
 std::string base64_encode(std::string_view bytes);
 // nullopt when `text` is not padded base64.
 std::optional<std::string> base64_decode(std::string_view text);
