@@ -12,6 +12,9 @@
 // row. Searches go to every shard and are merged by (distance, global id) as `cbir query` merges
 // (merge_hits). Removal by path asks every shard (an upload's path is in its own shard's folder).
 //
+// Every rank receives the whole batch, an upload's bytes included, although only the owner uses them:
+// the Communicator offers collectives only, and one broadcast per batch keeps every rank in step.
+//
 // Failure is fail-stop: an error in the exchange itself ends the whole job (Communicator::abort),
 // and a rank that dies takes the job down with it (Open MPI), so no answer is ever made from part of
 // the set.
