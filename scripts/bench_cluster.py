@@ -160,6 +160,7 @@ def main():
                 process, port = serve(set_dir, ranks)
                 try:
                     body = query_body(port, work)
+                    one = wrk(port, body, args.seconds, 1, work)  # one client: each query's own latency
                     rate, p50, p99 = wrk(port, body, args.seconds, args.connections, work)
                     pids = rank_pids(process, ranks)
                     memory = [resident_mib(pids[r]) for r in sorted(pids)]
@@ -169,7 +170,9 @@ def main():
                     idle = max((cpu_seconds(pid) - before[r]) / 5 for r, pid in pids.items())
                 finally:
                     stop(process, ranks)
-                rows.append((f"search {kind}", f"{ranks} rank(s)", f"{rate:.1f} queries/s",
+                rows.append((f"search {kind}, 1 client", f"{ranks} rank(s)", f"{one[0]:.1f} queries/s",
+                             f"p50 {one[1]:.2f} ms, p99 {one[2]:.2f} ms"))
+                rows.append((f"search {kind}, {args.connections} clients", f"{ranks} rank(s)", f"{rate:.1f} queries/s",
                              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; RSS per rank {', '.join(f'{m:.0f}' for m in memory)} "
                              f"MiB; idle CPU (busiest rank) {idle:.1%}"))
                 log(f"{kind} on {ranks} rank(s) done")

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <thread>
 #include <utility>
 
@@ -247,9 +248,9 @@ void ShardHost::close() {
     for (auto& [shard, service] : services_) service->close();
 }
 
-SetAnswer ShardHost::answer(const std::string& operation) {
+SetAnswer ShardHost::answer(const std::string& operation, bool alone) {
     try {
-        return apply_one(operation);
+        return apply_one(operation, alone);
     } catch (const RequestError& e) {
         return {SetAnswer::Kind::Failed, {}, e.status(), e.what()};
     } catch (const std::exception& e) {
@@ -268,13 +269,13 @@ std::string ShardHost::apply(const std::string& batch) {
         size_t end = i;
         while (end < operations.size() && is_read(operation_code(operations[end]))) ++end;
         if (end - i <= 1) {
-            answers[i] = answer(operations[i]);
+            answers[i] = answer(operations[i], /*alone=*/true);
             i += 1;
             continue;
         }
         std::atomic<size_t> next{i};
         auto work = [&] {
-            for (size_t j; (j = next++) < end;) answers[j] = answer(operations[j]);
+            for (size_t j; (j = next++) < end;) answers[j] = answer(operations[j], /*alone=*/false);
         };
         std::vector<std::thread> threads;
         for (size_t t = 1; t < std::min(workers, end - i); ++t) threads.emplace_back(work);
@@ -285,7 +286,7 @@ std::string ShardHost::apply(const std::string& batch) {
     return encode_answers(answers);
 }
 
-SetAnswer ShardHost::apply_one(const std::string& operation) {
+SetAnswer ShardHost::apply_one(const std::string& operation, bool alone) {
     WireBytes in(operation);
     const SetOp op = static_cast<SetOp>(in.get<uint8_t>());
     // The shard an id names, when this rank owns it (a shard outside the set names no image).
@@ -296,12 +297,25 @@ SetAnswer ShardHost::apply_one(const std::string& operation) {
             const SearchRequest request = get_request(in);
             if (services_.empty()) return {};
             WireBytes out;
+            // A search that runs alone searches this rank's shards in parallel (its latency is then
+            // one shard's); beside other reads, each read keeps to one thread.
+            std::vector<std::pair<int, SearchService*>> shards;
+            for (auto& [shard, service] : services_) shards.emplace_back(shard, service.get());
+            std::vector<SearchAnswer> found(shards.size());
+            auto search_shard = [&](size_t i) { found[i] = shards[i].second->search_vector(vector, request); };
+            if (alone && shards.size() > 1) {
+                std::vector<std::future<void>> running;
+                for (size_t i = 1; i < shards.size(); ++i) running.push_back(std::async(std::launch::async, search_shard, i));
+                search_shard(0);
+                for (auto& f : running) f.get();  // rethrows a shard's failure
+            } else {
+                for (size_t i = 0; i < shards.size(); ++i) search_shard(i);
+            }
             std::vector<SetHit> hits;
             std::string index_kind;
-            for (auto& [shard, service] : services_) {
-                SearchAnswer answer = service->search_vector(vector, request);
-                index_kind = answer.index_kind;
-                for (auto& hit : answer.hits) hits.push_back({hit.distance, global_id(shard, hit.id), std::move(hit.path)});
+            for (size_t i = 0; i < shards.size(); ++i) {
+                index_kind = found[i].index_kind;
+                for (auto& hit : found[i].hits) hits.push_back({hit.distance, global_id(shards[i].first, hit.id), std::move(hit.path)});
             }
             out.put_string(index_kind);
             out.put<uint64_t>(hits.size());

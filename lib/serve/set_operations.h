@@ -90,9 +90,9 @@ public:
     void close();
 
 private:
-    // The operation's answer, its failure included.
-    SetAnswer answer(const std::string& operation);
-    SetAnswer apply_one(const std::string& operation);
+    // The operation's answer, its failure included; `alone`: no other operation runs beside it.
+    SetAnswer answer(const std::string& operation, bool alone);
+    SetAnswer apply_one(const std::string& operation, bool alone);
     StoreSet set_;
     std::map<int, std::unique_ptr<SearchService>> services_;
     bool stopped_ = false;
