@@ -190,7 +190,7 @@ def main():
     facts["load_after"] = load_average()
     print(f"\nMachine: {facts['machine']}. Load average before: {facts['load_before']}, after: {facts['load_after']}.")
     print(f"Synthetic sets: {args.count} 512-d vectors in {args.shards} shards, top-10, wrk {args.connections} "
-          f"connections for {args.seconds} s; one model loaded per shard served.\n")
+          f"connections for {args.seconds} s; one model loaded per rank.\n")
     print("| what | parallelism | result | details |")
     print("|---|---|---:|---|")
     for row in rows:
