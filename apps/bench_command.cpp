@@ -25,7 +25,7 @@ struct BenchFlags {
     std::vector<int> batches{1, 4, 8, 16};
     int threads = 0;
     bool no_optimize = false;
-    std::string precision = "fp32";
+    std::string precision;
     double seconds = 3.0;
     std::vector<std::string> folders;
     int readers = 0;
@@ -64,11 +64,11 @@ Runner add_inference_bench(CLI::App& app, BenchFlags& flags, const std::filesyst
     auto* sub = app.add_subcommand("inference", "Inference alone on random inputs: images/s per batch size");
     add_model_option(*sub, flags.model, "TorchScript model (default: models/resnet18-*.pt)");
     sub->add_option("--batch", flags.batches, "Batch sizes to measure")->delimiter(',')->capture_default_str()
-        ->check(CLI::Range(kBatchBounds.min, kBatchBounds.max));
+        ->check(in_range(kBatchBounds.min, kBatchBounds.max));
     add_threads_option(*sub, flags.threads);
     sub->add_flag("--no-optimize", flags.no_optimize, "Skip torch::jit::optimize_for_inference");
     add_precision_flag(*sub, flags.precision);
-    sub->add_option("--seconds", flags.seconds, "Timed seconds per batch size")->check(CLI::Range(0.1, 3600.0))
+    sub->add_option("--seconds", flags.seconds, "Timed seconds per batch size")->check(in_range(0.1, 3600.0))
         ->capture_default_str();
     return [sub, &flags, exe_dir] {
         if (!sub->parsed()) return;
@@ -77,7 +77,7 @@ Runner add_inference_bench(CLI::App& app, BenchFlags& flags, const std::filesyst
             const InferenceBench r = bench_inference(model, batch, flags.threads, !flags.no_optimize,
                                                      parse_precision(flags.precision), flags.seconds);
             nlohmann::ordered_json row{{"bench", "inference"}, {"batch", r.batch}, {"threads", r.threads},
-                                       {"optimized", r.optimized}, {"precision", flags.precision},
+                                       {"optimized", r.optimized}, {"precision", precision_name(r.precision)},
                                        {"images_per_second", r.images_per_second}, {"batches_timed", r.batch_seconds.size()},
                                        {"load_seconds", r.load.load_seconds}, {"optimize_seconds", r.load.optimize_seconds},
                                        {"warm_up_seconds", r.load.warm_up_seconds}};
@@ -105,7 +105,7 @@ Runner add_synth_store_bench(CLI::App& app, BenchFlags& flags, const std::filesy
     sub->add_option("--store", flags.store, "New store directory")->required();
     sub->add_option("--count", flags.count, "Vectors")->capture_default_str();
     sub->add_option("--dimension", flags.dimension, "Dimension (must match the model for queries)")
-        ->check(CLI::Range(1, 65536))->capture_default_str();
+        ->check(in_range(1, 65536))->capture_default_str();
     sub->add_option("--index", flags.index_kind, "Index spec (flat, hnsw, ivf, ivfpq, HNSW32, IVF2048,Flat, …)")
         ->check(index_spec_validator())->capture_default_str();
     add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
@@ -146,7 +146,7 @@ AnnBenchOptions ann_options(const BenchFlags& flags) {
 Runner add_ann_bench(CLI::App& app, BenchFlags& flags) {
     auto* sub = app.add_subcommand("ann", "Index kinds on the same vectors: build, size, load, memory, queries/s, recall@10");
     sub->add_option("--count", flags.count, "Synthetic vectors (ignored with --vectors-from)")->capture_default_str();
-    sub->add_option("--dimension", flags.dimension, "Dimension of synthetic vectors")->check(CLI::Range(1, 65536))
+    sub->add_option("--dimension", flags.dimension, "Dimension of synthetic vectors")->check(in_range(1, 65536))
         ->capture_default_str();
     sub->add_option("--queries", flags.queries, "Queries (from the same distribution, not in the base set)")
         ->capture_default_str();

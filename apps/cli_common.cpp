@@ -3,11 +3,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <thread>
 
+#include <fmt/format.h>
+
+#include "options.h"
 #include "store/store.h"
 #include "shard/store_set.h"
 #include <fmt/format.h>
@@ -18,21 +23,44 @@
 namespace cbir::cli {
 
 void add_verbosity_flags(CLI::App& app, Verbosity& verbosity) {
-    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors on stderr (no summary, no warnings)")
+    app.add_flag("-q,--quiet", verbosity.quiet, "Print only errors and warnings on stderr (no summary, no notes)")
         ->envname("CBIR_QUIET");
     app.add_flag("-v,--verbose", verbosity.verbose, "Print more detail on stderr (timings of each step)")
         ->envname("CBIR_VERBOSE");
 }
 
 void apply_verbosity(const Verbosity& verbosity) {
-    const LogLevel max_level = verbosity.quiet ? LogLevel::Error : verbosity.verbose ? LogLevel::Debug : LogLevel::Notice;
+    // -q keeps warnings (a damaged index being rebuilt, a server open to the network): it silences
+    // summaries and notes, not what the user must know.
+    const LogLevel max_level = verbosity.quiet ? LogLevel::Warning : verbosity.verbose ? LogLevel::Debug : LogLevel::Notice;
     set_log_sink([max_level](LogLevel level, const std::string& message) {
         if (level <= max_level) std::fprintf(stderr, "cbir: %s\n", message.c_str());
     });
 }
 
+namespace {
+
+bool is_folder_of_other_files(const std::filesystem::path& dir) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) return false;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name != "lock" && name.rfind("catalogue.sqlite", 0) != 0) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
 std::filesystem::path resolve_store(const std::string& flag, bool for_writing) {
-    if (!flag.empty()) return std::filesystem::absolute(flag).lexically_normal();
+    if (!flag.empty()) {
+        std::filesystem::path dir = std::filesystem::absolute(flag).lexically_normal();
+        if (dir.filename().empty()) dir = dir.parent_path();  // "photos/" -> "photos"
+        if (Store::exists(dir) || StoreSet::exists(dir)) return dir;  // a store, or a set of them
+        const std::filesystem::path inside = dir / kDefaultStoreDirName;
+        if (Store::exists(inside) || (for_writing && is_folder_of_other_files(dir))) return inside;
+        return dir;
+    }
     if (auto found = Store::find_upward(std::filesystem::current_path())) return *found;
     if (for_writing) return std::filesystem::current_path() / kDefaultStoreDirName;
     throw Error("no cbir store found in this directory or above it; run 'cbir index DIR' first, or pass --store "
@@ -64,13 +92,20 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        app.exit(e);  // prints the message and the hint to --help
+        // One line, as every error: CLI11's own print adds a second ("Run with --help …").
+        std::string message = e.what();
+        for (char& c : message)
+            if (c == '\n') c = ' ';
+        print_error(message);
         return kError;
     }
     return std::nullopt;
 }
 
-std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& inputs, bool null_separated) {
+std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& given, bool null_separated) {
+    if (given.empty() && !null_separated)
+        throw Error("no paths given: name them, or give - to read them from stdin (-0: NUL-separated)");
+    const std::vector<std::string> inputs = given.empty() ? std::vector<std::string>{"-"} : given;
     std::vector<std::filesystem::path> out;
     bool stdin_read = false;
     for (const auto& input : inputs) {
@@ -90,23 +125,75 @@ std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>&
     return out;
 }
 
-void add_format_flag(CLI::App& app, std::string& format) {
-    app.add_option("--format", format, "Output: table, tsv, csv, jsonl, json or paths (default: table on a terminal, "
-                                       "tsv otherwise)")
+void require_named_paths_exist(const std::vector<std::string>& inputs) {
+    for (const auto& input : inputs) {
+        std::error_code ec;
+        if (input != "-" && !std::filesystem::exists(std::filesystem::symlink_status(input, ec)))
+            throw Error(input + ": no such file or folder");
+    }
+}
+
+void require_image_files(const std::vector<std::filesystem::path>& images, const std::string& command) {
+    for (const auto& image : images) {
+        std::error_code ec;
+        const auto status = std::filesystem::status(image, ec);
+        if (std::filesystem::is_directory(status))
+            throw Error(fmt::format("{}: is a folder; {} takes image files: 'cbir {} {}/*', or "
+                                    "'find {} -type f | cbir {} -'",
+                                    image.string(), command, command, image.string(), image.string(), command));
+        if (!std::filesystem::exists(status)) throw Error(image.string() + ": no such file");
+    }
+}
+
+// Which formats each command prints. `paths` needs a path column of results (query, dups);
+// similarity, info and eval print pairs, facts and scores.
+std::vector<std::string> formats_printed_by(const std::string& command) {
+    static const std::map<std::string, std::vector<std::string>> table = {
+        {"query", {"table", "tsv", "csv", "jsonl", "json", "paths"}},
+        {"dups", {"table", "tsv", "csv", "jsonl", "json", "paths"}},
+        {"similarity", {"table", "tsv", "csv", "jsonl", "json"}},
+        {"info", {"table", "tsv", "csv", "jsonl", "json"}},
+        {"eval", {"table", "tsv", "csv", "jsonl", "json"}},
+    };
+    return table.at(command);
+}
+
+namespace {
+
+std::string listed_formats(const std::vector<std::string>& formats) {
+    std::string listed;
+    for (size_t i = 0; i < formats.size(); ++i)
+        listed += (i == 0 ? "" : i + 1 == formats.size() ? " or " : ", ") + formats[i];
+    return listed;
+}
+
+}  // namespace
+
+void add_format_flag(CLI::App& app, std::string& format, const std::string& command) {
+    // The check against the command's formats is resolve_format's: CLI11 validates an environment
+    // variable for every subcommand, parsed or not, so CBIR_FORMAT=paths would fail `cbir info`
+    // in the name of `similarity`.
+    app.add_option("--format", format,
+                   "Output: " + listed_formats(formats_printed_by(command)) + " (default: table on a terminal, tsv otherwise)")
         ->check(CLI::IsMember(output_format_names()))->envname("CBIR_FORMAT");
 }
 
-OutputFormat resolve_format(const std::string& flag) {
-    if (!flag.empty()) return *parse_output_format(flag);
+OutputFormat resolve_format(const std::string& flag, const std::string& command) {
+    if (!flag.empty()) {
+        const std::vector<std::string> formats = formats_printed_by(command);
+        if (std::find(formats.begin(), formats.end(), flag) == formats.end())
+            throw Error(fmt::format("--format {}: {} prints {}", flag, command, listed_formats(formats)));
+        return *parse_output_format(flag);
+    }
     return stdout_is_terminal() ? OutputFormat::Table : OutputFormat::Tsv;
 }
 
 void add_ivf_flags(CLI::App& app, int& nlist, int& pq_m, int& pq_bits) {
     app.add_option("--nlist", nlist, "IVF lists (0 = about 4 sqrt(N), at least 39 vectors per list)")
-        ->check(CLI::Range(0, 1 << 20))->capture_default_str()->envname("CBIR_NLIST");
-    app.add_option("--pq-m", pq_m, "IVF-PQ sub-quantizers (bytes per vector at 8 bits)")->check(CLI::Range(1, 1024))
+        ->check(in_range(0, 1 << 20))->capture_default_str()->envname("CBIR_NLIST");
+    app.add_option("--pq-m", pq_m, "IVF-PQ sub-quantizers (bytes per vector at 8 bits)")->check(in_range(1, 1024))
         ->capture_default_str();
-    app.add_option("--pq-bits", pq_bits, "IVF-PQ bits per sub-quantizer code")->check(CLI::Range(4, 12))
+    app.add_option("--pq-bits", pq_bits, "IVF-PQ bits per sub-quantizer code")->check(in_range(4, 12))
         ->capture_default_str();
 }
 
@@ -134,12 +221,17 @@ IndexSpec parse_index_flags(const std::string& text, int hnsw_m, int ef_construc
 
 void add_precision_flag(CLI::App& app, std::string& precision) {
     app.add_option("--precision", precision,
-                   "Inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16; vectors within ~1% of fp32)")
-        ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str()->envname("CBIR_PRECISION");
+                   "fp32|bf16|int8|auto. Default: an existing store's own precision (a store always runs in it; "
+                   "another is refused), fp32 for a new one. fp32 reproduces the PyTorch pipeline; bf16 is "
+                   "~2.5x faster inference where the CPU has native bf16 (AVX512-BF16/AMX; slower than fp32 without it), "
+                   "vectors within ~1%; int8 comes with a quantized model (scripts/export_resnet18.py --int8), "
+                   "~5x faster inference, vectors within ~5%. auto: int8 for an int8 model, else bf16 on a CPU with native "
+                   "bf16, else fp32")
+        ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}))->envname("CBIR_PRECISION");
 }
 
-Precision parse_precision(const std::string& precision) {
-    return precision == "bf16" ? Precision::BFloat16 : Precision::Float32;
+PrecisionRequest parse_precision(const std::string& precision) {
+    return parse_precision_request(precision).value_or(PrecisionRequest::Default);
 }
 
 void print_error(const std::string& message) { std::fprintf(stderr, "cbir: error: %s\n", message.c_str()); }

@@ -29,7 +29,7 @@ int run(const DupsFlags& flags) {
     options.min_similarity = flags.min_similarity;
     options.candidates = flags.candidates;
     const auto groups = find_duplicate_groups(*store, options);
-    const OutputFormat format = resolve_format(flags.format);
+    const OutputFormat format = resolve_format(flags.format, "dups");
     if (format == OutputFormat::Jsonl || format == OutputFormat::Json) {
         // One object per group: scripts get the grouping directly.
         nlohmann::ordered_json all = nlohmann::ordered_json::array();
@@ -77,8 +77,8 @@ std::function<int()> add_dups_command(CLI::App& app) {
                               "was chosen)")
         ->capture_default_str();
     app.add_option("--candidates", flags->candidates, "Nearest neighbours examined per image")
-        ->check(CLI::Range(1, 1000))->capture_default_str();
-    add_format_flag(app, flags->format);
+        ->check(in_range(1, 1000))->capture_default_str();
+    add_format_flag(app, flags->format, "dups");
     add_null_option(app, flags->null_separated, "With --format paths: NUL-terminated (xargs -0)");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });

@@ -27,7 +27,7 @@ struct EmbedFlags {
     int batch = 8;
     int threads = 0;
     int readers = 0;
-    std::string precision = "fp32";
+    std::string precision;
     Verbosity verbosity;
 };
 
@@ -58,6 +58,7 @@ int run(EmbedFlags flags, const std::filesystem::path& exe_dir) {
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
+    require_named_paths_exist(flags.inputs);
     size_t failed = 0;
     const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     const auto embedded = embed_files(inputs, options, [&](const std::filesystem::path& path, const std::string& why) {
@@ -86,14 +87,18 @@ int run(EmbedFlags flags, const std::filesystem::path& exe_dir) {
         }
     }
     if (failed) return kError;
-    return embedded.empty() ? kNoResults : kOk;
+    if (embedded.empty()) {
+        if (!flags.verbosity.quiet) std::fprintf(stderr, "cbir: no images found (nothing to embed)\n");
+        return kNoResults;
+    }
+    return kOk;
 }
 
 }  // namespace
 
 std::function<int()> add_embed_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<EmbedFlags>();
-    app.add_option("inputs", flags->inputs, "Images, or folders walked recursively; - reads paths from stdin")->required();
+    app.add_option("inputs", flags->inputs, "Images, or folders walked recursively; - reads paths from stdin");
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     add_model_option(app, flags->model, "TorchScript model (default: models/resnet18-*.pt)");
     app.add_option("--format", flags->format,

@@ -1,4 +1,5 @@
 // `cbir eval`: retrieval quality of a store on a labelled set.
+#include <cstdio>
 #include <iostream>
 #include <memory>
 
@@ -24,7 +25,9 @@ struct EvalFlags {
 
 int run(const EvalFlags& flags) {
     apply_verbosity(flags.verbosity);
-    auto store = Store::open(require_single_store(resolve_store(flags.store, /*for_writing=*/false), "eval"), CatalogueAccess::ReadOnly);
+    const OutputFormat format = resolve_format(flags.format, "eval");
+    auto store = Store::open(require_single_store(resolve_store(flags.store, /*for_writing=*/false), "eval"),
+                             CatalogueAccess::ReadOnly);
     EvalOptions options;
     if (!flags.labels.empty()) options.labels = flags.labels;
     if (!flags.root.empty()) options.root = flags.root;
@@ -32,9 +35,12 @@ int run(const EvalFlags& flags) {
     options.ef = flags.ef;
     options.nprobe = flags.nprobe;
     const EvalReport r = evaluate_store(*store, options);
+    if (r.unlabelled && !flags.verbosity.quiet)
+        std::fprintf(stderr, "cbir: %zu of the store's %zu images have no label and were left out\n", r.unlabelled,
+                     r.store_images);
     // Row "exact": the exact ranking (mAP over all of it). Row "<index>": the index's own top-10, as
     // `cbir query` returns it, and its recall@k against exact search.
-    auto printer = make_printer(resolve_format(flags.format), std::cout,
+    auto printer = make_printer(format, std::cout,
                                 {"search", "images", "metric", "p_at_1", "p_at_5", "p_at_10", "map",
                                  "recall_at_" + std::to_string(r.recall_k)});
     printer->record({std::string("exact"), static_cast<int64_t>(r.queries), r.metric, r.precision_at_1,
@@ -55,14 +61,14 @@ int run(const EvalFlags& flags) {
 std::function<int()> add_eval_command(CLI::App& app) {
     auto flags = std::make_shared<EvalFlags>();
     add_store_flag(app, flags->store);
-    app.add_option("--labels", flags->labels, "TSV of file<TAB>class (default: each image's folder name is its class)");
+    app.add_option("--labels", flags->labels, "TSV of file<TAB>class[<TAB>name] (default: each image's folder name is its class)");
     app.add_option("--root", flags->root, "Folder the label file's paths are relative to (default: the TSV's folder)");
     app.add_option("--recall-k", flags->recall_k, "k of the ANN recall@k against exact search")
-        ->check(CLI::Range(1, 1000))->capture_default_str();
+        ->check(in_range(1, 1000))->capture_default_str();
     add_ef_option(app, flags->ef, "HNSW search breadth for the recall (0 = the store's default)");
     add_nprobe_option(app, flags->nprobe, "IVF lists visited for the recall (0 = the store's default)");
     app.add_flag("--per-class", flags->per_class, "Also print each class's mean average precision");
-    add_format_flag(app, flags->format);
+    add_format_flag(app, flags->format, "eval");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });
 }

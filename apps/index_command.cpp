@@ -12,6 +12,7 @@
 #include "pipeline/indexer.h"
 #include "shard/set_indexer.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace cbir::cli {
 namespace {
@@ -32,7 +33,7 @@ struct IndexFlags {
     int nlist = 0;
     int pq_m = IndexSpec{}.pq_m;
     int pq_bits = IndexSpec{}.pq_bits;
-    std::string precision = "fp32";
+    std::string precision;
     int shards = 0;
     std::optional<int> shard;
     Verbosity verbosity;
@@ -51,10 +52,27 @@ std::vector<int> shards_to_fill(const IndexFlags& flags, int shards) {
     return {};
 }
 
-int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
+// The build parameters given on the command line (or in the environment), apart from --index.
+IndexParameters given_index_parameters(const IndexFlags& flags, const CLI::App& app) {
+    auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
+    IndexParameters p;
+    if (given("--hnsw-m")) p.hnsw_m = flags.hnsw_m;
+    if (given("--ef-construction")) p.hnsw_ef_construction = flags.ef_construction;
+    if (given("--nlist")) p.ivf_nlist = flags.nlist;
+    if (given("--pq-m")) p.pq_m = flags.pq_m;
+    if (given("--pq-bits")) p.pq_bits = flags.pq_bits;
+    return p;
+}
+
+int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI::App& app) {
     apply_verbosity(flags.verbosity);
+    require_named_paths_exist(flags.inputs);
+    const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     IndexOptions options;
     options.store_dir = resolve_store(flags.store, /*for_writing=*/true);
+    if (flags.store.empty() && options.store_dir.parent_path() != std::filesystem::current_path())
+        log_notice("adding to " + options.store_dir.string() + ", found above this folder (--store names another)");
+    options.index_parameters = given_index_parameters(flags, app);
     if (!flags.model.empty()) options.model = flags.model;
     options.executable_dir = exe_dir;
     if (!flags.metric.empty()) options.metric = parse_metric(flags.metric);
@@ -75,7 +93,6 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
     };
     callbacks.on_progress = [&](size_t done, size_t total) { progress.update(done, total); };
 
-    const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     IndexSummary s;
     if (flags.shards || flags.shard || StoreSet::exists(options.store_dir)) {
         SetIndexOptions set_options;
@@ -112,8 +129,7 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir) {
 
 std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<IndexFlags>();
-    app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files; - reads paths from stdin")
-        ->required();
+    app.add_option("inputs", flags->inputs, "Folders (walked recursively) and image files; - reads paths from stdin (none with -0: stdin)");
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated (find -print0)");
     app.add_flag("--prune", flags->prune, "Also remove entries under the given folders whose files are gone");
     app.add_option("--store", flags->store, "Store directory (default: nearest .cbir upward, else ./.cbir)")
@@ -140,7 +156,8 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
         ->check(CLI::Range(0, kMaxShards - 1));
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
-    return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });
+    const CLI::App* command = &app;  // outlives the run: the main owns it
+    return guarded_command([flags, exe_dir, command] { return run(*flags, exe_dir, *command); });
 }
 
 }  // namespace cbir::cli

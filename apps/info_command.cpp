@@ -12,6 +12,16 @@
 namespace cbir::cli {
 namespace {
 
+// describe_store gives text for every format; JSON gets numbers and booleans as such.
+nlohmann::ordered_json typed(const std::string& value) {
+    if (value == "yes" || value == "no") return value == "yes";
+    const bool integer = !value.empty() && value.size() < 19 &&
+                         value.find_first_not_of("0123456789", value[0] == '-' ? 1 : 0) == std::string::npos &&
+                         value != "-";
+    if (integer) return std::stoll(value);
+    return value;
+}
+
 struct InfoFlags {
     std::string store;
     std::string format;
@@ -23,10 +33,10 @@ int run(const InfoFlags& flags) {
     const auto dir = resolve_store(flags.store, /*for_writing=*/false);
     const auto facts = StoreSet::exists(dir) ? describe_set(StoreSet::open(dir))
                                              : describe_store(*Store::open(dir, CatalogueAccess::ReadOnly));
-    const OutputFormat format = resolve_format(flags.format);
+    const OutputFormat format = resolve_format(flags.format, "info");
     if (format == OutputFormat::Json || format == OutputFormat::Jsonl) {
         nlohmann::ordered_json object;
-        for (const auto& [key, value] : facts) object[key] = value;
+        for (const auto& [key, value] : facts) object[key] = typed(value);
         std::cout << object.dump(format == OutputFormat::Json ? 1 : -1, ' ', false,
                                  nlohmann::json::error_handler_t::replace)
                   << '\n';
@@ -43,7 +53,7 @@ int run(const InfoFlags& flags) {
 std::function<int()> add_info_command(CLI::App& app) {
     auto flags = std::make_shared<InfoFlags>();
     add_store_flag(app, flags->store);
-    add_format_flag(app, flags->format);
+    add_format_flag(app, flags->format, "info");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });
 }

@@ -1,5 +1,9 @@
 #include "options.h"
 
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
 #include <fmt/format.h>
 
 #include "index/index_spec.h"
@@ -8,9 +12,34 @@
 namespace cbir::cli {
 namespace {
 
-CLI::Range range(const Bounds& bounds) { return CLI::Range(bounds.min, bounds.max); }
+// 10000 -> "10,000"; 0.5 -> "0.5".
+std::string number_in_words(double value) {
+    if (value != std::floor(value) || std::fabs(value) >= 1e15) return fmt::format("{}", value);
+    std::string digits = fmt::format("{}", static_cast<long long>(std::fabs(value)));
+    for (int at = static_cast<int>(digits.size()) - 3; at > 0; at -= 3) digits.insert(static_cast<size_t>(at), ",");
+    return (value < 0 ? "-" : "") + digits;
+}
+
+CLI::Validator range(const Bounds& bounds) { return in_range(bounds.min, bounds.max); }
 
 }  // namespace
+
+CLI::Validator in_range(double min, double max) {
+    const std::string wanted = std::isinf(max) ? "must be >= " + number_in_words(min)
+                                               : "must be between " + number_in_words(min) + " and " + number_in_words(max);
+    return CLI::Validator(
+        [min, max, wanted](std::string& text) -> std::string {
+            char* end = nullptr;
+            const double value = std::strtod(text.c_str(), &end);
+            if (text.empty() || end != text.c_str() + text.size() || std::isnan(value))
+                return "must be a number (got \"" + text + "\")";
+            if (value < min || value > max) return wanted + " (got " + text + ")";
+            return {};
+        },
+        std::isinf(max) ? "NUMBER >= " + number_in_words(min) : "NUMBER in " + number_in_words(min) + ".." + number_in_words(max));
+}
+
+CLI::Validator at_least(double min) { return in_range(min, std::numeric_limits<double>::infinity()); }
 
 CLI::Option* add_model_option(CLI::App& app, std::string& model, const std::string& help) {
     return app.add_option("--model", model, help)->envname("CBIR_MODEL");
@@ -53,9 +82,9 @@ CLI::Option* add_nprobe_option(CLI::App& app, int& nprobe, const std::string& he
 }
 
 void add_hnsw_options(CLI::App& app, int& hnsw_m, int& ef_construction) {
-    app.add_option("--hnsw-m", hnsw_m, "HNSW graph degree M")->check(CLI::Range(2, 256))->capture_default_str()
+    app.add_option("--hnsw-m", hnsw_m, "HNSW graph degree M")->check(in_range(2, 256))->capture_default_str()
         ->envname("CBIR_HNSW_M");
-    app.add_option("--ef-construction", ef_construction, "HNSW build breadth")->check(CLI::Range(4, 4096))
+    app.add_option("--ef-construction", ef_construction, "HNSW build breadth")->check(in_range(4, 4096))
         ->capture_default_str()->envname("CBIR_EF_CONSTRUCTION");
 }
 

@@ -8,6 +8,12 @@
 
 namespace cbir::cli {
 
+// The one range check of every numeric flag; a value outside it is refused in words:
+// "--top-k: must be between 1 and 10,000 (got 0)", "--max-distance: must be >= 0 (got -1)".
+// Give max = infinity for "at least min".
+CLI::Validator in_range(double min, double max);
+CLI::Validator at_least(double min);
+
 CLI::Option* add_model_option(CLI::App& app, std::string& model, const std::string& help);
 CLI::Option* add_threads_option(CLI::App& app, int& threads);
 CLI::Option* add_readers_option(CLI::App& app, int& readers);
@@ -21,7 +27,7 @@ CLI::Option* add_nprobe_option(CLI::App& app, int& nprobe, const std::string& he
 // A float, or std::optional<float> where leaving it out means something.
 template <typename T>
 CLI::Option* add_min_similarity_option(CLI::App& app, T& min_similarity, const std::string& help) {
-    return app.add_option("--min-similarity", min_similarity, help)->check(CLI::Range(-1.0, 1.0))
+    return app.add_option("--min-similarity", min_similarity, help)->check(in_range(-1.0, 1.0))
         ->envname("CBIR_MIN_SIMILARITY");
 }
 // --hnsw-m and --ef-construction: HNSW build parameters given apart from the --index string.

@@ -37,13 +37,15 @@ struct QueryFlags {
     int nprobe = 0;
     int threads = 0;
     bool exact = false;
-    std::string precision = "fp32";
+    std::string precision;
     Verbosity verbosity;
 };
 
+// The path as the user would type it (relative here when inside this folder), its end kept when long:
+// the folder often tells two hits apart more than the file name does.
 std::string short_name(const std::string& path) {
-    const std::string name = std::filesystem::path(path).filename().string();
-    return name.size() > 22 ? name.substr(0, 19) + "..." : name;
+    const std::string shown = display_path(std::filesystem::absolute(path).lexically_normal().string());
+    return shown.size() > 24 ? "..." + shown.substr(shown.size() - 21) : shown;
 }
 
 void write_query_montage(const QueryReport& report, const std::string& output) {
@@ -60,6 +62,19 @@ void write_query_montage(const QueryReport& report, const std::string& output) {
 
 int run(const QueryFlags& flags) {
     apply_verbosity(flags.verbosity);
+    // Every query path is checked before the store and the model are opened: a typo costs nothing.
+    // In an MPI job only rank 0 reads the queries (mpirun gives stdin to rank 0 alone); the other
+    // ranks receive their vectors.
+    const auto placement = job_placement_from_environment();
+    std::vector<std::filesystem::path> images;
+    if (!placement || placement->rank == 0) {
+        images = expand_inputs(flags.images, flags.null_separated);
+        if (images.empty()) throw Error("no query images (stdin was empty)");
+        require_image_files(images, "query");
+    }
+    if (!flags.montage.empty() && !montage_encoding(flags.montage))
+        throw Error(flags.montage + ": --montage writes .png or .jpg files");
+    const OutputFormat format = resolve_format(flags.format, "query");
     QueryOptions options;
     options.store_dir = resolve_store(flags.store, /*for_writing=*/false);
     if (!flags.model.empty()) options.model = flags.model;
@@ -73,7 +88,6 @@ int run(const QueryFlags& flags) {
     options.precision = parse_precision(flags.precision);
 
     const bool is_set = StoreSet::exists(options.store_dir);
-    const auto placement = job_placement_from_environment();
     if (placement && !is_set && placement->rank != 0) std::_Exit(kOk);  // one store: rank 0 answers alone
     if (flags.min_similarity) {
         // Similarity is defined for the angular metrics, where distance = 1 - similarity.
@@ -90,12 +104,6 @@ int run(const QueryFlags& flags) {
                                     options.store_dir.string(), placement->size));
         job = join_mpi_job();
     }
-    // In an MPI job only rank 0 reads the queries (mpirun gives stdin to rank 0 alone); the other
-    // ranks receive their vectors.
-    std::vector<std::filesystem::path> images;
-    if (!job || job->rank() == 0) images = expand_inputs(flags.images, flags.null_separated);
-    // With none, the other ranks of a job still take part (an empty query) and end with rank 0.
-    if (!job && images.empty()) throw Error("no query images (stdin was empty)");
     QueryReport report;
     try {
         if (is_set) {
@@ -117,10 +125,8 @@ int run(const QueryFlags& flags) {
         std::_Exit(kOk);
     }
     job.reset();
-    if (images.empty()) throw Error("no query images (stdin was empty)");
     if (!flags.montage.empty()) write_query_montage(report, flags.montage);
 
-    const OutputFormat format = resolve_format(flags.format);
     if (format == OutputFormat::Table && !flags.verbosity.quiet)
         std::cerr << fmt::format("cbir: distance is {} ({} index; smaller is closer)\n",
                                  metric_description(report.metric), report.index_kind);
@@ -151,19 +157,19 @@ int run(const QueryFlags& flags) {
 
 std::function<int()> add_query_command(CLI::App& app) {
     auto flags = std::make_shared<QueryFlags>();
-    app.add_option("images", flags->images, "Query images; - reads paths from stdin, one per line")->required();
+    app.add_option("images", flags->images, "Query images; - reads paths from stdin, one per line (none with -0: stdin)");
     add_null_option(app, flags->null_separated, "Paths on stdin, and --format paths output, are NUL-separated");
     app.add_option("--max-distance", flags->max_distance, "Print only hits at this distance or closer (exit 1 if none)")
-        ->check(CLI::NonNegativeNumber)->envname("CBIR_MAX_DISTANCE");
+        ->check(at_least(0))->envname("CBIR_MAX_DISTANCE");
     add_min_similarity_option(app, flags->min_similarity,
                               "Cosine/ip stores: print only hits with similarity (1 - distance) at least this")
         ->excludes("--max-distance");
-    app.add_option("--montage", flags->montage, "Also write a contact sheet PNG: each query and its hits, captioned");
+    app.add_option("--montage", flags->montage, "Also write a contact sheet (.png or .jpg): a row per query, its hits captioned");
     add_batch_option(app, flags->batch, "Query images per inference batch");
     add_top_k_option(app, flags->top_k);
     add_store_flag(app, flags->store);
     add_model_option(app, flags->model, "Model to embed queries with (must be the store's; default: the store's)");
-    add_format_flag(app, flags->format);
+    add_format_flag(app, flags->format, "query");
     add_ef_option(app, flags->ef, "HNSW search breadth (0 = the store's default, at least k)");
     add_nprobe_option(app, flags->nprobe, "IVF lists visited per query (0 = the store's default, 16)");
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index")->envname("CBIR_EXACT");

@@ -40,7 +40,7 @@ struct ServeFlags {
     std::vector<std::string> allowed_hosts;
     int max_body_mb = 64;
     int save_interval = 60;
-    std::string precision = "fp32";
+    std::string precision;
     Verbosity verbosity;
 };
 
@@ -233,7 +233,7 @@ std::function<int()> add_serve_command(CLI::App& app) {
     app.add_option("--host", flags->host, "Address to listen on (loopback by default; 0.0.0.0 exposes the store)")
         ->capture_default_str()->envname("CBIR_HOST");
     app.add_option("--port", flags->port, "Port to listen on (0: any free port, printed at start)")
-        ->check(CLI::Range(0, 65535))->capture_default_str()->envname("CBIR_PORT");
+        ->check(in_range(0, 65535))->capture_default_str()->envname("CBIR_PORT");
     app.add_option("--root", flags->roots,
                    "Folder whose files POST /images may add by path (repeatable; default: the folder holding the store)")
         ->check(CLI::ExistingDirectory);
@@ -241,21 +241,21 @@ std::function<int()> add_serve_command(CLI::App& app) {
     add_batch_option(app, flags->batch, "Most uploaded images embedded in one forward pass");
     app.add_option("--request-threads", flags->request_threads,
                    "Requests worked on at once (decoding, embedding, searching, reading files)")
-        ->check(CLI::Range(1, 1024))->capture_default_str();
+        ->check(in_range(1, 1024))->capture_default_str();
     app.add_option("--max-connections", flags->max_connections,
                    "Open connections at most (past it the longest-idle one is closed, or 503 when all are busy)")
-        ->check(CLI::Range(1, 4096))->capture_default_str();
+        ->check(in_range(1, 4096))->capture_default_str();
     app.add_option("--request-timeout", flags->request_timeout,
                    "Seconds a request's headers and body may take to arrive (then 408)")
-        ->check(CLI::Range(0.1, 3600.0))->capture_default_str();
+        ->check(in_range(0.1, 3600.0))->capture_default_str();
     app.add_option("--allow-host", flags->allowed_hosts,
                    "Host name clients may use besides IP addresses, localhost and --host (repeatable; e.g. the "
                    "name of a reverse proxy)");
     app.add_option("--max-body-mb", flags->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")
-        ->check(CLI::Range(1, 4096))->capture_default_str();
+        ->check(in_range(1, 4096))->capture_default_str();
     app.add_option("--save-interval", flags->save_interval,
                    "Seconds between writes of a changed index file (0: only at shutdown)")
-        ->check(CLI::Range(0, 86400))->capture_default_str();
+        ->check(in_range(0, 86400))->capture_default_str();
     add_precision_flag(app, flags->precision);
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });

@@ -27,8 +27,8 @@ int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
     options.executable_dir = exe_dir;
     bool failed = false;
     std::vector<std::filesystem::path> images(flags.images.begin(), flags.images.end());
-    for (const auto& image : images)
-        if (std::filesystem::is_directory(image)) throw Error(image.string() + ": similarity takes image files, not folders");
+    require_image_files(images, "similarity");
+    const OutputFormat format = resolve_format(flags.format, "similarity");
     const auto embedded = embed_files(images, options, [&](const std::filesystem::path& path, const std::string& why) {
         failed = true;
         print_error(path.string() + ": " + why);
@@ -36,7 +36,6 @@ int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
     if (failed) return kError;
     const size_t n = embedded.size();
     const size_t d = n ? embedded[0].vector.size() : 0;
-    const OutputFormat format = resolve_format(flags.format);
     if (!flags.matrix.empty()) {
         std::vector<std::string> columns{"image"};
         for (const auto& e : embedded) columns.push_back(e.path.string());
@@ -70,7 +69,7 @@ std::function<int()> add_similarity_command(CLI::App& app, const char* argv0) {
     app.add_option("--matrix", flags->matrix, "Print a matrix of cosine similarities or squared L2 distances instead "
                                               "of one row per pair")
         ->check(CLI::IsMember({"cosine", "l2"}));
-    add_format_flag(app, flags->format);
+    add_format_flag(app, flags->format, "similarity");
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });

@@ -49,6 +49,8 @@ std::vector<std::filesystem::path> stores_in(const std::filesystem::path& dir) {
     return out;
 }
 
+std::string images(size_t count) { return fmt::format("{} image{}", count, count == 1 ? "" : "s"); }
+
 std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
     auto flags = std::make_shared<StoreFlags>();
     add_store_flag(app, flags->store);
@@ -98,23 +100,33 @@ std::function<int()> add_repair_command(CLI::App& app) {
 
 std::function<int()> add_remove_command(CLI::App& app) {
     auto flags = common_flags(app);
-    app.add_option("paths", flags->paths, "Images to remove from the store (the files are not touched); - reads stdin")
-        ->required();
+    app.add_option("paths", flags->paths, "Images, or folders (every image under them), to remove from the store (the files are not touched); - reads stdin");
     add_null_option(app, flags->null_separated, "Paths on stdin are NUL-separated");
     return guarded(flags, [](const StoreFlags& f) {
         std::vector<std::string> keys;
-        for (const auto& p : expand_inputs(f.paths, f.null_separated))
-            keys.push_back(catalogue_key(p));
+        std::vector<std::string> named_keys;
+        const auto named_paths = expand_inputs(f.paths, f.null_separated);
+        for (const auto& p : named_paths) named_keys.push_back(catalogue_key(p));
+        std::vector<bool> found(named_keys.size(), false);
         size_t removed = 0, remaining = 0;
-        // In a set each path is removed from every shard: the one it is placed in holds it.
+        // In a set each path (or folder) is looked for in every shard: one holds a file, several a folder's.
         for (const auto& dir : stores_in(resolve_store(f.store, /*for_writing=*/true))) {
             WriterLock lock(dir);
             auto store = Store::open(dir);
+            keys.clear();
+            for (size_t i = 0; i < named_keys.size(); ++i) {
+                const auto named = rows_named_by(*store, named_keys[i]);
+                found[i] = found[i] || !named.empty();
+                keys.insert(keys.end(), named.begin(), named.end());
+            }
             removed += remove_from_store(*store, lock, keys);
             remaining += store->catalogue().count();
         }
+        for (size_t i = 0; i < named_paths.size(); ++i)
+            if (!found[i] && !f.verbosity.quiet) std::fprintf(stderr, "cbir: not in the store: %s\n", named_paths[i].c_str());
         if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: removed %zu of %zu; %zu images in the store\n", removed, keys.size(), remaining);
+            std::fprintf(stderr, "%s\n", fmt::format("cbir: removed {}; {} in the store", images(removed),
+                                                     images(remaining)).c_str());
         return removed ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
     });
 }
@@ -137,8 +149,8 @@ std::function<int()> add_prune_command(CLI::App& app) {
             gone_total += gone.size();
         }
         if (!f.verbosity.quiet)
-            std::fprintf(stderr, "cbir: %s %zu entries whose files are gone\n", f.dry_run ? "would remove" : "removed",
-                         gone_total);
+            std::fprintf(stderr, "%s\n", fmt::format("cbir: {} {} whose files are gone", f.dry_run ? "would remove" : "removed",
+                                                     images(gone_total)).c_str());
         return gone_total == 0 ? static_cast<int>(kNoResults) : static_cast<int>(kOk);
     });
 }

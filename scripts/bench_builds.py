@@ -19,7 +19,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cbir_assets import corel_images, machine  # noqa: E402
+import bench_common  # noqa: E402
+from cbir_assets import corel_images  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "resnet18-untrained-features.pt")
@@ -41,6 +42,7 @@ def main():
     parser.add_argument("new")
     parser.add_argument("folder", nargs="?")
     parser.add_argument("--runs", type=int, default=5)
+    bench_common.add_arguments(parser)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="cbir-bench-builds-")
     folder = args.folder
@@ -57,9 +59,10 @@ def main():
     insider = os.path.join(folder, sorted(os.listdir(folder))[0])
     builds = {"A": os.path.abspath(args.old), "B": os.path.abspath(args.new)}
     samples = {(label, what): [] for label in builds for what in ("index", "query new", "query stored")}
-    load_before = os.getloadavg()
+    host = bench_common.Machine(args.max_load, args.quiet_wait)
     for run in range(args.runs):
-        for label, build in builds.items():
+        # A B, then B A: neither build always runs first (a warmed cache, a job starting).
+        for label, build in (list(builds.items()) if run % 2 == 0 else list(builds.items())[::-1]):
             cbir = os.path.join(build, "apps", "cbir")
             store = os.path.join(work, f"store-{label}-{run}")
             seconds = timed([cbir, "index", folder, "--store", store, "--model", MODEL, "-q"], work)
@@ -67,16 +70,17 @@ def main():
             samples[(label, "query new")].append(timed([cbir, "query", outsider, "--store", store, "-k", "10"], work))
             samples[(label, "query stored")].append(timed([cbir, "query", insider, "--store", store, "-k", "10"], work))
             shutil.rmtree(store)
-    load_after = os.getloadavg()
-    print(f"Machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-          f"{args.runs} interleaved runs, medians; {images} images in {folder}")
+    host.finish()
+    print(f"{host.header()}\n{args.runs} interleaved runs (A B, B A, ...): medians, and the median of the per-run "
+          f"ratios B/A; {images} images in {folder}")
     print(f"A = {builds['A']}\nB = {builds['B']}\n")
     print("| measurement | A | B | B/A |")
     print("|---|---:|---:|---:|")
     for what, unit in (("index", "images/s"), ("query new", "s"), ("query stored", "s")):
         a = statistics.median(samples[("A", what)])
         b = statistics.median(samples[("B", what)])
-        print(f"| {what} ({unit}) | {a:.3f} | {b:.3f} | {b / a:.3f} |")
+        ratio = bench_common.pair_ratio({"A": samples[("A", what)], "B": samples[("B", what)]}, "B", "A")
+        print(f"| {what} ({unit}) | {a:.3f} | {b:.3f} | {ratio:.3f} |")
     shutil.rmtree(work)
 
 

@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
-"""Driver of scripts/bench-index.sh (see there). Standard library only; measures each command's
-wall time and peak resident memory (wait4's ru_maxrss) from outside the process."""
+"""Driver of scripts/bench-index.sh (see there). Measures each command's wall time and peak resident
+memory (wait4's ru_maxrss) from outside the process. Compared variants run interleaved with the
+machine's load recorded (scripts/bench_common.py); the quality of each precision against fp32 uses
+numpy (Debian's python3-numpy, beside python3-torch)."""
 import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from cbir_assets import corel_images, machine
+import bench_common
+from cbir_assets import corel_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.path.join(ROOT, "build", "apps", "cbir")
 MODEL = os.path.join(ROOT, "models", "resnet18-untrained-features.pt")
+INT8_MODEL = os.path.join(ROOT, "models", "resnet18-untrained-int8.pt")
+# The model each precision runs: int8 is a property of the model file, bf16 of how a float model runs.
+PRECISION_MODELS = {"fp32": MODEL, "bf16": MODEL, "int8": INT8_MODEL}
 
 
 def run_measured(command):
@@ -52,57 +59,131 @@ def count_images(folder):
     return sum(f.lower().endswith(extensions) for _, _, files in os.walk(folder) for f in files)
 
 
+def subset_folder(folder, limit, work):
+    """`limit` images spread evenly over the folder (by name, so every Corel-1K class is in), copied:
+    a quick run on a busy machine."""
+    if not limit:
+        return folder
+    target = os.path.join(work, "photos")
+    os.makedirs(target)
+    names = sorted((f for f in os.listdir(folder) if not f.startswith(".")), key=lambda n: (len(n), n))
+    names = names[::max(1, len(names) // limit)][:limit]
+    for name in names:
+        shutil.copy(os.path.join(folder, name), target)
+    return target
+
+
+def store_vectors(store):
+    """{file name: float32 vector} of a store's catalogue."""
+    import numpy as np
+    with sqlite3.connect(f"file:{os.path.join(store, 'catalogue.sqlite')}?mode=ro", uri=True) as db:
+        return {os.path.basename(path): np.frombuffer(blob, dtype="<f4")
+                for path, blob in db.execute("SELECT path, vector FROM images")}
+
+
+def quality_against_fp32(stores):
+    """Per precision: median and max relative L2 of its vectors to fp32's, and the mean overlap of
+    exact L2 top-10 lists (each image querying all others) with fp32's."""
+    import numpy as np
+
+    def top10(m):
+        squared = (m ** 2).sum(1)
+        distances = squared[:, None] + squared[None, :] - 2 * m @ m.T
+        np.fill_diagonal(distances, np.inf)
+        return np.argsort(distances, axis=1)[:, :10]
+
+    reference = store_vectors(stores["fp32"])
+    names = sorted(reference)
+    ref = np.array([reference[n] for n in names], dtype=np.float64)
+    ref_lists = top10(ref)
+    out = {}
+    for precision, store in stores.items():
+        vectors = store_vectors(store)
+        got = np.array([vectors[n] for n in names], dtype=np.float64)
+        relative = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref_lists, top10(got))])
+        out[precision] = (float(np.median(relative)), float(relative.max()), float(overlap))
+    return out
+
+
+def corel_eval(store, folder):
+    """cbir eval's exact-search P@1, P@10 and mAP, when the folder is (part of) Corel-1K."""
+    corel = corel_images()
+    labels = os.path.join(os.path.dirname(corel), "labels.tsv") if corel else None
+    if not labels or not os.path.isfile(labels):
+        return None
+    result = subprocess.run([CBIR, "eval", "--store", store, "--labels", labels, "--root", folder, "--format", "jsonl"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        return None
+    exact = json.loads(result.stdout.splitlines()[0])
+    return exact["p_at_1"], exact["p_at_10"], exact["map"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", nargs="?")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds (each variant once per round)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N images of the folder")
+    parser.add_argument("--precisions", default="fp32,bf16,int8")
+    parser.add_argument("--inference-seconds", type=float, default=3)
     parser.add_argument("--query-store-size", type=int, default=100000)
+    bench_common.add_arguments(parser)
     args = parser.parse_args()
-    folder = os.path.abspath(args.folder or corel_folder())
-    images = count_images(folder)
     work = tempfile.mkdtemp(prefix="cbir-bench-")
-    rows = []  # (what, images/s or seconds, peak RSS MiB, note)
+    folder = subset_folder(os.path.abspath(args.folder or corel_folder()), args.limit, work)
+    images = count_images(folder)
+    precisions = [p for p in args.precisions.split(",") if os.path.isfile(PRECISION_MODELS[p])]
+    host = bench_common.Machine(args.max_load, args.quiet_wait)
+    print(f"bench: {images} images in {folder}; {args.runs} interleaved rounds; {host.header()}", file=sys.stderr)
 
-    def python_reference(batch, optimize):
-        command = ["/usr/bin/python3", os.path.join(ROOT, "scripts", "reference_features.py"), folder, "--model", MODEL,
+    # End to end, all pipelines interleaved: images/s of each run, peak RSS of the largest.
+    rss = {}
+    stores = {}
+
+    def python_reference(label, batch, optimize, model):
+        command = ["/usr/bin/python3", os.path.join(ROOT, "scripts", "reference_features.py"), folder, "--model", model,
                    "--batch", str(batch)] + (["--optimize"] if optimize else [])
-        results = [run_measured(command) for _ in range(args.runs)]
-        return statistics.median(images / r[0] for r in results), max(r[1] for r in results)
 
-    def cbir_index(precision):
-        results = []
-        for i in range(args.runs):
-            store = os.path.join(work, f"store-{precision}-{i}")
-            results.append(run_measured([CBIR, "index", folder, "--store", store, "--model", MODEL, "--precision",
-                                         precision, "-q"]))
-            shutil.rmtree(store)
-        return statistics.median(images / r[0] for r in results), max(r[1] for r in results)
+        def run():
+            wall, peak, _, _ = run_measured(command)
+            rss[label] = max(rss.get(label, 0), peak)
+            return images / wall
+        return run
 
-    print(f"bench: {images} images in {folder}; {args.runs} runs each; machine: {machine()}", file=sys.stderr)
-    measured = {}
-    for label, batch, optimize in [("Python notebook (PIL, batch 1)", 1, False),
-                                   ("Python batched (batch 16)", 16, False),
-                                   ("Python batched + optimize_for_inference (batch 16)", 16, True)]:
-        rate, rss = python_reference(batch, optimize)
-        measured[label] = rate
-        rows.append((label, rate, rss))
-        print(f"bench: {label}: {rate:.1f} images/s", file=sys.stderr)
-    best_python = max(measured.values())
-    for precision in ("fp32", "bf16"):
-        rate, rss = cbir_index(precision)
-        label = f"cbir index ({precision})"
-        measured[label] = rate
-        rows.append((label, rate, rss))
-        print(f"bench: {label}: {rate:.1f} images/s", file=sys.stderr)
+    def cbir_index(label, precision):
+        def run():
+            store = os.path.join(work, f"store-{precision}")
+            shutil.rmtree(store, ignore_errors=True)
+            wall, peak, _, _ = run_measured([CBIR, "index", folder, "--store", store, "--model",
+                                             PRECISION_MODELS[precision], "--precision", precision, "-q"])
+            rss[label] = max(rss.get(label, 0), peak)
+            stores[precision] = store  # the last round's store is kept for the quality figures
+            return images / wall
+        return run
 
-    # Stages alone.
+    python_variants = {"Python notebook (PIL, batch 1)": (1, False, MODEL),
+                       "Python batched (batch 16)": (16, False, MODEL),
+                       "Python batched + optimize_for_inference (batch 16)": (16, True, MODEL)}
+    if "int8" in precisions:
+        python_variants["Python batched, int8 model (batch 16)"] = (16, False, INT8_MODEL)
+    variants = {label: python_reference(label, *spec) for label, spec in python_variants.items()}
+    for precision in precisions:
+        variants[f"cbir index ({precision})"] = cbir_index(f"cbir index ({precision})", precision)
+    samples = bench_common.interleave(variants, args.runs)
+    samples["best Python"] = bench_common.best_per_round(samples, list(python_variants))
+    quality = quality_against_fp32(stores) if "fp32" in stores else {}
+    evals = {p: corel_eval(store, folder) for p, store in stores.items()}
+
+    # Inference alone (batch 8, random inputs), interleaved across precisions.
+    def inference(precision):
+        def run():
+            _, _, out, _ = run_measured([CBIR, "bench", "inference", "--model", PRECISION_MODELS[precision], "--batch",
+                                         "8", "--precision", precision, "--seconds", str(args.inference_seconds)])
+            return json.loads(out.splitlines()[0])["images_per_second"]
+        return run
+    inference_samples = bench_common.interleave({p: inference(p) for p in precisions}, args.runs)
     stage_rows = []
-    for precision in ("fp32", "bf16"):
-        _, _, out, _ = run_measured([CBIR, "bench", "inference", "--model", MODEL, "--batch", "1,8,16", "--precision",
-                                     precision, "--seconds", "3"])
-        for line in out.splitlines():
-            r = json.loads(line)
-            stage_rows.append((f"inference {precision}, batch {r['batch']}", r["images_per_second"]))
     for readers in (1, 2):
         _, _, out, _ = run_measured([CBIR, "bench", "decode", folder, "--readers", str(readers)])
         stage_rows.append((f"decode + preprocess, {readers} reader(s)", json.loads(out)["images_per_second"]))
@@ -117,12 +198,29 @@ def main():
     query_wall = statistics.median(r[0] for r in query_runs)
     query_rss = max(r[1] for r in query_runs)
     shutil.rmtree(work)
+    host.finish()
 
-    print(f"\nMachine: {machine()}. Folder: {folder} ({images} images). Median of {args.runs} runs.\n")
-    print("| pipeline | images/s | × best Python | peak RSS MiB |")
-    print("|---|---:|---:|---:|")
-    for label, rate, rss in rows:
-        print(f"| {label} | {rate:.1f} | {rate / best_python:.2f} | {rss:.0f} |")
+    print(f"\n{host.header()}\nFolder: {folder} ({images} images). {args.runs} interleaved rounds: medians, and "
+          f"the median of the per-round ratios to the best Python pipeline of the same round.\n")
+    print("| pipeline | images/s | × best Python | peak RSS MiB | rel. L2 to fp32 (median / max) | top-10 overlap "
+          "with fp32 | P@1 | P@10 | mAP |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label in variants:
+        precision = label[len("cbir index ("):-1] if label.startswith("cbir index") else None
+        q = quality.get(precision)
+        e = evals.get(precision)
+        quality_cells = f"{q[0]:.4f} / {q[1]:.4f} | {q[2]:.3f}" if q else " | "
+        eval_cells = f"{e[0]:.3f} | {e[1]:.3f} | {e[2]:.4f}" if e else " | | "
+        print(f"| {label} | {bench_common.median(samples[label]):.1f} | "
+              f"{bench_common.pair_ratio(samples, label, 'best Python'):.2f} | {rss[label]:.0f} | {quality_cells} | "
+              f"{eval_cells} |")
+    print("\n| inference alone (batch 8) | images/s | × fp32 |")
+    print("|---|---:|---:|")
+    for precision in precisions:
+        ratio = (f"{bench_common.pair_ratio(inference_samples, precision, 'fp32'):.2f}"
+                 if "fp32" in inference_samples else "")
+        print(f"| {precision} ({os.path.basename(PRECISION_MODELS[precision])}) | "
+              f"{bench_common.median(inference_samples[precision]):.1f} | {ratio} |")
     print("\n| stage alone | images/s |")
     print("|---|---:|")
     for label, rate in stage_rows:

@@ -12,7 +12,8 @@ import sys
 import tempfile
 import time
 
-from cbir_assets import corel_images, machine
+import bench_common
+from cbir_assets import corel_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.path.join(ROOT, "build", "apps", "cbir")
@@ -102,12 +103,14 @@ def main():
     parser.add_argument("--uploads", type=int, default=100, help="distinct Corel photos added with POST /images")
     parser.add_argument("--one-shot-only", action="store_true",
                         help="only the one-shot cbir query, without and with a server (no wrk, no uploads)")
+    bench_common.add_arguments(parser)
     args = parser.parse_args()
     if not args.one_shot_only and not shutil.which("wrk"):
         sys.exit("bench: wrk not found (scripts/install-deps.sh --test)")
     corel = corel_images()
     query_image = os.path.join(corel, "950.jpg") if corel else os.path.join(ROOT, "images", "dog1.jpg")
     work = tempfile.mkdtemp(prefix="cbir-bench-serve-")
+    host = bench_common.Machine(args.max_load, args.quiet_wait)
     try:
         store = os.path.join(work, "store")
         subprocess.run([CBIR, "bench", "synth-store", "--store", store, "--count", str(args.store_size), "--model", MODEL],
@@ -119,7 +122,7 @@ def main():
             json.dump({"vector": vector}, f)
         with open(query_image, "rb") as f:
             image_bytes = f.read()
-        print(f"bench: {args.store_size}-vector HNSW store; query image {query_image}; machine: {machine()}",
+        print(f"bench: {args.store_size}-vector HNSW store; query image {query_image}; {host.header()}",
               file=sys.stderr)
 
         loads = [load_average()]
@@ -170,13 +173,12 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     one_shot = rows[0][2]
-    print(f"\nMachine: {machine()}. Store: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
+    host.finish()
+    print(f"\n{host.header()}\nStore: {args.store_size} synthetic 512-d vectors, HNSW32, top-10. Query image: "
           f"{os.path.basename(query_image)} ({len(image_bytes)} bytes). " +
           ("" if args.one_shot_only else
            f"wrk: 1 thread, {args.seconds} s per run, on the same two cores as the server. ") +
-          f"Load average (1, 5, 15 min) at the start, after the one-shot rows "
-          f"and at the end: {'; '.join(loads)} (figures taken under load from other work are not claims: rerun on a "
-          f"quiet machine).\n")
+          f"Load average (1, 5, 15 min) at the start, after the one-shot rows and at the end: {'; '.join(loads)}.\n")
     print("| client | requests/s | p50 ms | p99 ms | p50 vs `cbir query` |")
     print("|---|---:|---:|---:|---:|")
     for label, rate, p50, p99 in rows:

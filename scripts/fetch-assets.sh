@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Puts a model into models/ and the seven sample photos into images/ (both gitignored).
+# Puts a model (and, from the shared assets, its int8 variant) into models/ and the seven sample
+# photos into images/ (both gitignored).
 # Looks in $CBIR_ASSETS, then ../shared/assets beside the checkout; elsewhere it downloads the
 # public originals and checks their sha256:
 #   - the sample photos from the original tutorial's repository, at a fixed commit;
@@ -41,6 +42,7 @@ seed_upstream="https://raw.githubusercontent.com/dshvimer/milvus-up-and-running/
 imagenet_url="https://download.pytorch.org/models/resnet18-f37072fd.pth"
 imagenet_sha_prefix="f37072fd"  # torchvision names its weight files by their sha256 prefix and checks that
 untrained_sha="8c7ce75a74f35c6c9b0d3823232285b6c07fb3ffe233766d1b229941813fea9f"
+untrained_int8_sha="0b3f55035f3df993102c3a850e695c4f1401aaebb3932f70ede7862a6bc97e30"
 
 has_sha() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 
@@ -78,6 +80,20 @@ if [[ -n "$assets" ]]; then
     cp -f "$assets/models/$f" "$root/models/$f" && chmod u+w "$root/models/$f"
   done
   say "models/: untrained ResNet18 stand-in and its reference features (from $assets)"
+  # Its int8 variant (see the assets' PROVENANCE.md): copied when the assets hold it, else made here
+  # with scripts/export_resnet18.py --int8 from Corel-1K (needs Debian's python3-torch; ~2 min).
+  int8_target="$root/models/resnet18-untrained-int8.pt"
+  if [[ -f "$assets/models/resnet18-untrained-int8.pt" ]]; then
+    copy_checked "$assets/models/resnet18-untrained-int8.pt" "$int8_target" "$untrained_int8_sha"
+    say "models/: its int8 variant (from $assets)"
+  elif [[ -f "$int8_target" ]]; then
+    say "models/: $(basename "$int8_target") already present"
+  elif [[ -d "$assets/datasets/corel1k/images" ]] && /usr/bin/python3 -c 'import torch, torchvision, PIL' 2>/dev/null; then
+    /usr/bin/python3 "$root/scripts/export_resnet18.py" --int8 --calibrate "$assets/datasets/corel1k/images" \
+      --model "$root/models/resnet18-untrained-features.pt" --out "$root/models" --name "$(basename "$int8_target")"
+  else
+    say "models/: no int8 variant (needs Corel-1K and python3-torch to make one; int8 tests are skipped)"
+  fi
 fi
 
 if (( want_imagenet )) || [[ -z "$assets" ]]; then

@@ -44,6 +44,10 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    # A quantized (int8) model's weights are packed for the engine chosen when it is loaded; cbir
+    # chooses onednn, the engine scripts/export_resnet18.py --int8 quantizes for.
+    if "onednn" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "onednn"
     started = time.perf_counter()
     model = torch.jit.load(args.model).eval()
     if args.optimize:

@@ -140,17 +140,21 @@ class WebPage(unittest.TestCase):
         node = self.browser.page("DOM.querySelector", {"nodeId": root, "selector": "#file"})["nodeId"]
         self.browser.page("DOM.setFileInputFiles", {"nodeId": node, "files": [query]})
         rows = self.shown_results("rows.length > 0 && rows.every(x => x.loaded)")
-        expected = cli_query(self.tmp, query, k=12)
+        # As many as the API gives by default: the page's default top is the API's.
+        expected = cli_query(self.tmp, query, k=10)
         self.assertEqual([r["path"] for r in rows], [p for p, _ in expected])
         for row, (_, distance) in zip(rows, expected):
             self.assertAlmostEqual(row["distance"], distance, delta=1e-4 * max(1.0, distance))
 
-        # Click the second result: the page searches by it, and it comes first at distance 0.
+        # Click the second result: the page searches by it, and it comes first at distance 0; the file
+        # input no longer shows the file chosen before (it is not the query any more).
+        self.assertTrue(self.browser.evaluate("document.getElementById('file').value"))
         clicked = rows[1]
         self.browser.evaluate("document.querySelectorAll('.result')[1].click()")
         rows = self.shown_results(f"rows.length > 0 && rows[0].id === {clicked['id']} && rows.every(x => x.loaded)")
         self.assertEqual((rows[0]["path"], rows[0]["distance"]), (clicked["path"], 0.0))
-        self.assertEqual([r["path"] for r in rows], [p for p, _ in cli_query(self.tmp, clicked["path"], k=12)])
+        self.assertEqual([r["path"] for r in rows], [p for p, _ in cli_query(self.tmp, clicked["path"], k=10)])
+        self.assertEqual(self.browser.evaluate("document.getElementById('file').value"), "")
 
 
 if __name__ == "__main__":

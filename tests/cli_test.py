@@ -152,10 +152,10 @@ class Pipelines(unittest.TestCase):
         r = self.run_cbir("info", "--format", "json")
         self.assertEqual(r.returncode, 0, r.stderr)
         info = json.loads(r.stdout)
-        self.assertEqual(info["images"], "8")
-        self.assertEqual(info["dimension"], "512")
+        self.assertEqual(info["images"], 8)
+        self.assertEqual(info["dimension"], 512)
         self.assertTrue(info["metric"].startswith("l2"))
-        self.assertEqual(info["model_untrained"], "yes")
+        self.assertIs(info["model_untrained"], True)
         self.assertTrue(info["index_file"].startswith("current"))
 
     def test_embed_npy_is_readable_and_matches_jsonl(self):
@@ -193,8 +193,8 @@ class Pipelines(unittest.TestCase):
         out = os.path.join(self.tmp, "sheet.png")
         r = self.run_cbir("query", "photos/dog1.jpg", "-k", "7", "--montage", out)
         self.assertEqual(r.returncode, 0, r.stderr)
-        # 8 tiles (the query and 7 hits), 6 per row: 6 x 2 tiles of 204 x 230 pixels.
-        self.assertEqual(png_size(out), (6 * 204, 2 * 230))
+        # 8 tiles (the query and 7 hits) in one row of tiles of 204 x 230 pixels.
+        self.assertEqual(png_size(out), (8 * 204, 230))
         with Image.open(out) as image:
             image.load()  # decodes completely
             self.assertEqual(image.mode, "RGB")
@@ -321,6 +321,221 @@ class Duplicates(unittest.TestCase):
         r = subprocess.run([CBIR, "dups", "--min-similarity", "0.99999"], cwd=self.tmp, env=self.env,
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 1)
+
+
+class EverydayUse(unittest.TestCase):
+    """What a new user met in issue 16: exit codes a script can trust, one-line errors, hints that
+    name the store in use, and no silent no-ops."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cbir-everyday-")
+        os.makedirs(os.path.join(cls.tmp, "photos"))
+        for n in NAMES:
+            shutil.copy(os.path.join(SEED, n + ".jpg"), os.path.join(cls.tmp, "photos", n + ".jpg"))
+        os.makedirs(os.path.join(cls.tmp, "empty"))
+        cls.env = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+        cls.env["CBIR_MODEL"] = MODEL
+        r = cls.cbir("index", "photos", "-q")
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def cbir(cls, *args, cwd=None, stdin=None, env=None):
+        return subprocess.run([CBIR, *args], cwd=cwd or cls.tmp, env=env or cls.env, input=stdin, capture_output=True,
+                              text=True, timeout=600)
+
+    def assert_one_error_line(self, r, *fragments):
+        self.assertEqual(r.returncode, 2, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertTrue(lines[0].startswith("cbir: error: "), r.stderr)
+        for fragment in fragments:
+            self.assertIn(fragment, lines[0])
+
+    def test_a_path_named_on_the_command_line_that_does_not_exist_is_an_error(self):
+        for command in (["index", "nope_dir"], ["embed", "nope_dir"]):
+            r = self.cbir(*command)
+            self.assert_one_error_line(r, "nope_dir: no such file or folder")
+
+    def test_an_index_run_over_an_empty_folder_makes_an_empty_store(self):
+        store = os.path.join(self.tmp, "e.cbir")
+        r = self.cbir("index", "empty", "--store", store)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.isfile(os.path.join(store, "catalogue.sqlite")), r.stderr)
+        q = self.cbir("query", "photos/dog1.jpg", "--store", store)
+        self.assertEqual(q.returncode, 1, q.stderr)  # nothing to print, as documented; not "no store"
+        self.assertNotIn("error", q.stderr)
+        info = json.loads(self.cbir("info", "--store", store, "--format", "json").stdout)
+        self.assertEqual(info["images"], 0)
+
+    def test_a_folder_or_a_missing_file_as_query_fails_before_the_model_loads(self):
+        r = self.cbir("query", "photos")
+        self.assert_one_error_line(r, "photos: is a folder", "cbir query photos/*")
+        r = self.cbir("query", "nope.jpg")
+        self.assert_one_error_line(r, "nope.jpg: no such file")  # no model warning, no header first
+        self.assertEqual(r.stdout, "")
+
+    def test_range_and_parse_errors_are_one_line_in_words(self):
+        r = self.cbir("query", "photos/dog1.jpg", "--max-distance", "-1")
+        self.assert_one_error_line(r, "--max-distance", "must be >= 0 (got -1)")
+        self.assertLess(len(r.stderr), 120)  # not DBL_MAX's 309 digits
+        r = self.cbir("query", "photos/dog1.jpg", "--top-k", "0")
+        self.assert_one_error_line(r, "--top-k", "must be between 1 and 10,000 (got 0)")
+        self.assert_one_error_line(self.cbir("query", "photos/dog1.jpg", "--no-such-flag"), "--no-such-flag")
+
+    def test_cosine_distances_are_never_negative(self):
+        store = os.path.join(self.tmp, "cos.cbir")
+        self.assertEqual(self.cbir("index", "photos", "--metric", "cosine", "--store", store, "-q").returncode, 0)
+        r = self.cbir("query", "photos/dog1.jpg", "photos/cat1.jpg", "--store", store, "-k", "7", "--format", "jsonl")
+        distances = [json.loads(line)["distance"] for line in r.stdout.splitlines()]
+        self.assertEqual(len(distances), 14)
+        self.assertTrue(all(0.0 <= d <= 2.0 for d in distances), distances)
+        table = self.cbir("query", "photos/dog1.jpg", "--store", store, "-k", "1", "--format", "table").stdout
+        self.assertNotIn("-0.0000", table)
+
+    def test_a_format_a_command_cannot_print_is_refused(self):
+        env = dict(self.env, CBIR_FORMAT="paths")
+        for command in (["info"], ["similarity", "photos/dog1.jpg", "photos/dog2.jpg"], ["eval"]):
+            r = self.cbir(*command, env=env)
+            self.assert_one_error_line(r, "--format paths", command[0] + " prints")
+        r = self.cbir("query", "photos/dog1.jpg", "-k", "1", env=env)  # paths is a query format
+        self.assertEqual((r.returncode, r.stdout), (0, "photos/dog1.jpg\n"))
+
+    def test_errors_name_the_file_asked_for_not_a_temporary_one(self):
+        for args in (["embed", "photos/dog1.jpg", "-o", "nodir/x.npy", "-q"],
+                     ["query", "photos/dog1.jpg", "--montage", "nodir/x.png", "-q"]):
+            r = self.cbir(*args)
+            self.assert_one_error_line(r, "nodir/x.", ": cannot create")
+            self.assertNotIn(".tmp-", r.stderr)
+
+    def test_hints_name_the_store_in_use(self):
+        store = os.path.join(self.tmp, "hint.cbir")
+        self.assertEqual(self.cbir("index", "photos/dog1.jpg", "photos/dog2.jpg", "--store", store, "-q").returncode, 0)
+        r = self.cbir("index", "photos", "--store", store, "--index", "flat")
+        self.assert_one_error_line(r, "'cbir reindex --index Flat --store hint.cbir'")
+        # The suggested command does what it says on that store, not on ./.cbir.
+        self.assertEqual(self.cbir("reindex", "--index", "Flat", "--store", "hint.cbir", "-q").returncode, 0)
+        self.assertEqual(json.loads(self.cbir("info", "--store", store, "--format", "json").stdout)["index"],
+                         "Flat")
+        self.assertEqual(json.loads(self.cbir("info", "--format", "json").stdout)["index"], "HNSW32")
+
+    def test_index_settings_on_an_existing_store_are_refused_not_ignored(self):
+        r = self.cbir("index", "photos", "--hnsw-m", "16")
+        self.assert_one_error_line(r, "HNSW32", "'cbir reindex --index HNSW16'")
+        r = self.cbir("index", "photos", "--hnsw-m", "32")  # what it has: fine
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_check_reports_a_damaged_catalogue_in_one_line_with_details_under_v(self):
+        damaged = os.path.join(self.tmp, "damaged.cbir")
+        shutil.copytree(os.path.join(self.tmp, ".cbir"), damaged)
+        import sqlite3
+        db = sqlite3.connect(os.path.join(damaged, "catalogue.sqlite"))
+        db.execute("PRAGMA writable_schema=ON")  # the index's entries no longer match its definition
+        db.execute("UPDATE sqlite_master SET sql='CREATE INDEX images_sha256 ON images(size)' "
+                   "WHERE name='images_sha256'")
+        db.commit()
+        db.close()
+        r = self.cbir("check", "--store", damaged)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        problems = [l for l in r.stderr.splitlines() if l.startswith("cbir: error:")]
+        self.assertEqual(len(problems), 1, r.stderr)
+        self.assertIn("row 1 missing from index images_sha256, and 6 more with -v", problems[0])
+        verbose = self.cbir("check", "--store", damaged, "-v")
+        self.assertIn("row 7 missing from index images_sha256", verbose.stderr)
+
+    def test_store_flag_may_name_the_folder_holding_the_store(self):
+        r = self.cbir("query", "photos/dog1.jpg", "--store", ".", "-k", "1", "--format", "paths")
+        self.assertEqual((r.returncode, r.stdout), (0, "photos/dog1.jpg\n"), r.stderr)
+        r = self.cbir("index", "photos", "--store", self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "catalogue.sqlite")))  # not beside the photos
+        self.assertIn("7 unchanged", r.stderr)
+
+    def test_an_index_run_says_when_it_adds_to_a_store_in_a_parent_folder(self):
+        sub = os.path.join(self.tmp, "photos")
+        r = self.cbir("index", "dog1.jpg", cwd=sub)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("adding to " + os.path.join(self.tmp, ".cbir") + ", found above this folder", r.stderr)
+        here = self.cbir("index", "photos/dog1.jpg")
+        self.assertNotIn("found above", here.stderr)
+
+    def test_remove_names_what_is_not_there_and_takes_folders(self):
+        store = os.path.join(self.tmp, "remove.cbir")
+        self.assertEqual(self.cbir("index", "photos", "--store", store, "-q").returncode, 0)
+        r = self.cbir("remove", "nope.jpg", "--store", store)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not in the store: nope.jpg", r.stderr)
+        r = self.cbir("remove", "photos", "--store", store)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("removed 7 images; 0 images in the store", r.stderr)
+
+    def test_null_separated_stdin_needs_no_dash(self):
+        r = self.cbir("query", "-0", "-k", "1", "--format", "paths", stdin="photos/dog2.jpg\0")
+        self.assertEqual((r.returncode, r.stdout), (0, "photos/dog2.jpg\0"), r.stderr)
+        r = self.cbir("query", "-k", "1")
+        self.assert_one_error_line(r, "no paths given")
+
+    def test_info_json_is_typed_and_jsonl_floats_match_tsv(self):
+        info = json.loads(self.cbir("info", "--format", "json").stdout)
+        self.assertEqual(info["dimension"], 512)
+        self.assertIs(info["model_untrained"], True)
+        jsonl = self.cbir("query", "photos/dog1.jpg", "-k", "3", "--format", "jsonl").stdout.splitlines()
+        tsv = self.cbir("query", "photos/dog1.jpg", "-k", "3", "--format", "tsv").stdout.splitlines()[1:]
+        self.assertEqual(len(jsonl), 3)
+        for j, t in zip(jsonl, tsv):
+            shown = re.search(r'"distance":([^,]+)', j).group(1)
+            self.assertEqual(shown if shown != "0.0" else "0", t.split("\t")[2])  # 12.340004, not 12.340003967285156
+
+    def test_embed_says_when_it_found_no_image(self):
+        r = self.cbir("embed", "empty")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no images found", r.stderr)
+
+    def test_montage_is_one_row_per_query_and_jpeg_when_named_so(self):
+        out = os.path.join(self.tmp, "sheet.jpg")
+        r = self.cbir("query", "photos/dog1.jpg", "photos/cat1.jpg", "-k", "7", "--montage", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with Image.open(out) as image:
+            self.assertEqual(image.format, "JPEG")
+            self.assertEqual(image.size, (8 * 204, 2 * 230))  # a row of 8 tiles per query
+        r = self.cbir("query", "photos/dog1.jpg", "--montage", os.path.join(self.tmp, "sheet.gif"))
+        self.assert_one_error_line(r, "--montage writes .png or .jpg")
+
+
+class EvalWithUnlabelledImages(unittest.TestCase):
+    """`cbir eval` with a label file that leaves images out: the exact ranking and the index's top-k
+    both ignore them (the index's used to count them as misses), and the run says how many."""
+
+    def test_unlabelled_images_are_left_out_of_both_rankings(self):
+        tmp = tempfile.mkdtemp(prefix="cbir-eval-unlabelled-")
+        try:
+            os.makedirs(os.path.join(tmp, "photos"))
+            for n in NAMES:
+                shutil.copy(os.path.join(SEED, n + ".jpg"), os.path.join(tmp, "photos", n + ".jpg"))
+            with open(os.path.join(tmp, "photos", "labels.tsv"), "w") as f:  # Corel-1K's three columns
+                f.write("file\tclass_id\tclass_name\n")
+                for n in NAMES:
+                    if not n.startswith("person"):
+                        f.write(f"{n}.jpg\t{0 if n.startswith('dog') else 1}\t{n[:3]}\n")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
+            env["CBIR_MODEL"] = MODEL
+            subprocess.run([CBIR, "index", "photos", "-q"], cwd=tmp, env=env, check=True)
+            r = subprocess.run([CBIR, "eval", "--labels", "photos/labels.tsv", "--per-class", "--format", "jsonl"],
+                               cwd=tmp, env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("2 of the store's 7 images have no label", r.stderr)
+            rows = [json.loads(line) for line in r.stdout.splitlines()]
+            exact, index = rows[0], rows[1]
+            self.assertEqual(index["search"], "hnsw")
+            for key in ("p_at_1", "p_at_5", "p_at_10"):  # 7 vectors: HNSW is exact here
+                self.assertAlmostEqual(index[key], exact[key], places=6, msg=key)
+            self.assertEqual(sorted(row["search"] for row in rows[2:]), ["exact, class cat", "exact, class dog"])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

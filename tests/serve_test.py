@@ -249,6 +249,52 @@ class ServeEndToEnd(unittest.TestCase):
             self.assertTrue(body["error"])
         self.assertEqual(request(self.url + "/health")[0], 200)  # still serving
 
+    def raw_request(self, text):
+        """One request written by hand on a socket (no Content-Length unless `text` has one)."""
+        port = int(self.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+            connection.sendall(text.encode())
+            answer = b""
+            while b"}" not in answer:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        head, _, body = answer.decode("latin-1").partition("\r\n\r\n")
+        return int(head.split()[1]), json.loads(body)
+
+    def test_a_post_without_a_body_is_an_empty_body(self):
+        # curl -X POST '/images?path=…' sends neither a body nor a Content-Length.
+        status, body = self.raw_request("POST /images?path=photos/dog2.jpg HTTP/1.1\r\nHost: localhost\r\n"
+                                        "Connection: close\r\n\r\n")
+        self.assertEqual((status, body["status"]), (200, "unchanged"), body)
+        status, body = self.raw_request("POST /search HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 400, body)
+        self.assertIn("empty body", body["error"])  # not "could not be read"
+
+    def test_unknown_parameters_are_refused_with_the_known_ones(self):
+        dog = os.path.join(self.photos, "dog1.jpg")
+        status, body = post_image(self.url + "/search?top_k=3", dog)
+        self.assertEqual(status, 400, body)
+        self.assertIn('"top_k"', body["error"])
+        self.assertIn("k, ef, nprobe, max_distance", body["error"])
+        status, body = post_json(self.url + "/search", {"id": 1, "min_similarity": 0.9})
+        self.assertEqual(status, 400, body)
+        self.assertIn('"min_similarity"', body["error"])
+        status, body = request(self.url + "/images/1/thumbnail?width=64")
+        self.assertEqual(status, 400, body)
+        self.assertIn("takes size", body["error"])
+        self.assertEqual(post_image(self.url + "/search?k=3", dog)[0], 200)  # known ones still work
+
+    def test_the_page_asks_for_as_many_results_as_the_api_gives_by_default(self):
+        page = request(self.url + "/")[1].decode()
+        page_default = int(re.search(r'id="k" value="(\d+)"', page).group(1))
+        status, answer = post_image(self.url + "/search", os.path.join(self.photos, "dog1.jpg"))
+        self.assertEqual(status, 200)
+        self.assertEqual(page_default, answer["k"])
+        self.assertEqual(len(answer["results"]), page_default)
+        self.assertEqual(request(self.url + "/stats")[1]["search"], {"k": answer["k"], "k_max": 10000})
+
     def test_paths_outside_the_roots_are_refused(self):
         os.symlink("/etc", os.path.join(self.photos, "etc-link"))
         with open(os.path.join(self.photos, "notes.txt"), "w") as f:

@@ -171,6 +171,24 @@ exec {CBIR} index {images} --store {store} --shards 4 --shard "$SLURM_ARRAY_TASK
             with open(os.path.join(self.tmp, f"task-{task}.out")) as f:
                 self.assertIn("indexed 0 new, 0 changed", f.read())
 
+        # A Slurm job step: `srun -n 2` ranks take shards 0, 2 and 1, 3 from SLURM_PROCID (no MPI
+        # needed to index), and `srun --mpi=pmix` searches the set as one MPI job.
+        srun = ["srun", "-n", "2", "--oversubscribe"]
+        r = subprocess.run(srun + [CBIR, "index", images, "--store", store], capture_output=True, text=True, env=env,
+                           timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("rank 0 of 2: indexed 0 new", r.stderr)
+        self.assertIn("rank 1 of 2: indexed 0 new", r.stderr)
+        queries = "".join(os.path.join(images, f"{i}.jpg") + "\n" for i in range(0, 1000, 50))
+        alone = subprocess.run([CBIR, "query", "-", "--store", store, "--exact", "--format", "tsv", "-q"], input=queries,
+                               capture_output=True, text=True, env=env)
+        self.assertEqual(alone.returncode, 0, alone.stderr)
+        self.assertEqual(len(alone.stdout.splitlines()), 1 + 20 * 10)
+        job = subprocess.run(srun + ["--mpi=pmix", CBIR, "query", "-", "--store", store, "--exact", "--format", "tsv",
+                                     "-q"], input=queries, capture_output=True, text=True, env=env, timeout=600)
+        self.assertEqual(job.returncode, 0, job.stderr)
+        self.assertEqual(job.stdout, alone.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()

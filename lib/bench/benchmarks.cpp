@@ -10,6 +10,7 @@
 #include "cluster/communicator.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "pipeline/prepare.h"
 #include "shard/store_set.h"
 #include "store/derived_index.h"
@@ -32,13 +33,13 @@ double median(std::vector<double> values) {
 }  // namespace
 
 InferenceBench bench_inference(const std::filesystem::path& model, int batch, int threads, bool optimize,
-                               Precision precision, double seconds) {
+                               PrecisionRequest precision, double seconds) {
     EmbedderOptions options;
     options.threads = threads;
     options.optimize = optimize;
-    options.precision = precision;
-    auto embedder = Embedder::load(model, options);
+    auto embedder = load_embedder(model, options, precision, nullptr);
     InferenceBench result;
+    result.precision = embedder->precision();
     result.load = embedder->load_times();
     result.batch = batch;
     result.threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());

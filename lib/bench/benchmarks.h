@@ -16,13 +16,14 @@ struct InferenceBench {
     int batch = 0;
     int threads = 0;
     bool optimized = false;
+    Precision precision = Precision::Float32;  // as run (int8 for a quantized model)
     std::vector<double> batch_seconds;  // one per timed batch
     double images_per_second = 0;       // from the median batch
 };
 
 // Random inputs (inference does not care what the pixels are); at least `seconds` of timed batches.
 InferenceBench bench_inference(const std::filesystem::path& model, int batch, int threads, bool optimize,
-                               Precision precision, double seconds);
+                               PrecisionRequest precision, double seconds);
 
 struct DecodeBench {
     size_t images = 0;

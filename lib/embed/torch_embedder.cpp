@@ -1,9 +1,11 @@
 #include "embed/embedder.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -18,12 +20,41 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// A quantized model's forward graph holds quantized operators (quantized::conv2d, quantize_per_tensor).
+bool graph_is_quantized(const torch::jit::Block* block) {
+    for (const torch::jit::Node* node : block->nodes()) {
+        const std::string kind = node->kind().toQualString();
+        if (kind.rfind("quantized::", 0) == 0 || kind.rfind("aten::quantize_per", 0) == 0) return true;
+        for (const torch::jit::Block* inner : node->blocks())
+            if (graph_is_quantized(inner)) return true;
+    }
+    return false;
+}
+
+// Each module's own forward (a scripted model calls its submodules'; a frozen one has one graph).
+bool is_quantized(const torch::jit::Module& module) {
+    for (const auto& m : module.modules())
+        if (auto forward = m.find_method("forward"); forward && graph_is_quantized(forward->graph()->block()))
+            return true;
+    return false;
+}
+
+// Quantized weights are packed for the engine selected when the model is loaded, so onednn (the
+// engine the exporter quantizes for) must be chosen first; LibTorch's default depends on the build.
+bool select_onednn_quantized_engine() {
+    const auto& engines = at::globalContext().supportedQEngines();
+    if (std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) == engines.end()) return false;
+    at::globalContext().setQEngine(at::QEngine::ONEDNN);
+    return true;
+}
+
 class TorchScriptEmbedder final : public Embedder {
 public:
     TorchScriptEmbedder(torch::jit::Module module, const EmbedderOptions& options)
         : module_(std::move(module)), options_(options) {}
 
     int dimension() const override { return dimension_; }
+    Precision precision() const override { return options_.precision; }
     const EmbedderLoadTimes& load_times() const override { return times_; }
     EmbedderLoadTimes times_;
 
@@ -72,14 +103,31 @@ std::unique_ptr<Embedder> load_torchscript(const std::filesystem::path& model, c
     at::set_num_threads(threads);
     EmbedderLoadTimes times;
     auto start = std::chrono::steady_clock::now();
+    const bool has_onednn = select_onednn_quantized_engine();
     torch::jit::Module module;
     try {
         module = torch::jit::load(model.string());
     } catch (const c10::Error& e) {
+        if (!has_onednn && std::string(e.what_without_backtrace()).find("quantized") != std::string::npos)
+            throw Error(model.string() + ": an int8 model needs LibTorch's onednn quantized engine, which this "
+                        "LibTorch lacks; use a float model");
         throw Error(model.string() + ": not a loadable TorchScript model (" + e.what_without_backtrace() + ")");
     }
     module.eval();
-    if (options.precision == Precision::BFloat16) {
+    EmbedderOptions run = options;
+    bool quantized = false;
+    try {
+        quantized = is_quantized(module);
+    } catch (const c10::Error&) {
+        // No scripted forward to inspect: the warm-up below reports what is wrong with it.
+    }
+    if (quantized) {
+        if (!has_onednn)
+            throw Error(model.string() + ": an int8 model needs LibTorch's onednn quantized engine, which this "
+                        "LibTorch lacks; use a float model");
+        run.precision = Precision::Int8;  // its arithmetic is fixed by the file; bf16 applies to float models
+    }
+    if (run.precision == Precision::BFloat16) {
         module.to(torch::kBFloat16);
         // oneDNN's bf16 convolutions are fast only with channels-last weights and inputs.
         for (auto parameter : module.parameters())
@@ -98,7 +146,7 @@ std::unique_ptr<Embedder> load_torchscript(const std::filesystem::path& model, c
         }
     }
     times.optimize_seconds = seconds_since(start);
-    auto embedder = std::make_unique<TorchScriptEmbedder>(std::move(module), options);
+    auto embedder = std::make_unique<TorchScriptEmbedder>(std::move(module), run);
     start = std::chrono::steady_clock::now();
     try {
         if (options.warm_up) embedder->probe_and_warm_up();

@@ -35,6 +35,20 @@ std::string IndexSpec::describe() const {
     return index_kind_name(kind);
 }
 
+IndexSpec IndexParameters::applied_to(IndexSpec spec) const {
+    if (hnsw_m) spec.hnsw_m = *hnsw_m;
+    if (hnsw_ef_construction) spec.hnsw_ef_construction = *hnsw_ef_construction;
+    if (ivf_nlist) spec.ivf_nlist = *ivf_nlist;
+    if (pq_m) spec.pq_m = *pq_m;
+    if (pq_bits) spec.pq_bits = *pq_bits;
+    return spec;
+}
+
+bool same_index_build(const IndexSpec& a, const IndexSpec& b) {
+    if (a.describe() != b.describe()) return false;
+    return a.kind != IndexKind::Hnsw || a.hnsw_ef_construction == b.hnsw_ef_construction;
+}
+
 size_t IndexSpec::ivf_training_size(size_t rows) const {
     size_t wanted = static_cast<size_t>(std::max(ivf_nlist, 1)) * 64;
     if (kind == IndexKind::IvfPq) wanted = std::max(wanted, (size_t(1) << pq_bits) * 64);

@@ -41,6 +41,18 @@ struct IndexSpec {
     size_t ivf_training_size(size_t rows) const;
 };
 
+// Build parameters given apart from a factory string (cbir index --hnsw-m 16): they refine a new
+// store's spec; on an existing store they must be what it has (cbir reindex changes them), never
+// ignored.
+struct IndexParameters {
+    std::optional<int> hnsw_m, hnsw_ef_construction, ivf_nlist, pq_m, pq_bits;
+    bool empty() const { return !hnsw_m && !hnsw_ef_construction && !ivf_nlist && !pq_m && !pq_bits; }
+    IndexSpec applied_to(IndexSpec spec) const;
+};
+
+// Whether two specs build the same index: kind, the name's parameters and the build breadth.
+bool same_index_build(const IndexSpec& a, const IndexSpec& b);
+
 // Parses a factory string or a short name; `defaults` supplies what the text leaves out. Returns
 // nullopt with a message in *error for anything else.
 std::optional<IndexSpec> parse_index_spec(const std::string& text, const IndexSpec& defaults, std::string* error);

@@ -1,5 +1,6 @@
 #include "index/metric.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace cbir {
@@ -66,6 +67,19 @@ double squared_l2(const float* a, const float* b, size_t dimension) {
     double sum = 0;
     for (size_t i = 0; i < dimension; ++i) sum += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
     return sum;
+}
+
+}  // namespace cbir
+
+namespace cbir {
+
+float reported_distance(Metric metric, float distance) {
+    switch (metric) {
+        case Metric::Cosine: return std::min(std::max(distance, 0.0f), 2.0f);
+        case Metric::L2: return std::max(distance, 0.0f);
+        case Metric::InnerProduct: return distance;  // 1 - dot product of unnormalised vectors: any value
+    }
+    return distance;
 }
 
 }  // namespace cbir

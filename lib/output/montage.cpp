@@ -34,9 +34,21 @@ cv::Mat load_thumbnail(const std::filesystem::path& path, int side) {
 int montage_tile_width(const MontageLayout& layout) { return layout.thumbnail + 2 * kPadding; }
 int montage_tile_height(const MontageLayout& layout) { return layout.thumbnail + kCaptionHeight + 2 * kPadding; }
 
+std::optional<std::string> montage_encoding(const std::filesystem::path& output) {
+    std::string ext = output.extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (ext == ".png") return ".png";
+    if (ext == ".jpg" || ext == ".jpeg") return ".jpg";
+    return std::nullopt;
+}
+
 std::pair<int, int> write_montage(const std::filesystem::path& output, const std::vector<std::vector<MontageTile>>& groups,
                                   const MontageLayout& layout) {
-    const int columns = std::max(1, layout.columns);
+    const auto encoding = montage_encoding(output);
+    if (!encoding) throw Error(output.string() + ": a contact sheet is written as .png or .jpg");
+    size_t widest = 1;
+    for (const auto& group : groups) widest = std::max(widest, group.size());
+    const int columns = layout.columns > 0 ? layout.columns : static_cast<int>(std::min<size_t>(widest, kMaxRowTiles));
     int rows = 0;
     for (const auto& group : groups) rows += std::max<int>(1, (static_cast<int>(group.size()) + columns - 1) / columns);
     const int tile_w = montage_tile_width(layout), tile_h = montage_tile_height(layout);
@@ -57,10 +69,11 @@ std::pair<int, int> write_montage(const std::filesystem::path& output, const std
         }
         row += std::max<int>(1, (static_cast<int>(group.size()) + columns - 1) / columns);
     }
-    std::vector<uchar> png;
-    if (!encode_with_opencv(".png", sheet, png)) throw Error(output.string() + ": cannot encode PNG");
+    std::vector<uchar> bytes;
+    if (!encode_with_opencv(*encoding, sheet, bytes, {cv::IMWRITE_JPEG_QUALITY, 90}))
+        throw Error(output.string() + ": cannot encode the contact sheet");
     AtomicFileWriter out(output);
-    out.write(png.data(), png.size());
+    out.write(bytes.data(), bytes.size());
     out.commit();
     return {sheet.cols, sheet.rows};
 }

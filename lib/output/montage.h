@@ -1,7 +1,8 @@
 #pragma once
 // A contact sheet: each query's thumbnail followed by its hits, captioned with rank and distance,
-// in a grid, written as a PNG. People would rather look than read.
+// in a grid, written as a PNG or JPEG. People would rather look than read.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,15 +13,22 @@ struct MontageTile {
     std::string caption;
 };
 
+// A query and its first 10 hits fit one row; more wrap onto further rows.
+inline constexpr size_t kMaxRowTiles = 11;
+
 struct MontageLayout {
-    int columns = 6;     // tiles per row; a query's tiles wrap onto further rows
+    int columns = 0;     // tiles per row (0: one row per query, up to kMaxRowTiles); a query's tiles wrap
     int thumbnail = 192; // the longer side of each thumbnail, in pixels
 };
 
 // Each inner vector is one query's tiles (the query first) and starts a new row. An image that
-// cannot be read gets a grey tile with its caption. Written atomically. Returns the image size.
+// cannot be read gets a grey tile with its caption. Written atomically, as PNG or JPEG by the
+// name's extension (another is refused). Returns the image size.
 std::pair<int, int> write_montage(const std::filesystem::path& output, const std::vector<std::vector<MontageTile>>& groups,
                                   const MontageLayout& layout);
+
+// ".png" or ".jpg" for a sheet of this name; nothing when it is neither (checked before a query runs).
+std::optional<std::string> montage_encoding(const std::filesystem::path& output);
 
 // The size of one tile, for callers that check the grid.
 int montage_tile_width(const MontageLayout& layout);

@@ -1,5 +1,7 @@
 #include "output/printer.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -105,6 +107,13 @@ private:
     char separator_;
 };
 
+// The same digits as tsv and csv print (the shortest text of the float32 value), not the 17 of
+// its double: 0.0247, not 0.024699926376342773.
+double json_number(double value) {
+    if (!std::isfinite(value)) return value;
+    return std::strtod(fmt::format("{}", static_cast<float>(value)).c_str(), nullptr);
+}
+
 // A text field that is not valid UTF-8 (a file name may hold any bytes) gets "<name>_bytes" beside
 // its display form, so that a script can get back to the file.
 nlohmann::ordered_json to_object(const std::vector<std::string>& columns, const Record& values) {
@@ -112,8 +121,10 @@ nlohmann::ordered_json to_object(const std::vector<std::string>& columns, const 
     for (size_t i = 0; i < values.size() && i < columns.size(); ++i) {
         if (const auto* text = std::get_if<std::string>(&values[i]))
             set_text_field(object, columns[i], *text);
+        else if (const auto* number = std::get_if<double>(&values[i]))
+            object[columns[i]] = json_number(*number);
         else
-            std::visit([&](const auto& v) { object[columns[i]] = v; }, values[i]);
+            object[columns[i]] = std::get<int64_t>(values[i]);
     }
     return object;
 }

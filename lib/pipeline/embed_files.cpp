@@ -3,6 +3,7 @@
 #include "embed/embedder.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "pipeline/walk.h"
 
 namespace cbir {
@@ -15,8 +16,7 @@ std::vector<EmbeddedFile> embed_files(const std::vector<std::filesystem::path>& 
     warn_if_untrained(model);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    auto embedder = Embedder::load(model.path, embedder_options);
+    auto embedder = load_embedder(model.path, embedder_options, options.precision, nullptr);
 
     std::vector<std::optional<std::vector<float>>> vectors(files.size());
     PipelineOptions pipeline;

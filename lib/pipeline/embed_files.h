@@ -16,7 +16,7 @@ struct EmbedFilesOptions {
     int batch = 8;
     int threads = 0;
     int reader_threads = 0;
-    Precision precision = Precision::Float32;
+    PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
 };
 
 struct EmbeddedFile {

@@ -8,6 +8,7 @@
 #include "embed/embedder.h"
 #include "image/limits.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "pipeline/embedding_pipeline.h"
 #include "pipeline/walk.h"
 #include "store/file_identity.h"
@@ -43,9 +44,29 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
     if (options.metric && *options.metric != s.metric)
         throw Error(fmt::format("{}: the store uses metric '{}'; it cannot be changed to '{}' (use a new --store)",
                                 store.dir().string(), metric_name(s.metric), metric_name(*options.metric)));
-    if (options.index && options.index->describe() != s.index.describe())
-        throw Error(fmt::format("{}: the store uses index {}; change it with 'cbir reindex --index {}' (no re-embedding)",
-                                store.dir().string(), s.index.describe(), options.index->describe()));
+    // An index string or build parameters name what a new store gets; an existing store keeps what
+    // it has, and a different request is refused rather than ignored.
+    const IndexSpec requested = options.index.value_or(options.index_parameters.applied_to(s.index));
+    if (!same_index_build(requested, s.index)) {
+        std::string arguments = "reindex --index " + requested.describe();
+        if (requested.kind == IndexKind::Hnsw && requested.hnsw_ef_construction != s.index.hnsw_ef_construction)
+            arguments += " --ef-construction " + std::to_string(requested.hnsw_ef_construction);
+        const std::string built = s.index.kind == IndexKind::Hnsw
+                                      ? fmt::format("{} (ef_construction {})", s.index.describe(), s.index.hnsw_ef_construction)
+                                      : s.index.describe();
+        throw Error(fmt::format("{}: the store's index is {}; index settings apply when a store is made: change them "
+                                "with '{}' (no re-embedding)",
+                                store.dir().string(), built, store_command(store.dir(), arguments)));
+    }
+}
+
+// The store's settings from the model that will embed into it.
+std::unique_ptr<Store> create_store(const IndexOptions& options, const ModelFile& model, int dimension,
+                                    Precision precision) {
+    const IndexSpec spec = options.index.value_or(options.index_parameters.applied_to(IndexSpec{}));
+    StoreSettings settings = new_store_settings(model, dimension, options.metric.value_or(Metric::L2), spec);
+    settings.precision = precision;
+    return Store::create(options.store_dir, settings);
 }
 
 // A file whose content the catalogue already has (same sha256) takes that row's vector: a moved
@@ -111,16 +132,21 @@ std::shared_ptr<Embedder> embedder_for(std::unique_ptr<Store>& store, const Inde
     warn_if_untrained(model);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
-    std::shared_ptr<Embedder> embedder = options.load_model ? options.load_model(model.path, embedder_options)
-                                                            : std::shared_ptr<Embedder>(Embedder::load(model.path, embedder_options));
+    auto load = [&] { return load_embedder(model.path, embedder_options, options.precision, store.get()); };
+    std::shared_ptr<Embedder> embedder = options.load_model ? options.load_model(model.path, load)
+                                                            : std::shared_ptr<Embedder>(load());
+    // A model loaded for another shard was checked against that shard's recipe; this one's too.
+    if (store && store->settings().precision && *store->settings().precision != embedder->precision())
+        throw Error(fmt::format("{}: precision mismatch: the store's vectors were made in {}, this run computes {}",
+                                store->dir().string(), precision_name(*store->settings().precision),
+                                precision_name(embedder->precision())));
     if (!store) {
-        StoreSettings settings = new_store_settings(model, embedder->dimension(), options.metric.value_or(Metric::L2),
-                                                    options.index.value_or(IndexSpec{}));
-        store = Store::create(options.store_dir, settings);
+        store = create_store(options, model, embedder->dimension(), embedder->precision());
     } else if (store->settings().dimension != embedder->dimension()) {
         throw Error(fmt::format("{}: the model gives {}-d vectors but the store holds {}-d vectors", model.path.string(),
                                 embedder->dimension(), store->settings().dimension));
+    } else if (!store->settings().precision) {
+        store->record_precision(embedder->precision());  // load_embedder accepted it for an unrecorded store
     }
     return embedder;
 }
@@ -182,9 +208,11 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
                                    [&](const std::filesystem::path& f) { return !options.owns(catalogue_key(f)); }),
                     files.end());
     const std::vector<Candidate> todo = select_changed(files, store.get(), summary);
-    // The model is loaded only when there is something to embed or no store yet (a new store records
-    // the model's dimension): a re-run over an unchanged folder costs a walk and a few stats.
     if (!todo.empty() || !store) {
+        // A new store is made (catalogue and settings) before anything is embedded, even when there
+        // is nothing to embed: the run said it indexed into it, and queries then find an empty store.
+        // The model is loaded only when there is something to embed: a re-run over an unchanged
+        // folder costs a walk and a few stats.
         auto embedder = embedder_for(store, options);
         if (!todo.empty()) embed_into_store(*store, *embedder, todo, options, callbacks, summary, fail);
         summary.interrupted = stop_requested();

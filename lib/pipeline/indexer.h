@@ -22,16 +22,19 @@ struct IndexOptions {
     // Settings of a new store; for an existing store they must match it when given.
     std::optional<Metric> metric;
     std::optional<IndexSpec> index;  // default: HNSW32
+    IndexParameters index_parameters;  // given apart from `index` (which already includes them)
     int batch = 8;
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores
-    Precision precision = Precision::Float32;
+    PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
     bool prune = false;  // also remove rows under the input folders whose files are gone
     // Only files whose catalogue key this accepts are indexed (a shard of a set); all when empty.
     std::function<bool(const std::string& catalogue_key)> owns;
-    // Loads the model; a caller indexing several stores with one model passes a loader that keeps
-    // it (LibTorch's start and the model's load are paid once). Default: Embedder::load.
-    std::function<std::shared_ptr<Embedder>(const std::filesystem::path& model, const EmbedderOptions& options)> load_model;
+    // A caller indexing several stores with one model passes a cache: given the model and the
+    // function that loads it, it returns the model it already holds or calls `load` (LibTorch's start
+    // and the model's load are then paid once). Default: `load` every run.
+    std::function<std::shared_ptr<Embedder>(const std::filesystem::path& model,
+                                            const std::function<std::unique_ptr<Embedder>()>& load)> load_model;
 };
 
 struct IndexSummary {

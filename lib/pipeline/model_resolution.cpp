@@ -81,11 +81,13 @@ StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric m
 }
 
 void warn_if_untrained(const ModelFile& model) {
-    static bool warned = false;  // once per process, however many stores (shards) it fills
-    if (model.untrained && !warned && (warned = true))
-        log_warning(fmt::format("{} is the UNTRAINED stand-in ResNet18: neighbours are not semantically meaningful. "
-                                "Export the ImageNet weights with scripts/export_resnet18.py for real retrieval.",
-                                model.path.filename().string()));
+    static bool noted = false;  // once per process, however many stores (shards) it fills
+    if (model.untrained && !noted && (noted = true))
+        // A note, not a warning: it holds for every command on such a store, so one short line, and
+        // -q silences it.
+        log_notice(fmt::format("{}: the untrained stand-in model; neighbours are not semantically meaningful "
+                               "(README: Models)",
+                               model.path.filename().string()));
 }
 
 }  // namespace cbir

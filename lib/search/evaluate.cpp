@@ -17,23 +17,31 @@
 namespace cbir {
 namespace {
 
-std::unordered_map<std::string, std::string> read_labels(const std::filesystem::path& file, const std::filesystem::path& root) {
+// A class: the label file's second column, shown by its name (the third column, when there is one:
+// Corel-1K's labels.tsv is file, class_id, class_name).
+struct Label {
+    std::string key;
+    std::string name;
+};
+
+std::unordered_map<std::string, Label> read_labels(const std::filesystem::path& file, const std::filesystem::path& root) {
     std::ifstream in(file);
     if (!in) throw Error(file.string() + ": cannot read labels");
-    std::unordered_map<std::string, std::string> labels;
+    std::unordered_map<std::string, Label> labels;
     std::string line;
     bool first = true;
     while (std::getline(in, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         std::istringstream fields(line);
-        std::string name, label;
+        std::string name, label, label_name;
         std::getline(fields, name, '\t');
         std::getline(fields, label, '\t');
+        std::getline(fields, label_name, '\t');
         if (std::exchange(first, false) && name == "file") continue;  // header
         if (name.empty() || name[0] == '#' || label.empty()) continue;
-        labels[catalogue_key(root / name)] = label;
+        labels[catalogue_key(root / name)] = {label, label_name.empty() ? label : label_name};
     }
-    if (labels.empty()) throw Error(file.string() + ": no labels (expected lines of file<TAB>class)");
+    if (labels.empty()) throw Error(file.string() + ": no labels (expected lines of file<TAB>class[<TAB>name])");
     return labels;
 }
 
@@ -50,12 +58,13 @@ struct LabelledRows {
     std::vector<std::string> class_names;
     std::vector<size_t> class_size;
     std::vector<size_t> queries;  // rows with a class
+    size_t unlabelled = 0;        // rows without: left out of every ranking, exact and the index's
     std::unordered_map<int64_t, size_t> row_of;
     const float* vector(size_t row, int dimension) const { return &vectors[row * static_cast<size_t>(dimension)]; }
 };
 
 LabelledRows read_labelled_rows(Store& store, const EvalOptions& options) {
-    std::unordered_map<std::string, std::string> labels;
+    std::unordered_map<std::string, Label> labels;
     if (options.labels)
         labels = read_labels(*options.labels, options.root.value_or(std::filesystem::absolute(*options.labels).parent_path()));
     LabelledRows rows;
@@ -65,16 +74,19 @@ LabelledRows read_labelled_rows(Store& store, const EvalOptions& options) {
     std::map<std::string, int> class_ids;
     for (size_t i = 0; i < rows.ids.size(); ++i) {
         rows.row_of[rows.ids[i]] = i;
-        std::string label;
+        Label label;
         if (options.labels) {
             auto found = labels.find(paths[i]);
-            if (found == labels.end()) continue;
+            if (found == labels.end()) {
+                ++rows.unlabelled;
+                continue;
+            }
             label = found->second;
         } else {
-            label = std::filesystem::path(paths[i]).parent_path().filename().string();
+            label.key = label.name = std::filesystem::path(paths[i]).parent_path().filename().string();
         }
-        auto [it, inserted] = class_ids.emplace(label, static_cast<int>(rows.class_names.size()));
-        if (inserted) rows.class_names.push_back(label);
+        auto [it, inserted] = class_ids.emplace(label.key, static_cast<int>(rows.class_names.size()));
+        if (inserted) rows.class_names.push_back(label.name);
         rows.class_of[i] = it->second;
         rows.queries.push_back(i);
     }
@@ -114,20 +126,24 @@ void score_index(const LabelledRows& rows, size_t q, const FlatIndex& everything
     std::set<int64_t> truth;
     for (const auto& n : everything.search(query, {k + 1, 0, 0}))
         if (n.id != rows.ids[q] && truth.size() < static_cast<size_t>(k)) truth.insert(n.id);
+    // The precisions count labelled hits only, as the exact ranking does (an unlabelled image is
+    // neither relevant nor irrelevant); the index is asked for enough to reach 10 of them.
     SearchParams params;
-    params.k = std::max(k, 10) + 1;
+    params.k = static_cast<int>(std::max<size_t>(k, 10 + rows.unlabelled) + 1);
     params.ef = options.ef;
     params.nprobe = options.nprobe;  // 0: the store's default
-    size_t found = 0, taken = 0, relevant_seen = 0;
+    size_t found = 0, taken = 0, labelled_taken = 0, relevant_seen = 0;
     for (const auto& n : index.search(query, params)) {
         if (n.id == rows.ids[q]) continue;
         ++taken;
         if (taken <= truth.size()) found += truth.count(n.id);
         const auto row = rows.row_of.find(n.id);
-        if (row != rows.row_of.end() && rows.class_of[row->second] == rows.class_of[q]) ++relevant_seen;
-        if (taken == 1) out.index_p1 = relevant_seen / 1.0;
-        if (taken == 5) out.index_p5 = relevant_seen / 5.0;
-        if (taken == 10) out.index_p10 = relevant_seen / 10.0;
+        if (row == rows.row_of.end() || rows.class_of[row->second] < 0) continue;
+        ++labelled_taken;
+        if (rows.class_of[row->second] == rows.class_of[q]) ++relevant_seen;
+        if (labelled_taken == 1) out.index_p1 = relevant_seen / 1.0;
+        if (labelled_taken == 5) out.index_p5 = relevant_seen / 5.0;
+        if (labelled_taken == 10) out.index_p10 = relevant_seen / 10.0;
     }
     out.recall = truth.empty() ? 1.0 : double(found) / double(truth.size());
 }
@@ -136,6 +152,7 @@ EvalReport summarise(const LabelledRows& rows, const std::vector<QueryScores>& s
     EvalReport report;
     report.store_images = rows.ids.size();
     report.queries = rows.queries.size();
+    report.unlabelled = rows.unlabelled;
     report.ann_recall = 0;
     std::vector<double> class_ap(rows.class_names.size(), 0);
     for (size_t qi = 0; qi < rows.queries.size(); ++qi) {

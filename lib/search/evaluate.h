@@ -13,7 +13,8 @@
 namespace cbir {
 
 struct EvalOptions {
-    // TSV of `file<TAB>class[<TAB>…]` (a header line starting with "file" is skipped); files are
+    // TSV of `file<TAB>class[<TAB>name]` (a header line starting with "file" is skipped; the name,
+    // when given, is how --per-class shows the class); files are
     // relative to `root` (default: the TSV's folder). Without it, an image's class is the name of
     // its folder.
     std::optional<std::filesystem::path> labels;
@@ -32,6 +33,7 @@ struct ClassScore {
 struct EvalReport {
     size_t store_images = 0;
     size_t queries = 0;  // labelled images in the store
+    size_t unlabelled = 0;  // images in the store without a label: in no ranking
     std::string metric;
     std::string index_kind;
     double precision_at_1 = 0, precision_at_5 = 0, precision_at_10 = 0, mean_average_precision = 0;

@@ -8,6 +8,7 @@
 
 #include "embed/embedder.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "pipeline/embedding_pipeline.h"
 #include "store/file_identity.h"
 #include "store/derived_index.h"
@@ -35,6 +36,7 @@ std::optional<std::vector<float>> stored_vector(Store& store, const std::filesys
 std::vector<QueryHit> find_hits(const VectorIndex& index, const Catalogue& catalogue, const float* query,
                                 const SearchParams& params, std::optional<float> max_distance) {
     auto neighbors = index.search(query, params);
+    for (auto& n : neighbors) n.distance = reported_distance(index.metric(), n.distance);
     if (max_distance)
         neighbors.erase(std::remove_if(neighbors.begin(), neighbors.end(),
                                        [&](const Neighbor& n) { return n.distance > *max_distance; }),
@@ -59,12 +61,11 @@ void embed_queries(Store& store, const std::vector<std::filesystem::path>& image
     warn_if_untrained(model);
     EmbedderOptions embedder_options;
     embedder_options.threads = options.threads;
-    embedder_options.precision = options.precision;
     // A few queries do not repay optimising and warming up the model (measured: optimize 0.11 s +
     // warm-up 0.07 s against ~0.05 s for one plain pass); many do.
     embedder_options.optimize = images.size() > kOneShotQueries;
     embedder_options.warm_up = embedder_options.optimize;
-    auto embedder = Embedder::load(model.path, embedder_options);
+    auto embedder = load_embedder(model.path, embedder_options, options.precision, &store);
     PipelineOptions pipeline;
     pipeline.batch = options.batch;
     PipelineCallbacks callbacks;

@@ -25,7 +25,7 @@ struct QueryOptions {
     std::optional<float> max_distance;  // drop hits farther than this
     int batch = 8;
     int threads = 0;
-    Precision precision = Precision::Float32;
+    PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
 };
 
 struct QueryHit {

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "image/thumbnail.h"
+#include "search/search_limits.h"
 #include "serve/http_server.h"
 #include "serve/local_socket.h"
 #include "serve/web_page.h"
@@ -148,6 +149,35 @@ Body read_body(const httplib::Request& req, const httplib::ContentReader& reader
     }
     HttpServer::body_read_to_end();
     return body;
+}
+
+// What each route takes: a query-string parameter or JSON field it does not know (a misspelt
+// `top_k`) is refused with the list, not silently ignored.
+const std::vector<std::string> kSearchParameters = {"k", "ef", "nprobe", "max_distance"};
+const std::vector<std::string> kSearchJsonFields = {"vector", "id", "k", "ef", "nprobe", "max_distance"};
+const std::vector<std::string> kPathParameters = {"path", "path_bytes"};
+const std::vector<std::string> kRemoveParameters = {"path", "path_bytes", "id"};
+
+std::string listed(const std::vector<std::string>& names) {
+    if (names.empty()) return "none";
+    std::string out;
+    for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+    return out;
+}
+
+void require_known_names(const std::string& kind, const std::string& name, const httplib::Request& req,
+                         const std::vector<std::string>& known) {
+    if (std::find(known.begin(), known.end(), name) == known.end())
+        throw RequestError(400, fmt::format("unknown {} \"{}\": {} {} takes {}", kind, name, req.method, req.path,
+                                            listed(known)));
+}
+
+void require_known_parameters(const httplib::Request& req, const std::vector<std::string>& known) {
+    for (const auto& [name, value] : req.params) require_known_names("parameter", name, req, known);
+}
+
+void require_known_fields(const httplib::Request& req, const json& body, const std::vector<std::string>& known) {
+    for (const auto& [name, value] : body.items()) require_known_names("field", name, req, known);
 }
 
 // k, ef, nprobe and max_distance from the query string, then from multipart fields.
@@ -600,6 +630,7 @@ void HttpApi::add_status_routes(HttpServer& server) {
                                    {"refused", connections.refused}, {"evicted", connections.evicted},
                                    {"body_bytes", connections.body_bytes}}},
                   {"local_socket", local_socket().empty() ? json(nullptr) : json(local_socket().string())},
+                  {"search", {{"k", SearchRequest{}.k}, {"k_max", kTopKBounds.max}}},
                   {"uptime_seconds", stats_.uptime_seconds()},
                   {"requests", routes}};
         if (st.shards > 0) body["set"] = {{"shards", st.shards}, {"ranks", st.ranks}};
@@ -609,12 +640,14 @@ void HttpApi::add_status_routes(HttpServer& server) {
 
 void HttpApi::add_search_route(HttpServer& server) {
     server.Post("/search", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+        require_known_parameters(req, kSearchParameters);
         const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         SearchRequest request = search_request_from(req, request_body);
         SearchAnswer answer;
         if (is_json(req)) {
             const json body = parse_json_body(request_body);
+            require_known_fields(req, body, kSearchJsonFields);
             apply_json_fields(body, request);
             if (body.contains("vector")) {
                 answer = service_.search_vector(vector_from(body.at("vector")), request);
@@ -641,11 +674,13 @@ void HttpApi::add_search_route(HttpServer& server) {
 
 void HttpApi::add_insert_route(HttpServer& server) {
     server.Post("/images", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+        require_known_parameters(req, kPathParameters);
         const Body request_body = read_body(req, reader, server_->limits());
         const WorkSlot slot(*work_slots_);
         AddResult added;
         if (is_json(req)) {
             const json body = parse_json_body(request_body);
+            require_known_fields(req, body, kPathParameters);
             const auto path = requested_path(req, &body);
             if (!path)
                 throw RequestError(400, "JSON needs \"path\" (or \"path_bytes\"): a file under a served root (or upload "
@@ -663,6 +698,7 @@ void HttpApi::add_insert_route(HttpServer& server) {
 void HttpApi::add_image_routes(HttpServer& server) {
     httplib::Server& s = server;
     s.Get(R"(/images/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+        require_known_parameters(req, {"vector"});
         auto record = service_.image(id_from(req.matches[1]));
         if (!record) throw RequestError(404, "no image with id " + std::string(req.matches[1]));
         send_json(res, 200, record_json(*record, truthy(req, "vector")));
@@ -671,6 +707,7 @@ void HttpApi::add_image_routes(HttpServer& server) {
     // Files are only ever named by catalogue id, and served only when they are still what the
     // catalogue says (ServeBackend::image_file).
     s.Get(R"(/images/(\d+)/file)", [this](const httplib::Request& req, httplib::Response& res) {
+        require_known_parameters(req, {});
         const WorkSlot slot(*work_slots_);
         const CataloguedFile file = service_.image_file(id_from(req.matches[1]));
         // The bytes stay in memory until the client has taken them, after the work slot is given back.
@@ -682,6 +719,7 @@ void HttpApi::add_image_routes(HttpServer& server) {
 
     // A JPEG of at most `size` pixels (default 256) on the longer side, for result grids.
     s.Get(R"(/images/(\d+)/thumbnail)", [this](const httplib::Request& req, httplib::Response& res) {
+        require_known_parameters(req, {"size"});
         const int size = req.has_param("size") ? to_int(req.get_param_value("size"), "size") : 256;
         if (size < 16 || size > 2048) throw RequestError(400, "size must be between 16 and 2048");
         const WorkSlot slot(*work_slots_);
@@ -696,6 +734,7 @@ void HttpApi::add_image_routes(HttpServer& server) {
 void HttpApi::add_remove_routes(HttpServer& server) {
     httplib::Server& s = server;
     auto remove = [this](const httplib::Request& req, httplib::Response& res) {
+        require_known_parameters(req, req.matches.size() > 1 ? std::vector<std::string>{} : kRemoveParameters);
         const WorkSlot slot(*work_slots_);
         AddResult removed;
         if (req.matches.size() > 1) {

@@ -14,6 +14,7 @@
 #include "image/image_header.h"
 #include "image/preprocess.h"
 #include "pipeline/model_resolution.h"
+#include "pipeline/precision_choice.h"
 #include "serve/catalogued_file.h"
 #include "search/search_limits.h"
 #include "store/derived_index.h"
@@ -81,13 +82,15 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         warn_if_untrained(s.model_);
         EmbedderOptions embedder_options;
         embedder_options.threads = options.threads;
-        embedder_options.precision = options.precision;
         auto engine = std::make_shared<EmbeddingEngine>();
         engine->model = s.model_;
-        engine->embedder = Embedder::load(s.model_.path, embedder_options);
+        engine->embedder = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
         engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, PreprocessSpec{}.values_per_image(), options.batch);
         if (options.one_shot_embedder) {
             embedder_options.optimize = false;  // as embed_queries loads it for a few queries
+            // The precision the main model was loaded in (a quantized model runs in int8 whatever it is given).
+            embedder_options.precision = engine->embedder->precision() == Precision::Int8 ? Precision::Float32
+                                                                                         : engine->embedder->precision();
             engine->one_shot_embedder = Embedder::load(s.model_.path, embedder_options);
             engine->one_shot_batcher = std::make_unique<EmbeddingBatcher>(*engine->one_shot_embedder,
                                                                           PreprocessSpec{}.values_per_image(), options.batch);
@@ -117,21 +120,13 @@ SearchService::~SearchService() {
     }
 }
 
-std::string precision_name(Precision precision) {
-    switch (precision) {
-        case Precision::Float32: return "fp32";
-        case Precision::BFloat16: return "bf16";
-    }
-    return "";
-}
-
 void SearchService::check_expectations(const SearchRequest& request) const {
     if (request.one_shot && !engine_->one_shot_batcher)
         throw RequestError(409, "this server does not keep the model unoptimised for one-shot queries");
     if (request.model_sha256 && *request.model_sha256 != model_.sha256)
         throw RequestError(409, fmt::format("this server embeds with another model ({}, sha256 {})",
                                             model_.path.string(), model_.sha256));
-    if (request.precision && (*request.precision != precision_name(options_.precision) || request.precision->empty()))
+    if (request.precision && *request.precision != precision_name(engine_->embedder->precision()))
         throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
     if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
         throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));

@@ -48,7 +48,7 @@ struct ServiceOptions {
     std::vector<std::filesystem::path> roots;
     int threads = 0;  // inference threads; 0 = all cores
     int batch = 8;    // most images per forward pass
-    Precision precision = Precision::Float32;
+    PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
     int save_interval_seconds = 60;
     // Also keep the model unoptimised, as a one-shot `cbir query` runs it, so that searches asking
     // for it (SearchRequest::one_shot) get the very vectors, and so distances, the CLI would compute

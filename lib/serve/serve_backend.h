@@ -41,17 +41,13 @@ struct SearchRequest {
     std::optional<CatalogueState> catalogue_state;
     // and this model, precision and preprocessing recipe.
     std::optional<std::string> model_sha256;
-    std::optional<std::string> precision;  // precision_name()
+    std::optional<std::string> precision;  // precision_name() of what the client would compute in
     std::optional<std::string> preprocessing;
     // Whether the request asks for any of the above (a store set answers none of them: 409).
     bool has_expectations() const {
         return one_shot || catalogue_state || model_sha256 || precision || preprocessing;
     }
 };
-
-// How the API names a precision: "fp32", "bf16"; empty for one it has no name for (no request
-// matches it, so a client and a server that cannot tell their precisions apart never pair up).
-std::string precision_name(Precision precision);
 
 struct SearchAnswer {
     // Where the query vector came from: "vector" (given), "id" (a stored row), "stored" (an upload

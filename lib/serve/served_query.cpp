@@ -1,5 +1,7 @@
 #include "serve/served_query.h"
 
+#include "pipeline/precision_choice.h"
+
 #include <chrono>
 
 #include <fmt/format.h>
@@ -30,7 +32,8 @@ std::string url_encoded(const std::string& text) {
 }
 
 // The search parameters and what the answer must be to equal run_query's.
-std::string search_target(const QueryOptions& options, const CatalogueState& state, const ModelFile* model) {
+std::string search_target(const QueryOptions& options, const CatalogueState& state, const ModelFile* model,
+                          std::optional<Precision> precision) {
     std::string target = fmt::format("/search?k={}&ef={}&nprobe={}&one_shot=1&store_id={}&generation={}&state_token={}",
                                      options.top_k, options.ef, options.nprobe, url_encoded(state.store_id),
                                      state.generation, url_encoded(state.token));
@@ -38,7 +41,7 @@ std::string search_target(const QueryOptions& options, const CatalogueState& sta
     if (options.max_distance) target += "&max_distance=" + url_encoded(fmt::format("{}", *options.max_distance));
     if (model) {
         target += "&model_sha256=" + url_encoded(model->sha256);
-        target += "&precision=" + url_encoded(precision_name(options.precision));
+        target += "&precision=" + url_encoded(precision_name(*precision));
         target += "&preprocessing=" + url_encoded(PreprocessSpec::name());
     }
     return target;
@@ -114,8 +117,9 @@ std::optional<QueryReport> query_through_server(const std::vector<std::filesyste
         }
         std::optional<ModelFile> model;
         if (any_to_embed) model = model_for_existing_store(*store, options.model);
-        if (any_to_embed && precision_name(options.precision).empty()) return local("a precision the API cannot name");
-        const std::string target = search_target(options, state, model ? &*model : nullptr);
+        const std::optional<Precision> precision = expected_precision(options.precision, *store);
+        if (any_to_embed && !precision) return local("the store records no precision (its next index run does)");
+        const std::string target = search_target(options, state, model ? &*model : nullptr, precision);
 
         QueryReport report;
         report.metric = store->settings().metric;

@@ -68,9 +68,9 @@ IndexSummary index_store_set(const std::vector<std::filesystem::path>& inputs, c
     // One model for every shard this process fills.
     std::shared_ptr<Embedder> loaded;
     std::string loaded_path;
-    auto load_model = [&](const std::filesystem::path& model, const EmbedderOptions& embedder_options) {
+    auto load_model = [&](const std::filesystem::path& model, const std::function<std::unique_ptr<Embedder>()>& load) {
         if (!loaded || loaded_path != model.string()) {
-            loaded = std::shared_ptr<Embedder>(Embedder::load(model, embedder_options));
+            loaded = std::shared_ptr<Embedder>(load());
             loaded_path = model.string();
         }
         return loaded;

@@ -365,10 +365,10 @@ std::vector<std::pair<int64_t, std::string>> Catalogue::all_paths() const {
     return out;
 }
 
-std::string Catalogue::integrity_check() const {
+std::vector<std::string> Catalogue::integrity_check() const {
     Statement stmt(prepare("PRAGMA integrity_check"));
-    std::string out;
-    while (sqlite3_step(stmt) == SQLITE_ROW) out += (out.empty() ? "" : "; ") + column_text(stmt, 0);
+    std::vector<std::string> out;
+    while (sqlite3_step(stmt) == SQLITE_ROW) out.push_back(column_text(stmt, 0));
     return out;
 }
 

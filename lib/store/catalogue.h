@@ -94,8 +94,8 @@ public:
     // Points a row at a new path (a moved file): the vector is unchanged, so indexes are unaffected.
     void move_row(int64_t id, const std::string& path, int64_t size, int64_t mtime_ns);
     std::vector<std::pair<int64_t, std::string>> all_paths() const;
-    // SQLite's own check of the file: "ok", or what is wrong.
-    std::string integrity_check() const;
+    // SQLite's own check of the file.
+    std::vector<std::string> integrity_check() const;  // {"ok"}, or one line per problem
     // Rows whose vector is not dimension floats.
     size_t rows_with_wrong_dimension(int dimension) const;
 

@@ -18,6 +18,7 @@ namespace cbir {
 
 size_t remove_abandoned_files(Store& store) {
     size_t removed = 0;
+    const std::string repair = store_command(store.dir(), "repair");
     for (const auto& leftover : abandoned_temporary_files(store.dir())) {
         std::error_code ec;
         if (std::filesystem::remove(leftover, ec)) {
@@ -32,15 +33,24 @@ namespace {
 
 void check_catalogue(Store& store, CheckReport& report) {
     Catalogue& catalogue = store.catalogue();
-    const std::string integrity = catalogue.integrity_check();
-    if (integrity != "ok")
-        report.problems.push_back(fmt::format("{}: SQLite integrity check failed ({}); the catalogue is damaged: {}",
-                                              catalogue.file().string(), integrity, kDamagedCatalogueRecovery));
+    const std::vector<std::string> integrity = catalogue.integrity_check();
+    if (integrity != std::vector<std::string>{"ok"}) {
+        // SQLite lists every damaged page and index entry (dozens of lines): one problem line, the
+        // list itself with -v.
+        for (const auto& line : integrity) log_debug("SQLite integrity check: " + line);
+        report.problems.push_back(fmt::format("{}: SQLite integrity check failed ({}{}); the catalogue is damaged: {}",
+                                              catalogue.file().string(), integrity.front(),
+                                              integrity.size() > 1 ? fmt::format(", and {} more with -v",
+                                                                                 integrity.size() - 1)
+                                                                   : "",
+                                              kDamagedCatalogueRecovery));
+    }
     const int dimension = store.settings().dimension;
     if (const size_t wrong = catalogue.rows_with_wrong_dimension(dimension))
         report.problems.push_back(fmt::format("{}: {} rows hold vectors of the wrong size (store dimension {}); remove "
-                                              "them with 'cbir remove' and index those files again",
-                                              catalogue.file().string(), wrong, dimension));
+                                              "them with '{}' and index those files again",
+                                              catalogue.file().string(), wrong, dimension,
+                                              store_command(store.dir(), "remove PATH")));
 }
 
 void check_model(const StoreSettings& s, CheckReport& report) {
@@ -55,15 +65,16 @@ void check_model(const StoreSettings& s, CheckReport& report) {
 
 // The index file's header, checksum and catalogue state; leftovers of interrupted saves.
 void check_index_file(Store& store, CheckReport& report) {
+    const std::string repair = store_command(store.dir(), "repair");
     for (const auto& leftover : abandoned_temporary_files(store.dir()))
-        report.notes.push_back(fmt::format("{}: left by an interrupted save ({} bytes); 'cbir repair' removes it",
-                                           leftover.string(), file_size_or_zero(leftover)));
+        report.notes.push_back(fmt::format("{}: left by an interrupted save ({} bytes); '{}' removes it",
+                                           leftover.string(), file_size_or_zero(leftover), repair));
     const std::string file = store.index_file().string();
     const uint64_t generation = store.catalogue().generation();
     if (store.settings().index.searches_exactly(store.catalogue().count())) return;
     std::error_code ec;
     if (!std::filesystem::exists(store.index_file(), ec)) {
-        report.notes.push_back(fmt::format("{}: missing; the next query (or 'cbir repair') builds it", file));
+        report.notes.push_back(fmt::format("{}: missing; the next query (or '{}') builds it", file, repair));
         return;
     }
     try {
@@ -72,13 +83,13 @@ void check_index_file(Store& store, CheckReport& report) {
         const auto match = match_index_file(store, header.built_from, generation);
         if (match == IndexFileMatch::Behind)
             report.notes.push_back(fmt::format("{}: stale (built from generation {}, catalogue at {}); the next query "
-                                               "(or 'cbir repair') catches it up",
-                                               file, header.built_from.generation, generation));
+                                               "(or '{}') catches it up",
+                                               file, header.built_from.generation, generation, repair));
         else if (match == IndexFileMatch::Foreign)
-            report.notes.push_back(fmt::format("{}: not used ({}); the next query (or 'cbir repair') rebuilds it", file,
-                                               describe_foreign(store, header.built_from)));
+            report.notes.push_back(fmt::format("{}: not used ({}); the next query (or '{}') rebuilds it", file,
+                                               describe_foreign(store, header.built_from), repair));
     } catch (const IndexFileError& e) {
-        report.problems.push_back(fmt::format("{}; run 'cbir repair' to rebuild it from the catalogue", e.what()));
+        report.problems.push_back(fmt::format("{}; run '{}' to rebuild it from the catalogue", e.what(), repair));
     }
 }
 
@@ -91,9 +102,9 @@ void check_samples(Store& store, size_t samples, CheckReport& report) {
     auto index = open_search_index(store, IndexWriteBack::Never);
     std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
     if (index->size() != rows.size()) {  // an index of other rows (a catalogue restored under it, say)
-        report.problems.push_back(fmt::format("{}: the {} index holds {} vectors for {} catalogue rows; run 'cbir "
-                                              "repair'", store.index_file().string(), index_kind_name(index->kind()),
-                                              index->size(), rows.size()));
+        report.problems.push_back(fmt::format("{}: the {} index holds {} vectors for {} catalogue rows; run '{}'",
+                                              store.index_file().string(), index_kind_name(index->kind()),
+                                              index->size(), rows.size(), store_command(store.dir(), "repair")));
         return;
     }
     std::shuffle(rows.begin(), rows.end(), std::mt19937(12345));
@@ -118,8 +129,8 @@ void check_samples(Store& store, size_t samples, CheckReport& report) {
     }
     if (misses > ids.size() / 20)  // approximate indexes may miss a few; more means a broken index
         report.problems.push_back(fmt::format("{}: {} of {} sampled images do not find themselves in the {} index; "
-                                              "run 'cbir repair'", store.dir().string(), misses, ids.size(),
-                                              index_kind_name(index->kind())));
+                                              "run '{}'", store.dir().string(), misses, ids.size(),
+                                              index_kind_name(index->kind()), store_command(store.dir(), "repair")));
     else
         report.notes.push_back(fmt::format("{} of {} sampled images found themselves first", ids.size() - misses,
                                            ids.size()));
@@ -147,6 +158,14 @@ size_t remove_from_store(Store& store, const WriterLock& held, const std::vector
     const size_t removed = remove_rows(store, held, paths);
     if (removed) refresh_index_file(store);
     return removed;
+}
+
+std::vector<std::string> rows_named_by(Store& store, const std::string& key) {
+    if (store.catalogue().find_by_path(key)) return {key};
+    std::vector<std::string> under;
+    for (const auto& row : store.catalogue().all_paths())
+        if (key_is_under(row.second, key)) under.push_back(row.second);
+    return under;
 }
 
 std::vector<std::string> rows_whose_files_are_gone(Store& store, const std::vector<std::string>& roots) {

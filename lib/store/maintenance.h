@@ -26,6 +26,10 @@ size_t remove_abandoned_files(Store& store);
 // Rows whose file no longer exists (under `roots`, catalogue keys, when given, else anywhere).
 std::vector<std::string> rows_whose_files_are_gone(Store& store, const std::vector<std::string>& roots);
 
+// The catalogue keys a path names: its own row, or every row under it when it names a folder
+// (`cbir remove DIR`, as `prune FOLDER` scopes). Empty when it names nothing in the store.
+std::vector<std::string> rows_named_by(Store& store, const std::string& key);
+
 // Writes take the store's writer lock as proof that the caller holds it (writer_lock.h).
 // Deletes these rows (catalogue keys) in one transaction; returns how many there were.
 size_t remove_rows(Store& store, const WriterLock& held, const std::vector<std::string>& paths);

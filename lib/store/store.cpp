@@ -24,6 +24,7 @@ void write_settings(Catalogue& c, const StoreSettings& s) {
     c.set_meta("dimension", std::to_string(s.dimension));
     c.set_meta("metric", metric_name(s.metric));
     c.set_meta("preprocessing", s.preprocessing);
+    if (s.precision) c.set_meta("precision", precision_name(*s.precision));
     c.set_meta("index_kind", index_kind_name(s.index.kind));
     c.set_meta("hnsw_m", std::to_string(s.index.hnsw_m));
     c.set_meta("hnsw_ef_construction", std::to_string(s.index.hnsw_ef_construction));
@@ -61,6 +62,10 @@ StoreSettings read_settings(const Catalogue& c) {
     if (!metric) throw Error(c.file().string() + ": unknown metric in store metadata");
     s.metric = *metric;
     s.preprocessing = required(c, "preprocessing");
+    if (auto precision = c.meta("precision")) {
+        s.precision = parse_precision_name(*precision);
+        if (!s.precision) throw Error(c.file().string() + ": unknown precision '" + *precision + "' in store metadata");
+    }
     const std::string kind = required(c, "index_kind");
     if (auto parsed = parse_index_kind(kind))
         s.index.kind = *parsed;
@@ -79,6 +84,31 @@ StoreSettings read_settings(const Catalogue& c) {
 }  // namespace
 
 std::filesystem::path catalogue_file(const std::filesystem::path& store_dir) { return store_dir / "catalogue.sqlite"; }
+
+namespace {
+
+// Single quotes when the shell would split or expand the text.
+std::string shell_word(const std::string& text) {
+    if (!text.empty() && text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=./:,@%") ==
+                             std::string::npos)
+        return text;
+    std::string quoted = "'";
+    for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return quoted + "'";
+}
+
+}  // namespace
+
+std::string store_command(const std::filesystem::path& store_dir, const std::string& arguments) {
+    std::string command = "cbir " + arguments;
+    std::error_code ec;
+    const std::filesystem::path cwd = std::filesystem::current_path(ec);
+    const std::filesystem::path dir = std::filesystem::absolute(store_dir, ec).lexically_normal();
+    if (!ec && Store::find_upward(cwd) == dir) return command;
+    std::filesystem::path shown = dir.lexically_relative(cwd);
+    if (ec || shown.empty() || *shown.begin() == "..") shown = dir;
+    return command + " --store " + shell_word(shown.string());
+}
 
 bool Store::exists(const std::filesystem::path& dir) {
     std::error_code ec;
@@ -99,7 +129,8 @@ Store::Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, St
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, CatalogueAccess access) {
     if (!exists(dir))
-        throw Error(dir.string() + ": no cbir store here (no catalogue.sqlite); create one with 'cbir index DIR'");
+        throw Error(dir.string() + ": no cbir store here (no catalogue.sqlite); create one with '" +
+                    store_command(dir, "index DIR") + "'");
     auto catalogue = std::make_unique<Catalogue>(catalogue_file(dir), access);
     StoreSettings settings;
     try {
@@ -130,6 +161,13 @@ void Store::update_index_settings(const StoreSettings& settings) {
     write_settings(*catalogue_, settings);
     txn.commit();
     settings_ = settings;
+}
+
+void Store::record_precision(Precision precision) {
+    Transaction txn(*catalogue_);
+    catalogue_->set_meta("precision", precision_name(precision));
+    txn.commit();
+    settings_.precision = precision;
 }
 
 void Store::update_model_identity(const std::string& path, const FileStat& identity) {

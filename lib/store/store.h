@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "embed/precision.h"
 #include "index/index_spec.h"
 #include "index/metric.h"
 #include "store/catalogue.h"
@@ -28,6 +29,9 @@ struct StoreSettings {
     int dimension = 0;
     Metric metric = Metric::L2;
     std::string preprocessing;
+    // How the vectors were computed (int8 from a quantized model file, bf16 from how a float model
+    // ran). Unset in stores made before it was recorded: fp32, or int8 if their model is quantized.
+    std::optional<Precision> precision;
     IndexSpec index;  // kind, build parameters and search defaults
 };
 
@@ -53,6 +57,8 @@ public:
     // Records a new index choice (cbir reindex); the caller rebuilds the index.
     void update_index_settings(const StoreSettings& settings);
 
+    // Records the precision of a store made before precisions were recorded, at its next write.
+    void record_precision(Precision precision);
     // Records where the model now is and its file identity (after verifying its hash).
     void update_model_identity(const std::string& path, const FileStat& identity);
 
@@ -64,5 +70,10 @@ private:
 };
 
 std::filesystem::path catalogue_file(const std::filesystem::path& store_dir);
+
+// The command line of `cbir ARGUMENTS` acting on this store, as a user would type it here: with
+// `--store DIR` unless the store is the one cbir finds from the working directory. Every hint that
+// names a command (repair, reindex, remove, index) is rendered by it, so none acts on another store.
+std::string store_command(const std::filesystem::path& store_dir, const std::string& arguments);
 
 }  // namespace cbir

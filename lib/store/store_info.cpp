@@ -21,6 +21,10 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     out.emplace_back("dimension", std::to_string(s.dimension));
     out.emplace_back("metric", metric_name(s.metric) + " (" + metric_description(s.metric) + ")");
     out.emplace_back("preprocessing", s.preprocessing);
+    const Precision precision = s.precision.value_or(Precision::Float32);
+    out.emplace_back("precision", std::string(precision_name(precision)) +
+                                      (s.precision ? "" : " (not recorded: a store made before cbir recorded it)"));
+    out.emplace_back("engine", precision_engine(precision, this_cpu()));
     out.emplace_back("index", s.index.describe());
     if (s.index.kind == IndexKind::Hnsw) {
         out.emplace_back("hnsw_m", std::to_string(s.index.hnsw_m));

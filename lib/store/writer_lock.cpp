@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "store/store.h"
 #include "util/error.h"
 
 namespace cbir {
@@ -18,7 +19,8 @@ WriterLock::WriterLock(const std::filesystem::path& store_dir) {
     // The folder is not created here: a command pointed at a store that does not exist must not
     // leave an empty one behind (the indexer creates a new store's folder itself).
     if (!std::filesystem::is_directory(store_dir))
-        throw Error(store_dir.string() + ": no cbir store here; create one with 'cbir index DIR'");
+        throw Error(store_dir.string() + ": no cbir store here; create one with '" + store_command(store_dir, "index DIR") +
+                    "'");
     const auto path = writer_lock_file(store_dir);
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw Error(path.string() + ": cannot open the store's lock file: " + std::strerror(errno));

@@ -15,8 +15,10 @@
 namespace cbir {
 namespace {
 
-[[noreturn]] void fail(const std::filesystem::path& path, const char* what) {
-    throw Error(path.string() + ": " + what + ": " + std::strerror(errno));
+// Errors name the file the caller asked for, never the temporary one beside it: that is a detail
+// of how it is written, and gone by the time the user reads the message.
+[[noreturn]] void fail(const std::filesystem::path& target, const char* what) {
+    throw Error(target.string() + ": " + what + ": " + std::strerror(errno));
 }
 
 }  // namespace
@@ -27,7 +29,7 @@ AtomicFileWriter::AtomicFileWriter(std::filesystem::path target) : target_(std::
     static std::atomic<unsigned> next_temp{0};
     temp_ += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(next_temp.fetch_add(1));
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(temp_, "cannot create");
+    if (fd_ < 0) fail(target_, "cannot create");
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
@@ -41,7 +43,7 @@ void AtomicFileWriter::write(const void* data, size_t size) {
         ssize_t n = ::write(fd_, bytes, size);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail(temp_, "write failed");
+            fail(target_, "write failed");
         }
         bytes += n;
         size -= static_cast<size_t>(n);
@@ -54,7 +56,7 @@ void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) 
         ssize_t n = ::pwrite(fd_, bytes, size, static_cast<off_t>(offset));
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail(temp_, "write failed");
+            fail(target_, "write failed");
         }
         bytes += n;
         offset += static_cast<uint64_t>(n);
@@ -63,10 +65,10 @@ void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) 
 }
 
 void AtomicFileWriter::commit() {
-    if (::fsync(fd_) != 0) fail(temp_, "fsync failed");
+    if (::fsync(fd_) != 0) fail(target_, "fsync failed");
     if (::close(fd_) != 0) {
         fd_ = -1;
-        fail(temp_, "close failed");
+        fail(target_, "close failed");
     }
     fd_ = -1;
     if (::rename(temp_.c_str(), target_.c_str()) != 0) fail(target_, "cannot rename temporary file into place");
