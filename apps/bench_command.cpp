@@ -11,6 +11,8 @@
 #include "shard/store_set.h"
 #include "cli_common.h"
 #include "options.h"
+#include "output/npy_writer.h"
+#include "pipeline/embed_files.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/walk.h"
 #include "search/search_limits.h"
@@ -40,6 +42,9 @@ struct BenchFlags {
     std::string vectors_from;
     int shards = 0;
     size_t iterations = 2000;
+    int fast_min_side = 0;
+    int batch = 8;
+    std::string output;
 };
 
 // Every vector of a store, for benchmarking its real data.
@@ -96,6 +101,75 @@ Runner add_decode_bench(CLI::App& app, BenchFlags& flags) {
         const DecodeBench r = bench_decode(collect_image_files(inputs, [](const WalkProblem&) {}), flags.readers);
         nlohmann::ordered_json row{{"bench", "decode"}, {"images", r.images}, {"failed", r.failed}, {"readers", r.readers},
                                    {"seconds", r.seconds}, {"images_per_second", r.images_per_second}};
+        std::cout << row.dump() << std::endl;
+    };
+}
+
+Runner add_stages_bench(CLI::App& app, BenchFlags& flags) {
+    auto* sub = app.add_subcommand("stages", "Where preparing an image goes, stage by stage, one thread: seconds per stage");
+    sub->add_option("folders", flags.folders, "Folders or images")->required();
+    sub->add_option("--fast-min-side", flags.fast_min_side, "Also time --fast-decode's decode with this shorter-side floor")
+        ->check(CLI::Range(0, 65535))->capture_default_str();
+    return [sub, &flags] {
+        if (!sub->parsed()) return;
+        std::vector<std::filesystem::path> inputs(flags.folders.begin(), flags.folders.end());
+        const StageBench r = bench_stages(collect_image_files(inputs, [](const WalkProblem&) {}), flags.fast_min_side);
+        nlohmann::ordered_json row{{"bench", "stages"}, {"images", r.images}, {"failed", r.failed},
+                                   {"jpeg_pixels_differ", r.jpeg_pixels_differ}, {"megapixels", r.megapixels},
+                                   {"read", r.read}, {"sha256", r.sha256}, {"decode_opencv", r.decode_opencv},
+                                   {"decode_turbo", r.decode_turbo}, {"exif", r.exif}, {"resize", r.resize},
+                                   {"normalize", r.normalize}};
+        if (r.fast_min_side > 0) {
+            row["fast_min_side"] = r.fast_min_side;
+            row["decode_fast"] = r.decode_fast;
+            row["resize_fast"] = r.resize_fast;
+        }
+        std::cout << row.dump() << std::endl;
+    };
+}
+
+Runner add_features_bench(CLI::App& app, BenchFlags& flags, const std::filesystem::path& exe_dir) {
+    auto* sub = app.add_subcommand("features", "Like cbir embed --format npy, with any --fast-decode floor: for "
+                                               "measuring the floor (scripts/measure_fast_decode.py)");
+    sub->add_option("folders", flags.folders, "Folders or images")->required();
+    add_model_option(*sub, flags.model, "TorchScript model (default: models/resnet18-*.pt)");
+    sub->add_option("--fast-min-side", flags.fast_min_side, "Shorter-side floor of the DCT-scaled JPEG decode; 0: exact")
+        ->check(CLI::Range(0, 65535))->capture_default_str();
+    sub->add_option("-o,--output", flags.output, "The .npy file (rows in the order of the paths printed)")->required();
+    return [sub, &flags, exe_dir] {
+        if (!sub->parsed()) return;
+        EmbedFilesOptions options;
+        options.model = model_path(flags, exe_dir);
+        options.preprocessing.fast_decode_min_side = flags.fast_min_side;
+        std::vector<std::filesystem::path> inputs(flags.folders.begin(), flags.folders.end());
+        const auto embedded = embed_files(inputs, options, [](const std::filesystem::path& path, const std::string& why) {
+            throw Error(path.string() + ": " + why);
+        });
+        const size_t dimension = embedded.empty() ? 0 : embedded.front().vector.size();
+        std::vector<float> matrix;
+        for (const auto& e : embedded) matrix.insert(matrix.end(), e.vector.begin(), e.vector.end());
+        write_npy_float32(flags.output, matrix, embedded.size(), dimension);
+        for (const auto& e : embedded) std::cout << e.path.string() << '\n';
+    };
+}
+
+Runner add_pipeline_bench(CLI::App& app, BenchFlags& flags, const std::filesystem::path& exe_dir) {
+    auto* sub = app.add_subcommand("pipeline", "Decode threads feeding inference, no store: images/s, inference "
+                                               "and waiting seconds");
+    sub->add_option("folders", flags.folders, "Folders or images")->required();
+    add_model_option(*sub, flags.model, "TorchScript model (default: models/resnet18-*.pt)");
+    add_readers_option(*sub, flags.readers);
+    add_threads_option(*sub, flags.threads);
+    add_batch_option(*sub, flags.batch);
+    return [sub, &flags, exe_dir] {
+        if (!sub->parsed()) return;
+        std::vector<std::filesystem::path> inputs(flags.folders.begin(), flags.folders.end());
+        const PipelineBench r = bench_pipeline(collect_image_files(inputs, [](const WalkProblem&) {}),
+                                               model_path(flags, exe_dir), flags.readers, flags.threads, flags.batch);
+        nlohmann::ordered_json row{{"bench", "pipeline"}, {"images", r.images}, {"readers", r.readers},
+                                   {"threads", r.threads}, {"batch", r.batch}, {"seconds", r.seconds},
+                                   {"images_per_second", r.images_per_second}, {"inference_seconds", r.inference_seconds},
+                                   {"waiting_seconds", r.waiting_seconds}};
         std::cout << row.dump() << std::endl;
     };
 }
@@ -196,6 +270,8 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
     app.require_subcommand(1);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     const std::vector<Runner> runners{add_inference_bench(app, *flags, exe_dir), add_decode_bench(app, *flags),
+                                      add_stages_bench(app, *flags), add_pipeline_bench(app, *flags, exe_dir),
+                                      add_features_bench(app, *flags, exe_dir),
                                       add_synth_store_bench(app, *flags, exe_dir), add_ann_bench(app, *flags),
                                       add_fanout_bench(app, *flags)};
     // The shared flags outlive the runners, which refer to them.

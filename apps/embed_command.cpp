@@ -12,6 +12,7 @@
 #include "options.h"
 #include "output/npy_writer.h"
 #include "pipeline/embed_files.h"
+#include "pipeline/model_resolution.h"
 #include "util/byte_text.h"
 #include "util/error.h"
 
@@ -28,6 +29,7 @@ struct EmbedFlags {
     int threads = 0;
     int readers = 0;
     std::string precision;
+    bool fast_decode = false;
     Verbosity verbosity;
 };
 
@@ -59,6 +61,7 @@ int run(EmbedFlags flags, const std::filesystem::path& exe_dir) {
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
     require_named_paths_exist(flags.inputs);
+    options.preprocessing = preprocessing_for(flags.fast_decode);
     size_t failed = 0;
     const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     const auto embedded = embed_files(inputs, options, [&](const std::filesystem::path& path, const std::string& why) {
@@ -110,6 +113,7 @@ std::function<int()> add_embed_command(CLI::App& app, const char* argv0) {
     add_threads_option(app, flags->threads);
     add_readers_option(app, flags->readers);
     add_precision_flag(app, flags->precision);
+    add_fast_decode_flag(app, flags->fast_decode, "Vectors then match a --fast-decode store's");
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     return guarded_command([flags, exe_dir] { return run(*flags, exe_dir); });

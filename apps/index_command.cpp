@@ -36,6 +36,7 @@ struct IndexFlags {
     std::string precision;
     int shards = 0;
     std::optional<int> shard;
+    bool fast_decode = false;
     Verbosity verbosity;
 };
 
@@ -82,6 +83,7 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI
     options.threads = flags.threads;
     options.reader_threads = flags.readers;
     options.precision = parse_precision(flags.precision);
+    options.fast_decode = flags.fast_decode;
     options.prune = flags.prune;
     stop_cleanly_on_signals();
 
@@ -154,6 +156,7 @@ std::function<int()> add_index_command(CLI::App& app, const char* argv0) {
                    "Fill only shard I of the set (a Slurm array task: --shard $SLURM_ARRAY_TASK_ID); under mpirun or srun "
                    "each rank takes its own shards without it")
         ->check(CLI::Range(0, kMaxShards - 1));
+    add_fast_decode_flag(app, flags->fast_decode, "Recorded in a new store; its later runs use it");
     add_verbosity_flags(app, flags->verbosity);
     const std::filesystem::path exe_dir = executable_dir(argv0);
     const CLI::App* command = &app;  // outlives the run: the main owns it

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "image/preprocess.h"
 #include "index/index_spec.h"
 #include "search/search_limits.h"
 
@@ -79,6 +80,14 @@ CLI::Option* add_ef_option(CLI::App& app, int& ef, const std::string& help) {
 CLI::Option* add_nprobe_option(CLI::App& app, int& nprobe, const std::string& help) {
     return app.add_option("--nprobe", nprobe, help)->check(range(kNprobeBounds))->capture_default_str()
         ->envname("CBIR_NPROBE");
+}
+
+CLI::Option* add_fast_decode_flag(CLI::App& app, bool& fast_decode, const std::string& help) {
+    return app.add_flag("--fast-decode", fast_decode,
+                        fmt::format("Decode JPEGs at 1/2, 1/4 or 1/8 scale, shorter side kept >= {} px: faster, "
+                                    "features a little off the exact path's{}{}",
+                                    kFastDecodeMinSide, help.empty() ? "" : ". ", help))
+        ->envname("CBIR_FAST_DECODE");
 }
 
 void add_hnsw_options(CLI::App& app, int& hnsw_m, int& ef_construction) {

@@ -30,6 +30,9 @@ CLI::Option* add_min_similarity_option(CLI::App& app, T& min_similarity, const s
     return app.add_option("--min-similarity", min_similarity, help)->check(in_range(-1.0, 1.0))
         ->envname("CBIR_MIN_SIMILARITY");
 }
+// --fast-decode: JPEGs decoded at a reduced scale (image/preprocess.h). `help` says what it means for
+// the command (a new store records it; an existing store's recipe decides).
+CLI::Option* add_fast_decode_flag(CLI::App& app, bool& fast_decode, const std::string& help);
 // --hnsw-m and --ef-construction: HNSW build parameters given apart from the --index string.
 void add_hnsw_options(CLI::App& app, int& hnsw_m, int& ef_construction);
 

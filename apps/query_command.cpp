@@ -38,6 +38,7 @@ struct QueryFlags {
     int threads = 0;
     bool exact = false;
     std::string precision;
+    bool fast_decode = false;
     Verbosity verbosity;
 };
 
@@ -86,6 +87,7 @@ int run(const QueryFlags& flags) {
     options.batch = flags.batch;
     options.max_distance = flags.max_distance;
     options.precision = parse_precision(flags.precision);
+    options.fast_decode = flags.fast_decode;
 
     const bool is_set = StoreSet::exists(options.store_dir);
     if (placement && !is_set && placement->rank != 0) std::_Exit(kOk);  // one store: rank 0 answers alone
@@ -175,6 +177,7 @@ std::function<int()> add_query_command(CLI::App& app) {
     app.add_flag("--exact", flags->exact, "Exact (flat) search instead of the ANN index")->envname("CBIR_EXACT");
     add_threads_option(app, flags->threads);
     add_precision_flag(app, flags->precision);
+    add_fast_decode_flag(app, flags->fast_decode, "Only for a store built with it, which implies it");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });
 }

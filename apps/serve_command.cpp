@@ -41,6 +41,7 @@ struct ServeFlags {
     int max_body_mb = 64;
     int save_interval = 60;
     std::string precision;
+    bool fast_decode = false;
     Verbosity verbosity;
 };
 
@@ -217,6 +218,7 @@ int run(const ServeFlags& flags) {
     options.threads = flags.threads;
     options.batch = flags.batch;
     options.precision = parse_precision(flags.precision);
+    options.fast_decode = flags.fast_decode;
     options.save_interval_seconds = flags.save_interval;
     if (StoreSet::exists(options.store_dir)) return serve_set(flags, options);
     // One store in an MPI job: rank 0 serves it alone.
@@ -257,6 +259,7 @@ std::function<int()> add_serve_command(CLI::App& app) {
                    "Seconds between writes of a changed index file (0: only at shutdown)")
         ->check(in_range(0, 86400))->capture_default_str();
     add_precision_flag(app, flags->precision);
+    add_fast_decode_flag(app, flags->fast_decode, "Only for a store built with it, which implies it");
     add_verbosity_flags(app, flags->verbosity);
     return guarded_command([flags] { return run(*flags); });
 }

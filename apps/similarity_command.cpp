@@ -7,6 +7,7 @@
 #include "more_commands.h"
 #include "index/metric.h"
 #include "pipeline/embed_files.h"
+#include "pipeline/model_resolution.h"
 #include "util/error.h"
 
 namespace cbir::cli {
@@ -17,6 +18,7 @@ struct SimilarityFlags {
     std::string model;
     std::string format;
     std::string matrix;  // "", "cosine" or "l2"
+    bool fast_decode = false;
     Verbosity verbosity;
 };
 
@@ -25,6 +27,7 @@ int run(const SimilarityFlags& flags, const std::filesystem::path& exe_dir) {
     EmbedFilesOptions options;
     if (!flags.model.empty()) options.model = flags.model;
     options.executable_dir = exe_dir;
+    options.preprocessing = preprocessing_for(flags.fast_decode);
     bool failed = false;
     std::vector<std::filesystem::path> images(flags.images.begin(), flags.images.end());
     require_image_files(images, "similarity");
@@ -66,6 +69,7 @@ std::function<int()> add_similarity_command(CLI::App& app, const char* argv0) {
     auto flags = std::make_shared<SimilarityFlags>();
     app.add_option("images", flags->images, "Two or more images")->required()->expected(2, -1);
     add_model_option(app, flags->model, "TorchScript model (default: models/resnet18-*.pt)");
+    add_fast_decode_flag(app, flags->fast_decode, "");
     app.add_option("--matrix", flags->matrix, "Print a matrix of cosine similarities or squared L2 distances instead "
                                               "of one row per pair")
         ->check(CLI::IsMember({"cosine", "l2"}));

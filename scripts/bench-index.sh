@@ -9,6 +9,11 @@
 # Needs scripts/install-deps.sh --test.
 #   scripts/bench-index.sh [FOLDER] [--runs N] [--limit N] [--precisions fp32,bf16,int8]
 #                          [--query-store-size N] [--max-load L] [--quiet-wait S]
+#                          [--large-photos DIR [--only-large-photos]]
+# --large-photos DIR adds the large-photo table (issue 15; DIR from ../shared/tools/make-large-photos.py):
+# Python notebook, Python batched + optimize_for_inference, cbir index exact and --fast-decode, run
+# interleaved, with the load average, the CPU time of each stage, and the fidelity of --fast-decode
+# (relative L2, top-10 overlap, Corel-1K mAP); --only-large-photos skips the rest.
 # FOLDER defaults to Corel-1K from $CBIR_ASSETS or ../shared/assets.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -2,7 +2,8 @@
 """Driver of scripts/bench-index.sh (see there). Measures each command's wall time and peak resident
 memory (wait4's ru_maxrss) from outside the process. Compared variants run interleaved with the
 machine's load recorded (scripts/bench_common.py); the quality of each precision against fp32 uses
-numpy (Debian's python3-numpy, beside python3-torch)."""
+numpy (Debian's python3-numpy, beside python3-torch). --large-photos adds the
+large-photo table and the fidelity of --fast-decode."""
 import argparse
 import json
 import os
@@ -15,7 +16,7 @@ import tempfile
 import time
 
 import bench_common
-from cbir_assets import corel_images
+from cbir_assets import corel_images, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CBIR = os.path.join(ROOT, "build", "apps", "cbir")
@@ -120,6 +121,115 @@ def corel_eval(store, folder):
     return exact["p_at_1"], exact["p_at_10"], exact["map"]
 
 
+def load_average():
+    return os.getloadavg()[0]
+
+
+def large_photo_rows(folder, runs, work):
+    """The large-photo table (issue 15): the Python notebook, Python batched + optimize_for_inference,
+    `cbir index` exact and --fast-decode, run interleaved (round r runs each once, the first of them
+    rotating) so that load changes hit all alike; medians of `runs`, peak RSS, and the load average
+    around each run (a busy machine makes these no performance claims)."""
+    images = count_images(folder)
+
+    def python(batch, optimize):
+        return lambda i: run_measured(["/usr/bin/python3", os.path.join(ROOT, "scripts", "reference_features.py"),
+                                       folder, "--model", MODEL, "--batch", str(batch)] +
+                                      (["--optimize"] if optimize else []))
+
+    def cbir(*flags):
+        def one(i):
+            store = os.path.join(work, f"large-store-{'-'.join(flags) or 'exact'}-{i}")
+            result = run_measured([CBIR, "index", folder, "--store", store, "--model", MODEL, "-q", *flags])
+            shutil.rmtree(store)
+            return result
+        return one
+
+    variants = [("Python notebook (PIL, batch 1)", python(1, False), True),
+                ("Python batched + optimize_for_inference (batch 16)", python(16, True), True),
+                ("cbir index (exact)", cbir(), False),
+                ("cbir index --fast-decode", cbir("--fast-decode"), False)]
+    results = {label: [] for label, _, _ in variants}
+    loads = []
+    for r in range(runs):
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        for label, run, _ in order:
+            before = load_average()
+            wall, rss, _, _ = run(r)
+            loads.append((before, load_average()))
+            results[label].append((images / wall, rss))
+            print(f"bench: large photos, {label}: {images / wall:.1f} images/s (load {before:.2f})", file=sys.stderr)
+    rates = {label: statistics.median(rate for rate, _ in results[label]) for label in results}
+    best_python = max(rates[label] for label, _, is_python in variants if is_python)
+    rows = [(label, rates[label], rates[label] / best_python, max(rss for _, rss in results[label]))
+            for label, _, _ in variants]
+    return images, rows, loads
+
+
+def large_photo_stages(folder):
+    """CPU milliseconds per image of each stage, one thread (`cbir bench stages`), and inference alone:
+    the bounds the large-photo rows are against."""
+    _, _, out, _ = run_measured([CBIR, "bench", "stages", folder, "--fast-min-side", "448"])
+    stages = json.loads(out)
+    _, _, out, _ = run_measured([CBIR, "bench", "inference", "--model", MODEL, "--batch", "8", "--threads", "1",
+                                 "--seconds", "3"])
+    stages["inference_ms"] = 1000.0 / json.loads(out.splitlines()[0])["images_per_second"]
+    return stages
+
+
+def fast_decode_fidelity(folder, work):
+    """--fast-decode against the exact path (scripts/measure_fast_decode.py, at this cbir's floor): on the
+    large photos, relative L2 and top-10 overlap; on Corel-1K, `cbir eval` mAP of both stores."""
+    import measure_fast_decode as m  # numpy: Debian's python3-numpy (install-deps.sh --test)
+    import numpy as np
+    floor = m.current_floor()
+    names, exact = m.features(folder, 0, os.path.join(work, "exact.npy"))
+    _, fast = m.features(folder, floor, os.path.join(work, "fast.npy"))
+    errors = np.linalg.norm(fast - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    out = {"floor": floor, "median": float(np.median(errors)), "max": float(errors.max()),
+           "overlap": m.overlap(exact, fast)}
+    corel = corel_images()
+    if corel:
+        labels = os.path.join(os.path.dirname(corel), "labels.tsv")
+        out["corel_map"] = (m.cbir_eval_map(corel, labels, work, False), m.cbir_eval_map(corel, labels, work, True))
+    return out
+
+
+def print_large_photo_stages(stages):
+    per_image = {k: 1000.0 * v / stages["images"] for k, v in stages.items() if isinstance(v, float)}
+    print("\n| stage (large photos, one thread) | CPU ms per image |")
+    print("|---|---:|")
+    for key, label in (("read", "read (open, checks, read)"), ("sha256", "sha256"),
+                       ("decode_opencv", "decode, OpenCV imdecode (before)"), ("decode_turbo", "decode, TurboJPEG + EXIF"),
+                       ("resize", "Pillow-exact resize to 224×224"), ("normalize", "normalise to CHW float"),
+                       ("decode_fast", f"decode --fast-decode (>= {stages.get('fast_min_side')} px)"),
+                       ("resize_fast", "resize after --fast-decode")):
+        if key in per_image:
+            print(f"| {label} | {per_image[key]:.1f} |")
+    print(f"| inference alone, fp32, batch 8, one thread (wall ms: load counts) | {stages['inference_ms']:.1f} |")
+    print(f"\nTurboJPEG and OpenCV decodes differ on {stages['jpeg_pixels_differ']} of {stages['images']} images.")
+
+
+def print_large_photo_tables(folder, images, rows, loads, fidelity, runs):
+    highest = max(max(pair) for pair in loads)
+    print(f"\nLarge photos: {folder} ({images} images). Interleaved, median of {runs} runs. Load average "
+          f"{min(min(pair) for pair in loads):.2f}-{highest:.2f} on {os.cpu_count()} cores"
+          + (" — a busy machine: NOT performance claims, rerun on a quiet one." if highest > 0.3 * os.cpu_count()
+             else ".") + "\n")
+    print("| pipeline (large photos) | images/s | × best Python | peak RSS MiB |")
+    print("|---|---:|---:|---:|")
+    for label, rate, ratio, rss in rows:
+        print(f"| {label} | {rate:.1f} | {ratio:.2f} | {rss:.0f} |")
+    if fidelity:
+        print(f"\n--fast-decode (shorter side >= {fidelity['floor']} px) against the exact path on the large photos: "
+              f"relative L2 median {100 * fidelity['median']:.2f} %, max {100 * fidelity['max']:.2f} %, top-10 "
+              f"overlap {fidelity['overlap']:.4f}.", end="")
+        if "corel_map" in fidelity:
+            exact_map, fast_map = fidelity["corel_map"]
+            print(f" Corel-1K `cbir eval` mAP: exact {exact_map:.4f}, --fast-decode {fast_map:.4f}.", end="")
+        print()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", nargs="?")
@@ -129,7 +239,25 @@ def main():
     parser.add_argument("--inference-seconds", type=float, default=3)
     parser.add_argument("--query-store-size", type=int, default=100000)
     bench_common.add_arguments(parser)
+    parser.add_argument("--large-photos", metavar="DIR",
+                        help="also the large-photo table (../shared/tools/make-large-photos.py DIR) and the fidelity "
+                             "of --fast-decode")
+    parser.add_argument("--only-large-photos", action="store_true", help="only the --large-photos part")
     args = parser.parse_args()
+    if args.large_photos:
+        large = os.path.abspath(args.large_photos)
+        work = tempfile.mkdtemp(prefix="cbir-bench-large-")
+        try:
+            images, rows, loads = large_photo_rows(large, args.runs, work)
+            stages = large_photo_stages(large)
+            fidelity = fast_decode_fidelity(large, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"Machine: {machine()}.")
+        print_large_photo_tables(large, images, rows, loads, fidelity, args.runs)
+        print_large_photo_stages(stages)
+        if args.only_large_photos:
+            return
     work = tempfile.mkdtemp(prefix="cbir-bench-")
     folder = subset_folder(os.path.abspath(args.folder or corel_folder()), args.limit, work)
     images = count_images(folder)

@@ -14,7 +14,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libtorch-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
-  libjpeg62-turbo-dev libtiff-dev libwebp-dev libgif-dev libheif-dev libraw-dev
+  libjpeg62-turbo-dev libturbojpeg0-dev libtiff-dev libwebp-dev libgif-dev libheif-dev libraw-dev
   libcli11-dev libhnswlib-dev libfmt-dev doctest-dev
   libfaiss-dev libopenblas0-pthread libsqlite3-dev nlohmann-json3-dev libssl-dev libxxhash-dev
   libcpp-httplib-dev

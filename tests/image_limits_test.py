@@ -189,6 +189,14 @@ class CommandLine(unittest.TestCase):
         self.assertEqual([json.loads(line)["path"] for line in out.splitlines()], ["photos/dog2.jpg"])
         self.assert_refused_at_bounded_memory(err, peak)
 
+    def test_fast_decode_refuses_each_hostile_file_too(self):
+        # --fast-decode decodes JPEGs by another call (DCT-scaled): the same checks come first.
+        names = [os.path.relpath(p, self.tmp) for p in [*self.hostile.expected, self.normal]]
+        code, out, err, peak = run_measured(["embed", "--fast-decode", *names], clean_env(), self.tmp)
+        self.assertEqual(code, 2, err)
+        self.assertEqual([json.loads(line)["path"] for line in out.splitlines()], ["photos/dog2.jpg"])
+        self.assert_refused_at_bounded_memory(err, peak)
+
     def test_index_walks_past_each_hostile_file(self):
         code, _, err, peak = run_measured(["index", "photos", "--store", "store"], clean_env(), self.tmp)
         self.assertEqual(code, 0, err)

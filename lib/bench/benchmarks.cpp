@@ -6,9 +6,17 @@
 #include <random>
 #include <thread>
 
+#include <time.h>
+
 #include "bench/synthetic.h"
 #include "cluster/communicator.h"
+#include "image/decode.h"
+#include "image/exif_orientation.h"
+#include "image/image_file.h"
+#include "image/image_header.h"
+#include "image/pil_resize.h"
 #include "image/preprocess.h"
+#include "pipeline/embedding_pipeline.h"
 #include "pipeline/model_resolution.h"
 #include "pipeline/precision_choice.h"
 #include "pipeline/prepare.h"
@@ -17,6 +25,7 @@
 #include "store/store.h"
 #include "util/error.h"
 #include "util/file_stat.h"
+#include "util/hash.h"
 
 namespace cbir {
 namespace {
@@ -79,6 +88,91 @@ DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int re
     result.failed = failed;
     result.images_per_second = result.seconds > 0 ? files.size() / result.seconds : 0;
     return result;
+}
+
+StageBench bench_stages(const std::vector<std::filesystem::path>& files, int fast_min_side) {
+    StageBench r;
+    r.fast_min_side = fast_min_side;
+    const PreprocessSpec spec;
+    std::vector<float> input(spec.values_per_image());
+    // CPU time of this thread, not wall time: on a machine others load, a stage's share of the work
+    // is still measured (wall time counts the time the thread waited for a core).
+    auto cpu_seconds = [] {
+        timespec t{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        return t.tv_sec + t.tv_nsec * 1e-9;
+    };
+    auto timed = [&](double& total, auto&& step) {
+        const double start = cpu_seconds();
+        auto result = step();
+        total += cpu_seconds() - start;
+        return result;
+    };
+    for (size_t i = 0; i < files.size(); ++i) {
+        ++r.images;
+        const ImageFile file = timed(r.read, [&] { return read_image_file(files[i]); });
+        if (!file.ok()) {
+            ++r.failed;
+            continue;
+        }
+        timed(r.sha256, [&] { return sha256_hex(file.bytes.data(), file.bytes.size()); });
+        DecodedImage turbo, opencv;
+        for (int pass = 0; pass < 2; ++pass) {
+            if ((pass == 0) == (i % 2 == 0))
+                turbo = timed(r.decode_turbo, [&] { return decode_image_bytes(file.bytes); });
+            else
+                opencv = timed(r.decode_opencv, [&] { return decode_image_bytes_with_opencv(file.bytes); });
+        }
+        if (!turbo.ok() || !opencv.ok()) {
+            ++r.failed;
+            continue;
+        }
+        if (turbo.rgb.size() != opencv.rgb.size() || cv::norm(turbo.rgb, opencv.rgb, cv::NORM_INF) != 0)
+            ++r.jpeg_pixels_differ;
+        r.megapixels += turbo.rgb.total() / 1e6;
+        timed(r.exif, [&] { return jpeg_exif_orientation(file.bytes); });
+        const cv::Mat resized =
+            timed(r.resize, [&] { return resize_like_pil_bilinear(turbo.rgb, spec.width, spec.height); });
+        // Normalising alone: preprocess_rgb of an image already at the model's size skips the resize.
+        timed(r.normalize, [&] {
+            preprocess_rgb(resized, spec, input.data());
+            return 0;
+        });
+        if (fast_min_side > 0) {
+            const HeaderRead header = read_image_header(file.bytes);
+            const int reduction = header.header.format == ImageFormat::jpeg
+                                      ? fast_decode_reduction(header.header.width, header.header.height, fast_min_side)
+                                      : 1;
+            const DecodedImage fast = timed(r.decode_fast, [&] { return decode_image_bytes(file.bytes, reduction); });
+            if (fast.ok())
+                timed(r.resize_fast, [&] { return resize_like_pil_bilinear(fast.rgb, spec.width, spec.height); });
+        }
+    }
+    return r;
+}
+
+PipelineBench bench_pipeline(const std::vector<std::filesystem::path>& files, const std::filesystem::path& model,
+                             int readers, int threads, int batch) {
+    EmbedderOptions embedder_options;
+    embedder_options.threads = threads;
+    auto embedder = Embedder::load(model, embedder_options);
+    PipelineBench r;
+    r.images = files.size();
+    r.readers = readers > 0 ? readers : static_cast<int>(std::thread::hardware_concurrency());
+    r.threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+    r.batch = batch;
+    PipelineTimes times;
+    PipelineOptions options;
+    options.batch = batch;
+    options.reader_threads = readers;
+    options.times = &times;
+    const auto start = Clock::now();
+    run_embedding_pipeline(files, *embedder, PreprocessSpec{}, options, PipelineCallbacks{});
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.images_per_second = r.seconds > 0 ? files.size() / r.seconds : 0;
+    r.waiting_seconds = times.waiting_seconds;
+    r.inference_seconds = times.inference_seconds;
+    return r;
 }
 
 void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,

@@ -36,6 +36,42 @@ struct DecodeBench {
 // Read + decode + preprocess every file with `readers` threads, no inference.
 DecodeBench bench_decode(const std::vector<std::filesystem::path>& files, int readers);
 
+// Where the time of preparing one image goes, stage by stage, in one thread: each stage's total
+// CPU seconds over the files (thread CPU time, so that other load on the machine does not count). The JPEG decoders are timed on the same file one after the other, which
+// goes first alternating from file to file, so that load and caches treat both alike.
+struct StageBench {
+    size_t images = 0;
+    size_t failed = 0;
+    size_t jpeg_pixels_differ = 0;  // JPEGs whose TurboJPEG and OpenCV decodes are not the same pixels
+    double megapixels = 0;          // decoded, summed
+    double read = 0;                // open + size/header checks + read whole
+    double sha256 = 0;              // the file's identity
+    double decode_opencv = 0;       // checks + OpenCV imdecode (EXIF applied inside)
+    double decode_turbo = 0;        // checks + TurboJPEG + EXIF (decode_image_bytes)
+    double exif = 0;                // reading the orientation alone (part of decode_turbo)
+    double resize = 0;              // Pillow-exact resize to the model's input
+    double normalize = 0;           // to float CHW, ImageNet mean/std
+    // --fast-decode's decode (DCT-scaled to keep the shorter side >= min_side) and its resize.
+    int fast_min_side = 0;
+    double decode_fast = 0;
+    double resize_fast = 0;
+};
+StageBench bench_stages(const std::vector<std::filesystem::path>& files, int fast_min_side);
+
+struct PipelineBench {
+    size_t images = 0;
+    int readers = 0;
+    int threads = 0;
+    int batch = 0;
+    double seconds = 0;
+    double images_per_second = 0;
+    double waiting_seconds = 0;    // the inference thread waiting for prepared images (the queue empty)
+    double inference_seconds = 0;  // in the forward pass
+};
+// The index pipeline without a store: `readers` decode threads feeding inference on `threads`.
+PipelineBench bench_pipeline(const std::vector<std::filesystem::path>& files, const std::filesystem::path& model,
+                             int readers, int threads, int batch);
+
 // A store of `count` synthetic clustered vectors (paths /synthetic/N.jpg) recorded as built by
 // `model`, with its index built. For timing queries and index builds.
 void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,

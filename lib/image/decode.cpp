@@ -10,6 +10,7 @@
 #include "image/heif_image.h"
 #include "image/codecs.h"
 #include "image/image_header.h"
+#include "image/jpeg_turbo.h"
 #include "image/orientation.h"
 #include "image/raw_preview.h"
 #include "util/byte_text.h"
@@ -57,8 +58,10 @@ void swap_red_and_blue(cv::Mat& bgr) {
     }
 }
 
-// The formats OpenCV decodes, with their checks; `exif_orientation` false leaves the pixels as stored.
-DecodedImage decode_opencv_format(const std::string& bytes, ImageFormat format, int reduction, bool exif_orientation) {
+// The formats OpenCV decodes, with their checks: JPEGs through TurboJPEG when `turbo_jpeg` (same
+// pixels, a third less time), else OpenCV. `exif_orientation` false leaves the pixels as stored.
+DecodedImage decode_opencv_format(const std::string& bytes, ImageFormat format, int reduction, bool exif_orientation,
+                                  bool turbo_jpeg) {
     DecodedImage out;
     if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {  // imdecode takes an int length
         out.error = "file of " + std::to_string(bytes.size()) + " bytes is larger than OpenCV decodes";
@@ -75,6 +78,10 @@ DecodedImage decode_opencv_format(const std::string& bytes, ImageFormat format, 
             return out;
         }
     }
+    // TurboJPEG applies the EXIF orientation itself: a RAW's preview, turned by the RAW's own flag,
+    // goes through OpenCV told to ignore it.
+    if (turbo_jpeg && exif_orientation && format == ImageFormat::jpeg)
+        if (auto decoded = decode_jpeg_turbo(bytes, reduction)) return std::move(*decoded);
     cv::Mat bgr;
     try {
         const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
@@ -115,7 +122,8 @@ DecodedImage decode_raw_preview(const std::string& bytes, int reduction) {
         }
         out.error = image_limit_error(header.header);
         if (!out.ok()) return out;
-        out = decode_opencv_format(preview.jpeg, ImageFormat::jpeg, reduction, /*exif_orientation=*/false);
+        out = decode_opencv_format(preview.jpeg, ImageFormat::jpeg, reduction, /*exif_orientation=*/false,
+                                   /*turbo_jpeg=*/false);
         if (!out.ok()) {
             out.error = "the embedded preview: " + out.error;
             return out;
@@ -127,7 +135,7 @@ DecodedImage decode_raw_preview(const std::string& bytes, int reduction) {
     return out;
 }
 
-DecodedImage decode_checked(const std::string& bytes, int reduction) {
+DecodedImage decode_checked(const std::string& bytes, int reduction, bool turbo_jpeg) {
     DecodedImage out;
     if (bytes.empty()) {
         out.error = "empty file";
@@ -145,15 +153,21 @@ DecodedImage decode_checked(const std::string& bytes, int reduction) {
         case ImageFormat::heic:
         case ImageFormat::avif: return decode_heif(bytes, header.header);
         case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
-        default: return decode_opencv_format(bytes, header.header.format, reduction, /*exif_orientation=*/true);
+        default: return decode_opencv_format(bytes, header.header.format, reduction, /*exif_orientation=*/true, turbo_jpeg);
     }
 }
 
 }  // namespace
 
 DecodedImage decode_image_bytes(const std::string& bytes, int reduction) {
-    DecodedImage out = decode_checked(bytes, reduction);
+    DecodedImage out = decode_checked(bytes, reduction, /*turbo_jpeg=*/true);
     out.error = one_line(out.error);  // the decoders' libraries write messages of several lines
+    return out;
+}
+
+DecodedImage decode_image_bytes_with_opencv(const std::string& bytes, int reduction) {
+    DecodedImage out = decode_checked(bytes, reduction, /*turbo_jpeg=*/false);
+    out.error = one_line(out.error);
     return out;
 }
 

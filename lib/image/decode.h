@@ -17,13 +17,16 @@ struct DecodedImage {
 };
 
 // Bytes are decoded only when their header (image_header.h) is read and within the limits
-// (limits.h). Through OpenCV: JPEG, PNG, TIFF (the first page), WebP, BMP and PBM/PGM/PPM; through
-// cbir's own readers: GIF (giflib, the first frame), HEIC and AVIF (libheif) and camera RAW
-// (libraw's embedded preview, then the JPEG path). reduction 2, 4 or 8 decodes at that
-// fraction of the size (JPEG and a RAW's JPEG preview: libjpeg's DCT scaling, a fraction of a full
-// decode's cost; the other readers ignore it); features are always computed from full decodes
-// (reduction 1).
+// (limits.h). Through OpenCV: PNG, TIFF (the first page), WebP, BMP and PBM/PGM/PPM, and CMYK
+// JPEGs; other JPEGs through TurboJPEG (jpeg_turbo.h); through cbir's own readers: GIF (giflib,
+// the first frame), HEIC and AVIF (libheif) and camera RAW (libraw's embedded preview, then the
+// JPEG path). reduction 2, 4 or 8 decodes at that fraction of the size (JPEG and a RAW's JPEG
+// preview: DCT scaling, a fraction of a full decode's cost; the other readers ignore it); features
+// are computed from full decodes unless the recipe asks for --fast-decode (preprocess.h).
 DecodedImage decode_image_bytes(const std::string& bytes, int reduction = 1);
+// The same checks, then OpenCV's imdecode for every format: the path JPEGs took before TurboJPEG,
+// for the tests and benchmarks that compare the two.
+DecodedImage decode_image_bytes_with_opencv(const std::string& bytes, int reduction = 1);
 
 // The file extensions the folder walk picks up (lower case, with the dot).
 bool has_image_extension(const std::filesystem::path& path);

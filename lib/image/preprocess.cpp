@@ -1,8 +1,37 @@
 #include "image/preprocess.h"
 
+#include <algorithm>
+
 #include "image/pil_resize.h"
 
 namespace cbir {
+namespace {
+
+constexpr const char* kExactRecipe = "pil-bilinear-224x224-imagenet-norm-v1";
+constexpr const char* kFastDecodeSuffix = "+jpeg-dct-scaled-min-side-";
+
+}  // namespace
+
+std::string PreprocessSpec::name() const {
+    std::string out = kExactRecipe;
+    if (fast_decode_min_side > 0) out += kFastDecodeSuffix + std::to_string(fast_decode_min_side);
+    return out;
+}
+
+std::optional<PreprocessSpec> PreprocessSpec::from_name(const std::string& name) {
+    // Only the recipes this cbir computes: a store made by another floor is refused, not approximated.
+    for (const PreprocessSpec& spec : {PreprocessSpec{}, PreprocessSpec::fast_decode()})
+        if (spec.name() == name) return spec;
+    return std::nullopt;
+}
+
+int fast_decode_reduction(long long width, long long height, int min_side) {
+    if (min_side <= 0) return 1;
+    const long long shorter = std::min(width, height);
+    int reduction = 1;
+    while (reduction < 8 && (shorter + reduction * 2 - 1) / (reduction * 2) >= min_side) reduction *= 2;
+    return reduction;
+}
 
 void preprocess_rgb(const cv::Mat& rgb, const PreprocessSpec& spec, float* out) {
     const cv::Mat resized = resize_like_pil_bilinear(rgb, spec.width, spec.height);

@@ -30,7 +30,7 @@ std::vector<EmbeddedFile> embed_files(const std::vector<std::filesystem::path>& 
             vectors[indices[b]] = std::vector<float>(batch_vectors.begin() + static_cast<long>(b) * dimension,
                                                      batch_vectors.begin() + static_cast<long>(b + 1) * dimension);
     };
-    run_embedding_pipeline(files, *embedder, PreprocessSpec{}, pipeline, callbacks);
+    run_embedding_pipeline(files, *embedder, options.preprocessing, pipeline, callbacks);
 
     std::vector<EmbeddedFile> out;
     for (size_t i = 0; i < files.size(); ++i)

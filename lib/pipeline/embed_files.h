@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "embed/embedder.h"
+#include "image/preprocess.h"
 
 namespace cbir {
 
@@ -17,6 +18,7 @@ struct EmbedFilesOptions {
     int threads = 0;
     int reader_threads = 0;
     PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
+    PreprocessSpec preprocessing;  // exact, or --fast-decode's (model_resolution.h: preprocessing_for)
 };
 
 struct EmbeddedFile {

@@ -1,6 +1,7 @@
 #include "pipeline/embedding_pipeline.h"
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "util/bounded_queue.h"
@@ -32,9 +33,13 @@ void run_embedding_pipeline(const std::vector<std::filesystem::path>& files, Emb
     std::vector<size_t> indices;
     std::vector<PreparedImage> images;
     std::vector<float> inputs;
+    using Clock = std::chrono::steady_clock;
+    auto seconds_since = [](Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); };
     auto flush = [&] {
         if (images.empty()) return;
+        const auto started = Clock::now();
         const std::vector<float> vectors = embedder.embed(inputs.data(), static_cast<int>(images.size()));
+        if (options.times) options.times->inference_seconds += seconds_since(started);
         if (callbacks.on_batch) callbacks.on_batch(indices, images, vectors, embedder.dimension());
         indices.clear();
         images.clear();
@@ -42,7 +47,11 @@ void run_embedding_pipeline(const std::vector<std::filesystem::path>& files, Emb
     };
     size_t done = 0;
     try {
-        while (auto item = prepared.pop()) {
+        for (;;) {
+            const auto waiting = Clock::now();
+            auto item = prepared.pop();
+            if (options.times) options.times->waiting_seconds += seconds_since(waiting);
+            if (!item) break;
             ++done;
             if (!item->second.ok()) {
                 if (callbacks.on_failure) callbacks.on_failure(item->first, item->second.error);

@@ -12,9 +12,16 @@
 
 namespace cbir {
 
+// Where the calling thread's time went (cbir bench pipeline).
+struct PipelineTimes {
+    double waiting_seconds = 0;    // for the readers: the queue was empty
+    double inference_seconds = 0;  // in embed()
+};
+
 struct PipelineOptions {
     int batch = 8;
     int reader_threads = 0;  // 0 = all cores
+    PipelineTimes* times = nullptr;  // filled when set
 };
 
 struct PipelineCallbacks {

@@ -58,13 +58,15 @@ void check_requested_settings(const Store& store, const IndexOptions& options) {
                                 "with '{}' (no re-embedding)",
                                 store.dir().string(), built, store_command(store.dir(), arguments)));
     }
+    preprocessing_for_store(store, options.fast_decode);  // refuses --fast-decode on an exact store
 }
 
 // The store's settings from the model that will embed into it.
 std::unique_ptr<Store> create_store(const IndexOptions& options, const ModelFile& model, int dimension,
                                     Precision precision) {
     const IndexSpec spec = options.index.value_or(options.index_parameters.applied_to(IndexSpec{}));
-    StoreSettings settings = new_store_settings(model, dimension, options.metric.value_or(Metric::L2), spec);
+    StoreSettings settings = new_store_settings(model, dimension, options.metric.value_or(Metric::L2), spec,
+                                                preprocessing_for(options.fast_decode));
     settings.precision = precision;
     return Store::create(options.store_dir, settings);
 }
@@ -177,7 +179,8 @@ void embed_into_store(Store& store, Embedder& embedder, const std::vector<Candid
         }
         txn.commit();
     };
-    run_embedding_pipeline(paths, embedder, PreprocessSpec{}, pipeline, pipeline_callbacks);
+    run_embedding_pipeline(paths, embedder, preprocessing_for_store(store, options.fast_decode), pipeline,
+                           pipeline_callbacks);
 }
 
 }  // namespace

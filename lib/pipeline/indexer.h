@@ -27,6 +27,7 @@ struct IndexOptions {
     int threads = 0;         // LibTorch intra-op threads; 0 = all cores
     int reader_threads = 0;  // decode threads; 0 = all cores
     PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
+    bool fast_decode = false;  // a new store's recipe; an existing store's must then be it (model_resolution.h)
     bool prune = false;  // also remove rows under the input folders whose files are gone
     // Only files whose catalogue key this accepts are indexed (a shard of a set); all when empty.
     std::function<bool(const std::string& catalogue_key)> owns;

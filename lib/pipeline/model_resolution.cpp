@@ -29,12 +29,25 @@ ModelFile model_for_new_store(const std::optional<std::filesystem::path>& reques
     return describe_model(*found);
 }
 
+PreprocessSpec preprocessing_for_store(const Store& store, bool fast_decode_asked) {
+    const StoreSettings& s = store.settings();
+    const auto spec = PreprocessSpec::from_name(s.preprocessing);
+    if (!spec)
+        throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}' or '{}'",
+                                store.dir().string(), s.preprocessing, PreprocessSpec{}.name(),
+                                PreprocessSpec::fast_decode().name()));
+    if (fast_decode_asked && spec->fast_decode_min_side == 0)
+        throw Error(fmt::format("{}: the store was built without --fast-decode; its images were decoded at full size, "
+                                "and so must the images compared with them (leave out --fast-decode, or build a new "
+                                "--store with it)",
+                                store.dir().string()));
+    return *spec;
+}
+
 ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested) {
     const StoreSettings& s = store.settings();
     // Vectors are comparable only when made the same way: the same model and the same preprocessing.
-    if (s.preprocessing != PreprocessSpec::name())
-        throw Error(fmt::format("{}: the store was built with preprocessing '{}', this cbir uses '{}'",
-                                store.dir().string(), s.preprocessing, PreprocessSpec::name()));
+    preprocessing_for_store(store, /*fast_decode_asked=*/false);
     const std::filesystem::path path = requested ? *requested : std::filesystem::path(s.model_path);
     if (!requested) {
         auto st = stat_file(path);
@@ -63,7 +76,8 @@ ModelFile model_for_existing_store(Store& store, const std::optional<std::filesy
     return model;
 }
 
-StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric metric, const IndexSpec& index) {
+StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric metric, const IndexSpec& index,
+                                 const PreprocessSpec& preprocessing) {
     StoreSettings settings;
     settings.model_path = model.path.string();
     settings.model_sha256 = model.sha256;
@@ -75,7 +89,7 @@ StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric m
     }
     settings.dimension = dimension;
     settings.metric = metric;
-    settings.preprocessing = PreprocessSpec::name();
+    settings.preprocessing = preprocessing.name();
     settings.index = index;
     return settings;
 }

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "embed/model_file.h"
+#include "image/preprocess.h"
 #include "store/store.h"
 
 namespace cbir {
@@ -24,8 +25,19 @@ ModelFile model_for_new_store(const std::optional<std::filesystem::path>& reques
 ModelFile model_for_existing_store(Store& store, const std::optional<std::filesystem::path>& requested);
 
 // The settings of a new store built by `model`: its identity (path, sha256, size, mtime), the
-// dimension, metric and index, and the preprocessing recipe of this cbir.
-StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric metric, const IndexSpec& index);
+// dimension, metric and index, and the preprocessing recipe (exact unless --fast-decode).
+StoreSettings new_store_settings(const ModelFile& model, int dimension, Metric metric, const IndexSpec& index,
+                                 const PreprocessSpec& preprocessing = PreprocessSpec{});
+
+// How images are prepared for this store: always by the store's recipe, so that its vectors are only
+// ever compared with vectors made the same way. Without --fast-decode a store built with it is still
+// queried and extended with it; --fast-decode asked of a store built exactly is refused (throws
+// cbir::Error), as is a recipe this cbir does not know.
+PreprocessSpec preprocessing_for_store(const Store& store, bool fast_decode_asked);
+// Without a store (cbir embed, cbir similarity) or for a new one: the exact recipe or --fast-decode's.
+inline PreprocessSpec preprocessing_for(bool fast_decode) {
+    return fast_decode ? PreprocessSpec::fast_decode() : PreprocessSpec{};
+}
 
 // Warns once when the model is the untrained stand-in.
 void warn_if_untrained(const ModelFile& model);

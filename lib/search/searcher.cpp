@@ -76,7 +76,7 @@ void embed_queries(Store& store, const std::vector<std::filesystem::path>& image
             vectors[slots[indices[b]]].assign(batch_vectors.begin() + static_cast<long>(b) * dimension,
                                               batch_vectors.begin() + static_cast<long>(b + 1) * dimension);
     };
-    run_embedding_pipeline(images, *embedder, PreprocessSpec{}, pipeline, callbacks);
+    run_embedding_pipeline(images, *embedder, preprocessing_for_store(store, options.fast_decode), pipeline, callbacks);
 }
 
 }  // namespace
@@ -118,6 +118,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
     auto store = Store::open(options.store_dir, CatalogueAccess::ReadOnly);
     log_debug(fmt::format("store opened at {:.3f} s", elapsed()));
+    preprocessing_for_store(*store, options.fast_decode);  // refused before anything is embedded or searched
     QueryReport report;
     report.metric = store->settings().metric;
 

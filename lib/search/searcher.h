@@ -26,6 +26,7 @@ struct QueryOptions {
     int batch = 8;
     int threads = 0;
     PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
+    bool fast_decode = false;  // refused on a store built without it; implied on one built with it
 };
 
 struct QueryHit {

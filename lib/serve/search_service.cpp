@@ -72,8 +72,14 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         s.canonical_roots_.push_back(canonical);
     }
 
+    s.preprocessing_ = preprocessing_for_store(*s.writer_, options.fast_decode);
     s.model_ = model_for_existing_store(*s.writer_, options.model);
     if (options.engine) {
+        // The batcher only stacks prepared inputs: a store whose recipe makes inputs of another size
+        // (or another model) cannot share it.
+        if (options.engine->values_per_image != s.preprocessing_.values_per_image())
+            throw Error(fmt::format("{}: this store's preprocessing differs from the shared model's",
+                                    s.options_.store_dir.string()));
         if (options.engine->model.sha256 != s.model_.sha256)
             throw Error(fmt::format("{}: this store was built with model sha256 {}, the shared model is {}",
                                     s.options_.store_dir.string(), s.model_.sha256, options.engine->model.sha256));
@@ -84,8 +90,9 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         embedder_options.threads = options.threads;
         auto engine = std::make_shared<EmbeddingEngine>();
         engine->model = s.model_;
+        engine->values_per_image = s.preprocessing_.values_per_image();
         engine->embedder = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
-        engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, PreprocessSpec{}.values_per_image(), options.batch);
+        engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, s.preprocessing_.values_per_image(), options.batch);
         if (options.one_shot_embedder) {
             embedder_options.optimize = false;  // as embed_queries loads it for a few queries
             // The precision the main model was loaded in (a quantized model runs in int8 whatever it is given).
@@ -93,7 +100,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
                                                                                          : engine->embedder->precision();
             engine->one_shot_embedder = Embedder::load(s.model_.path, embedder_options);
             engine->one_shot_batcher = std::make_unique<EmbeddingBatcher>(*engine->one_shot_embedder,
-                                                                          PreprocessSpec{}.values_per_image(), options.batch);
+                                                                          s.preprocessing_.values_per_image(), options.batch);
         }
         s.engine_ = std::move(engine);
     }
@@ -128,8 +135,8 @@ void SearchService::check_expectations(const SearchRequest& request) const {
                                             model_.path.string(), model_.sha256));
     if (request.precision && *request.precision != precision_name(engine_->embedder->precision()))
         throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
-    if (request.preprocessing && *request.preprocessing != PreprocessSpec::name())
-        throw RequestError(409, fmt::format("this server preprocesses images as {}", PreprocessSpec::name()));
+    if (request.preprocessing && *request.preprocessing != preprocessing_.name())
+        throw RequestError(409, fmt::format("this server preprocesses images as {}", preprocessing_.name()));
 }
 
 SearchAnswer SearchService::search(const std::vector<float>& vector, const SearchRequest& request,
@@ -218,7 +225,7 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
-    const std::vector<float> vector = embed(prepare_image_bytes(bytes, PreprocessSpec{}), request.one_shot);
+    const std::vector<float> vector = embed(prepare_image_bytes(bytes, preprocessing_), request.one_shot);
     const double embed_ms = milliseconds_since(started);
     SearchAnswer answer = search(vector, request, "embedded");
     answer.embed_ms = embed_ms;
@@ -232,7 +239,7 @@ std::optional<std::vector<float>> SearchService::vector_of_content(const std::st
 }
 
 std::vector<float> SearchService::embed_bytes(const std::string& bytes) const {
-    return embed(prepare_image_bytes(bytes, PreprocessSpec{}));
+    return embed(prepare_image_bytes(bytes, preprocessing_));
 }
 
 std::string SearchService::catalogue_key_of(const std::string& path) const {
@@ -251,7 +258,7 @@ std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
 }
 
 AddResult SearchService::add_upload(const std::string& bytes) {
-    PreparedImage image = prepare_image_bytes(bytes, PreprocessSpec{});
+    PreparedImage image = prepare_image_bytes(bytes, preprocessing_);
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
     // Content-addressed: the same upload twice is one file and one row.
     const std::filesystem::path target = uploads_dir() / (image.sha256 + image_extension(bytes));  // never the client's name
@@ -295,7 +302,7 @@ AddResult SearchService::add_path(const std::string& path) {
     if (fd < 0)
         throw RequestError(403, fmt::format("{}: not opened beneath a served root without following a link ({})", path,
                                             std::strerror(errno)));
-    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), PreprocessSpec{});
+    PreparedImage image = prepare_image("/proc/self/fd/" + std::to_string(fd), preprocessing_);
     ::close(fd);
     if (!image.ok()) throw RequestError(422, fmt::format("{}: {}", path, image.error));
     return commit(image_record(key, image.stat, image.sha256, image.width, image.height, vector_of(image)));

@@ -35,6 +35,7 @@ namespace cbir {
 // of a set serves) share it instead of each loading its own copy.
 struct EmbeddingEngine {
     ModelFile model;
+    size_t values_per_image = 0;  // of the inputs the batcher stacks (the store's recipe)
     std::unique_ptr<Embedder> embedder;
     std::unique_ptr<EmbeddingBatcher> batcher;  // uses *embedder: declared after it, destroyed before
     std::unique_ptr<Embedder> one_shot_embedder;  // when ServiceOptions::one_shot_embedder
@@ -49,6 +50,7 @@ struct ServiceOptions {
     int threads = 0;  // inference threads; 0 = all cores
     int batch = 8;    // most images per forward pass
     PrecisionRequest precision = PrecisionRequest::Default;  // see embed/precision.h
+    bool fast_decode = false;  // refused on a store built without it; implied on one built with it
     int save_interval_seconds = 60;
     // Also keep the model unoptimised, as a one-shot `cbir query` runs it, so that searches asking
     // for it (SearchRequest::one_shot) get the very vectors, and so distances, the CLI would compute
@@ -129,6 +131,7 @@ private:
     std::unique_ptr<Store> writer_;  // catalogue writes, under write_mutex_
     std::unique_ptr<Store> reader_;  // catalogue reads from request threads (WAL: the last commit)
     ModelFile model_;
+    PreprocessSpec preprocessing_;  // the store's recipe
     std::shared_ptr<EmbeddingEngine> engine_;
     std::vector<std::filesystem::path> canonical_roots_;
     // The catalogue and lock files opened (device, inode), against which the paths are checked.

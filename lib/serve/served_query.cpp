@@ -33,7 +33,7 @@ std::string url_encoded(const std::string& text) {
 
 // The search parameters and what the answer must be to equal run_query's.
 std::string search_target(const QueryOptions& options, const CatalogueState& state, const ModelFile* model,
-                          std::optional<Precision> precision) {
+                          std::optional<Precision> precision, const PreprocessSpec& preprocessing) {
     std::string target = fmt::format("/search?k={}&ef={}&nprobe={}&one_shot=1&store_id={}&generation={}&state_token={}",
                                      options.top_k, options.ef, options.nprobe, url_encoded(state.store_id),
                                      state.generation, url_encoded(state.token));
@@ -42,7 +42,7 @@ std::string search_target(const QueryOptions& options, const CatalogueState& sta
     if (model) {
         target += "&model_sha256=" + url_encoded(model->sha256);
         target += "&precision=" + url_encoded(precision_name(*precision));
-        target += "&preprocessing=" + url_encoded(PreprocessSpec::name());
+        target += "&preprocessing=" + url_encoded(preprocessing.name());
     }
     return target;
 }
@@ -119,7 +119,9 @@ std::optional<QueryReport> query_through_server(const std::vector<std::filesyste
         if (any_to_embed) model = model_for_existing_store(*store, options.model);
         const std::optional<Precision> precision = expected_precision(options.precision, *store);
         if (any_to_embed && !precision) return local("the store records no precision (its next index run does)");
-        const std::string target = search_target(options, state, model ? &*model : nullptr, precision);
+        // The recipe a local run would use (and its refusal of --fast-decode on an exact store).
+        const PreprocessSpec preprocessing = preprocessing_for_store(*store, options.fast_decode);
+        const std::string target = search_target(options, state, model ? &*model : nullptr, precision, preprocessing);
 
         QueryReport report;
         report.metric = store->settings().metric;
