@@ -7,6 +7,8 @@
 
 #include "bench/ann_bench.h"
 #include "bench/benchmarks.h"
+#include "cluster/communicator.h"
+#include "shard/store_set.h"
 #include "cli_common.h"
 #include "options.h"
 #include "output/npy_writer.h"
@@ -38,6 +40,8 @@ struct BenchFlags {
     size_t queries = 200;
     std::string work_dir = ".";
     std::string vectors_from;
+    int shards = 0;
+    size_t iterations = 2000;
     int fast_min_side = 0;
     int batch = 8;
     std::string output;
@@ -180,8 +184,14 @@ Runner add_synth_store_bench(CLI::App& app, BenchFlags& flags, const std::filesy
         ->check(index_spec_validator())->capture_default_str();
     add_metric_option(*sub, flags.metric, "l2, cosine or ip")->capture_default_str();
     add_model_option(*sub, flags.model, "Model recorded as the store's (default: models/resnet18-*.pt)");
+    sub->add_option("--shards", flags.shards, "Make a store set of this many shards instead (placed by the set's rule)")
+        ->check(CLI::Range(1, kMaxShards));
     return [sub, &flags, exe_dir] {
         if (!sub->parsed()) return;
+        if (flags.shards > 0)
+            return make_synthetic_set(std::filesystem::absolute(flags.store), model_path(flags, exe_dir), flags.count,
+                                      flags.dimension, *parse_metric(flags.metric),
+                                      *parse_index_spec(flags.index_kind, IndexSpec{}, nullptr), flags.shards);
         make_synthetic_store(std::filesystem::absolute(flags.store), model_path(flags, exe_dir), flags.count,
                              flags.dimension, *parse_metric(flags.metric),
                              *parse_index_spec(flags.index_kind, IndexSpec{}, nullptr));
@@ -234,6 +244,27 @@ Runner add_ann_bench(CLI::App& app, BenchFlags& flags) {
     };
 }
 
+// Run under mpirun/srun: the MPI exchange one served search costs, without the search.
+Runner add_fanout_bench(CLI::App& app, BenchFlags& flags) {
+    auto* sub = app.add_subcommand("fanout", "Under mpirun: broadcast of one query + gather of k hits per rank, p50/p99 µs");
+    sub->add_option("--iterations", flags.iterations, "Round trips timed")->check(CLI::Range(1, 10000000))
+        ->capture_default_str();
+    sub->add_option("--dimension", flags.dimension, "Floats per query vector")->check(CLI::Range(1, 65536))
+        ->capture_default_str();
+    return [sub, &flags] {
+        if (!sub->parsed()) return;
+        const auto placement = job_placement_from_environment();
+        if (!placement || !placement->mpi) throw Error("cbir bench fanout runs as an MPI job: mpirun -np R cbir bench fanout");
+        auto job = join_mpi_job();
+        const FanoutBench r = bench_fanout(*job, flags.iterations, flags.dimension, 10);
+        if (job->rank() == 0) {
+            nlohmann::ordered_json row{{"bench", "fanout"}, {"ranks", r.ranks}, {"iterations", r.iterations},
+                                       {"p50_us", r.p50_us}, {"p99_us", r.p99_us}, {"mean_us", r.mean_us}};
+            std::cout << row.dump() << std::endl;
+        }
+    };
+}
+
 }  // namespace
 
 std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
@@ -243,7 +274,8 @@ std::function<int()> add_bench_command(CLI::App& app, const char* argv0) {
     const std::vector<Runner> runners{add_inference_bench(app, *flags, exe_dir), add_decode_bench(app, *flags),
                                       add_stages_bench(app, *flags), add_pipeline_bench(app, *flags, exe_dir),
                                       add_features_bench(app, *flags, exe_dir),
-                                      add_synth_store_bench(app, *flags, exe_dir), add_ann_bench(app, *flags)};
+                                      add_synth_store_bench(app, *flags, exe_dir), add_ann_bench(app, *flags),
+                                      add_fanout_bench(app, *flags)};
     // The shared flags outlive the runners, which refer to them.
     return guarded_command([flags, runners] {
         for (const auto& run : runners) run();

@@ -6,15 +6,20 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "cli_common.h"
 #include "more_commands.h"
 #include "options.h"
+#include "cluster/communicator.h"
 #include "serve/http_api.h"
 #include "serve/search_service.h"
+#include "serve/set_backend.h"
+#include "shard/store_set.h"
 #include "util/cancel.h"
 #include "util/log.h"
 
@@ -59,6 +64,143 @@ bool is_loopback(const std::string& host) {
     return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+HttpOptions http_options(const ServeFlags& flags) {
+    allow_descriptors_for(flags.max_connections);
+    HttpOptions http;
+    http.host = flags.host;
+    http.port = flags.port;
+    http.max_body_bytes = static_cast<size_t>(flags.max_body_mb) << 20;
+    http.request_threads = flags.request_threads;
+    http.max_connections = flags.max_connections;
+    http.request_timeout_seconds = flags.request_timeout;
+    http.allowed_hosts = flags.allowed_hosts;
+    return http;
+}
+
+// Registered with the signal watcher for its life (before `api` goes, on every path out).
+class RunningApi {
+public:
+    explicit RunningApi(HttpApi& api) {
+        std::lock_guard<std::mutex> lock(running_api_mutex);
+        running_api = &api;
+    }
+    ~RunningApi() {
+        std::lock_guard<std::mutex> lock(running_api_mutex);
+        running_api = nullptr;
+    }
+};
+
+void warn_if_exposed(const ServeFlags& flags) {
+    if (!is_loopback(flags.host))
+        log_warning(fmt::format("listening on {}: anyone who can reach this machine can search and change the store "
+                                "(there is no authentication; clients naming it by a host name need --allow-host NAME)",
+                                flags.host));
+}
+
+// Printed even with -q: where the service listens is its result (with --port 0, the only way to
+// learn the port), not chatter.
+void say_where(const ServeFlags& flags, const std::string& what, int port) {
+    const std::string shown_host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
+    std::fprintf(stderr, "cbir: %s\n",
+                 fmt::format("serving {} at http://{}:{}/ (Ctrl-C stops)", what, shown_host, port).c_str());
+    std::fflush(stderr);
+}
+
+int serve_store(const ServeFlags& flags, ServiceOptions options) {
+    options.one_shot_embedder = true;  // for `cbir query` through the local socket
+    auto service = SearchService::open(options);
+    if (cbir::stop_requested()) return kOk;
+    HttpOptions http = http_options(flags);
+    http.local_socket_store = service->status().store_dir;
+    HttpApi api(*service, http);
+    const int port = api.bind();
+    RunningApi registered(api);
+    if (cbir::stop_requested()) api.stop();
+    warn_if_exposed(flags);
+    const ServiceStatus status = service->status();
+    say_where(flags, fmt::format("{} ({} images, {} index)", status.store_dir.string(), status.images, status.index_kind),
+              port);
+    api.run();
+    service->close();
+    const ServiceStatus final_status = service->status();
+    log_notice(fmt::format("stopped; {} images in the store, index file at catalogue generation {}", final_status.images,
+                            final_status.saved_generation));
+    return kOk;
+}
+
+// A set, by one process or by every rank of an MPI job (serve/set_backend.h). Rank 0 answers HTTP on
+// a thread of its own; this thread, which joined MPI, makes every MPI call.
+int serve_set(const ServeFlags& flags, ServiceOptions options) {
+    const auto placement = job_placement_from_environment();
+    const StoreSet set = StoreSet::open(options.store_dir);
+    if (placement && !placement->mpi)
+        throw Error(fmt::format("{}: a set is served by {} ranks only in an MPI job (mpirun, or srun --mpi=pmix)",
+                                options.store_dir.string(), placement->size));
+    std::unique_ptr<Communicator> job = placement ? join_mpi_job() : nullptr;
+    const int rank = job ? job->rank() : 0;
+    const int ranks = job ? job->size() : 1;
+    // Files are added by path from under the folder holding the set, as one store's default is the
+    // folder holding it (a shard's would be the set's own folder).
+    if (options.roots.empty()) options.roots.push_back(std::filesystem::absolute(set.dir()).lexically_normal().parent_path());
+
+    // Every rank opens its shards (rank 0 also binds its port) and the job starts only if all could.
+    std::string failure;
+    std::unique_ptr<ShardHost> host;
+    std::unique_ptr<SetBackend> backend;
+    std::unique_ptr<HttpApi> api;
+    int port = 0;
+    try {
+        host = std::make_unique<ShardHost>(set, shards_of_task(set.shards(), rank, ranks), options);
+        if (rank == 0) {
+            backend = std::make_unique<SetBackend>(*host, job.get());
+            api = std::make_unique<HttpApi>(*backend, http_options(flags));
+            port = api->bind();
+        }
+    } catch (const std::exception& e) {
+        failure = e.what();
+    }
+    const std::string verdict = agree_to_start(job.get(), failure);
+    if (!verdict.empty()) {
+        api.reset();
+        backend.reset();
+        host.reset();
+        job.reset();
+        if (rank != 0) return kError;  // rank 0 reports it
+        throw Error(ranks > 1 ? verdict : failure);
+    }
+    if (rank != 0) {
+        follow_operations(*host, *job);
+        host->close();
+        job.reset();
+        return kOk;
+    }
+
+    RunningApi registered(*api);
+    if (cbir::stop_requested()) api->stop();
+    warn_if_exposed(flags);
+    std::exception_ptr http_failure;
+    std::thread http([&] {
+        try {
+            const ServiceStatus status = backend->status();
+            say_where(flags,
+                      fmt::format("set {} ({} images in {} shards on {} ranks, {} index)", status.store_dir.string(),
+                                  status.images, status.shards, status.ranks, status.index_kind),
+                      port);
+            api->run();
+        } catch (...) {
+            http_failure = std::current_exception();
+        }
+        backend->finish();
+    });
+    backend->run();  // until the HTTP server has stopped; then every rank closes its shards
+    http.join();
+    host->close();
+    job.reset();
+    if (http_failure) std::rethrow_exception(http_failure);
+    log_notice(fmt::format("stopped; every shard of {} closed and its index saved", set.dir().string()));
+    return kOk;
+}
+
 int run(const ServeFlags& flags) {
     apply_verbosity(flags.verbosity);
     // A second signal ends the process at once: the catalogue is committed per request, and the index
@@ -78,52 +220,10 @@ int run(const ServeFlags& flags) {
     options.precision = parse_precision(flags.precision);
     options.fast_decode = flags.fast_decode;
     options.save_interval_seconds = flags.save_interval;
-    options.one_shot_embedder = true;  // for `cbir query` through the local socket
-    auto service = SearchService::open(options);
-    if (cbir::stop_requested()) return kOk;
-
-    allow_descriptors_for(flags.max_connections);
-    HttpOptions http;
-    http.host = flags.host;
-    http.port = flags.port;
-    http.max_body_bytes = static_cast<size_t>(flags.max_body_mb) << 20;
-    http.request_threads = flags.request_threads;
-    http.max_connections = flags.max_connections;
-    http.request_timeout_seconds = flags.request_timeout;
-    http.allowed_hosts = flags.allowed_hosts;
-    http.local_socket_store = service->status().store_dir;
-    HttpApi api(*service, http);
-    const int port = api.bind();
-    {
-        std::lock_guard<std::mutex> lock(running_api_mutex);
-        running_api = &api;
-    }
-    struct Unregister {  // before `api` goes, on every path out
-        ~Unregister() {
-            std::lock_guard<std::mutex> lock(running_api_mutex);
-            running_api = nullptr;
-        }
-    } unregister;
-    if (cbir::stop_requested()) api.stop();
-    if (!is_loopback(flags.host))
-        log_warning(fmt::format("listening on {}: anyone who can reach this machine can search and change the store "
-                                "(there is no authentication; clients naming it by a host name need --allow-host NAME)",
-                                flags.host));
-    const ServiceStatus status = service->status();
-    const std::string shown_host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
-    // Printed even with -q: where the service listens is its result (with --port 0, the only way to
-    // learn the port), not chatter.
-    std::fprintf(stderr, "cbir: %s\n",
-                 fmt::format("serving {} ({} images, {} index) at http://{}:{}/ (Ctrl-C stops)",
-                             status.store_dir.string(), status.images, status.index_kind, shown_host, port)
-                     .c_str());
-    std::fflush(stderr);
-    api.run();
-    service->close();
-    const ServiceStatus final_status = service->status();
-    log_notice(fmt::format("stopped; {} images in the store, index file at catalogue generation {}", final_status.images,
-                            final_status.saved_generation));
-    return kOk;
+    if (StoreSet::exists(options.store_dir)) return serve_set(flags, options);
+    // One store in an MPI job: rank 0 serves it alone.
+    if (const auto placement = job_placement_from_environment(); placement && placement->rank != 0) return kOk;
+    return serve_store(flags, options);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "serve/http_api.h"
 #include "serve/http_server.h"
 #include "serve/request_stats.h"
+#include "serve/set_operations.h"
 #include "test_support.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
@@ -245,4 +246,37 @@ TEST_CASE("serve: past the connection limit an idle connection makes room, or th
     server.stop();
     runner.join();
     CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+}
+
+TEST_CASE("serve: what crosses the ranks of a served set comes back intact, and a message cut short is refused") {
+    using namespace cbir;
+    SearchRequest request;
+    request.k = 7;
+    request.ef = 64;
+    request.max_distance = 2.5f;
+    const std::vector<std::string> operations{search_operation({1.0f, -2.0f, 3.5f}, request),
+                                              id_operation(SetOp::RemoveId, (int64_t(3) << 48) | 17),
+                                              text_operation(SetOp::RemovePath, std::string("/a/b\0c.jpg", 10)),
+                                              shard_operation(SetOp::AddUpload, 2, std::string(1000, '\xff')),
+                                              bare_operation(SetOp::Stop)};
+    const auto batch = encode_batch(operations);
+    CHECK(decode_batch(batch) == operations);
+    CHECK(operation_code(operations[0]) == SetOp::Search);
+    CHECK(operation_code(operations[4]) == SetOp::Stop);
+    CHECK(is_read(SetOp::Search));
+    CHECK_FALSE(is_read(SetOp::AddPath));
+
+    const std::vector<SetAnswer> answers{{SetAnswer::Kind::None, {}, 0, {}},
+                                         {SetAnswer::Kind::Value, std::string("v\0w", 3), 0, {}},
+                                         {SetAnswer::Kind::Failed, {}, 404, "no image with id 5"}};
+    const auto encoded = encode_answers(answers);
+    const auto decoded = decode_answers(encoded);
+    REQUIRE(decoded.size() == 3);
+    CHECK(decoded[0].kind == SetAnswer::Kind::None);
+    CHECK(decoded[1].value == answers[1].value);
+    CHECK(decoded[2].status == 404);
+    CHECK(decoded[2].message == "no image with id 5");
+    // Every prefix of a message is refused with an error, never read past its end.
+    for (size_t n = 0; n < encoded.size(); ++n) CHECK_THROWS_AS(decode_answers(encoded.substr(0, n)), Error);
+    for (size_t n = 0; n < batch.size(); n += 7) CHECK_THROWS_AS(decode_batch(batch.substr(0, n)), Error);
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "bench/synthetic.h"
+#include "cluster/communicator.h"
 #include "image/decode.h"
 #include "image/exif_orientation.h"
 #include "image/image_file.h"
@@ -19,6 +20,7 @@
 #include "pipeline/model_resolution.h"
 #include "pipeline/precision_choice.h"
 #include "pipeline/prepare.h"
+#include "shard/store_set.h"
 #include "store/derived_index.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -195,6 +197,68 @@ void make_synthetic_store(const std::filesystem::path& store_dir, const std::fil
         txn.commit();
     }
     update_index_file(*store);
+}
+
+void make_synthetic_set(const std::filesystem::path& set_dir, const std::filesystem::path& model, size_t count,
+                        int dimension, Metric metric, const IndexSpec& index, int shards) {
+    if (StoreSet::exists(set_dir) || Store::exists(set_dir)) throw Error(set_dir.string() + ": a store or set already exists here");
+    const ModelFile model_file = describe_model(model);
+    SetManifest manifest;
+    manifest.shards = shards;
+    manifest.root = "/synthetic";
+    manifest.model_path = model_file.path.string();
+    manifest.model_sha256 = model_file.sha256;
+    manifest.metric = metric;
+    manifest.index = index;
+    const StoreSet set = StoreSet::create_or_join(set_dir, manifest);
+    const StoreSettings settings = new_store_settings(model_file, dimension, metric, index);
+    std::vector<std::unique_ptr<Store>> stores;
+    for (int shard = 0; shard < shards; ++shard) stores.push_back(Store::create(set.shard_dir(shard), settings));
+
+    ImageRecord record;
+    record.sha256 = "synthetic";
+    constexpr size_t kChunk = 10000;  // the same vectors, chunk by chunk, as make_synthetic_store's
+    for (size_t i = 0; i < count;) {
+        const size_t n = std::min(kChunk, count - i);
+        const auto vectors = synthetic_features(n, dimension, static_cast<unsigned>(1000 + i / kChunk));
+        std::vector<std::unique_ptr<Transaction>> transactions;
+        for (auto& store : stores) transactions.push_back(std::make_unique<Transaction>(store->catalogue()));
+        for (size_t j = 0; j < n; ++j, ++i) {
+            record.vector.assign(vectors.begin() + static_cast<long>(j * dimension),
+                                 vectors.begin() + static_cast<long>((j + 1) * dimension));
+            record.path = "/synthetic/" + std::to_string(i) + ".jpg";
+            stores[static_cast<size_t>(set.shard_of(record.path))]->catalogue().upsert(record);
+        }
+        for (auto& transaction : transactions) transaction->commit();
+    }
+    for (auto& store : stores) update_index_file(*store);
+}
+
+FanoutBench bench_fanout(Communicator& job, size_t iterations, int dimension, int k) {
+    // Sizes as set_operations.cpp encodes them: a search operation, and k hits with a short path each.
+    const size_t query_bytes = 1 + 8 + static_cast<size_t>(dimension) * sizeof(float) + 4 * 3 + 1 + 4 + 16;
+    const size_t answer_bytes = 16 + static_cast<size_t>(k) * (4 + 8 + 8 + 24);
+    std::vector<double> micros;
+    const std::string answer(answer_bytes, 'h');
+    for (size_t i = 0; i < iterations + 10; ++i) {  // the first 10 warm up
+        std::string message = job.rank() == 0 ? std::string(query_bytes, 'q') : std::string();
+        const auto started = std::chrono::steady_clock::now();
+        job.broadcast(message, 0);
+        const auto answers = job.gather(answer, 0);
+        const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started).count();
+        if (i >= 10) micros.push_back(us);
+    }
+    FanoutBench out;
+    out.ranks = job.size();
+    out.iterations = iterations;
+    if (micros.empty()) return out;
+    std::sort(micros.begin(), micros.end());
+    out.p50_us = micros[micros.size() / 2];
+    out.p99_us = micros[std::min(micros.size() - 1, micros.size() * 99 / 100)];
+    double sum = 0;
+    for (double us : micros) sum += us;
+    out.mean_us = sum / static_cast<double>(micros.size());
+    return out;
 }
 
 }  // namespace cbir

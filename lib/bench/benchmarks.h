@@ -77,4 +77,24 @@ PipelineBench bench_pipeline(const std::vector<std::filesystem::path>& files, co
 void make_synthetic_store(const std::filesystem::path& store_dir, const std::filesystem::path& model, size_t count,
                           int dimension, Metric metric, const IndexSpec& index);
 
+// The same `count` vectors as a store set of `shards` shards (root /synthetic: each path placed by
+// the set's rule), every shard's index built. For timing a set served or queried by several ranks.
+void make_synthetic_set(const std::filesystem::path& set_dir, const std::filesystem::path& model, size_t count,
+                        int dimension, Metric metric, const IndexSpec& index, int shards);
+
+class Communicator;
+
+struct FanoutBench {
+    int ranks = 0;
+    size_t iterations = 0;
+    double p50_us = 0;
+    double p99_us = 0;
+    double mean_us = 0;
+};
+
+// What `cbir serve` on a set adds to every search, without the search: rank 0 broadcasts one query's
+// worth of bytes (a 512-float vector and its parameters), every rank answers k hits' worth, rank 0
+// gathers them; timed on rank 0 over `iterations` round trips (every rank must call it).
+FanoutBench bench_fanout(Communicator& job, size_t iterations, int dimension, int k);
+
 }  // namespace cbir

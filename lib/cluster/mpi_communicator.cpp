@@ -15,14 +15,24 @@
 namespace cbir {
 namespace {
 
+// A wait first tests without sleeping for 50 µs (under a stream of operations the next one is
+// usually already on its way: a sleep would add its whole length to every fan-out), then every
+// 200 µs, and once it has lasted 100 ms every 2 ms: a serving rank idle between requests then costs
+// ~1 % of a core instead of ~8 %, and the first request after a pause waits at most 2 ms more.
+constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr auto kPollInterval = std::chrono::microseconds(200);
+constexpr auto kIdleAfter = std::chrono::milliseconds(100);
+constexpr auto kIdlePollInterval = std::chrono::microseconds(2000);
 
 void wait_polling(MPI_Request& request) {
     int done = 0;
+    const auto started = std::chrono::steady_clock::now();
     for (;;) {
         MPI_Test(&request, &done, MPI_STATUS_IGNORE);
         if (done) return;
-        std::this_thread::sleep_for(kPollInterval);
+        const auto waited = std::chrono::steady_clock::now() - started;
+        if (waited < kSpinFor) std::this_thread::yield();
+        else std::this_thread::sleep_for(waited < kIdleAfter ? kPollInterval : kIdlePollInterval);
     }
 }
 

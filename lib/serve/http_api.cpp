@@ -480,7 +480,7 @@ bool origin_allowed(const std::string& origin_header, const std::string& host_he
     return origin_header.empty() || lowercase(origin_header) == "http://" + lowercase(host_header);
 }
 
-HttpApi::HttpApi(SearchService& service, const HttpOptions& options)
+HttpApi::HttpApi(ServeBackend& service, const HttpOptions& options)
     : service_(service), options_(options), work_slots_(std::make_unique<WorkSlots>(options.request_threads)) {
     ConnectionLimits limits;
     limits.max_connections = static_cast<size_t>(std::max(options.max_connections, 1));
@@ -620,24 +620,25 @@ void HttpApi::add_status_routes(HttpServer& server) {
         json roots = json::array();
         for (const auto& root : st.roots) roots.push_back(root.string());
         const ConnectionCounts connections = server_->connection_counts();
-        send_json(res, 200,
-                  json{{"store", st.store_dir.string()},
-                       {"roots", roots},
-                       {"images", st.images},
-                       {"indexed", st.indexed},
-                       {"index", {{"searched", st.index_kind}, {"spec", st.index_spec}, {"saved_generation", st.saved_generation}}},
-                       {"generation", st.generation},
-                       {"metric", metric_name(st.metric)},
-                       {"dimension", st.dimension},
-                       {"model", {{"path", st.model.path.string()}, {"sha256", st.model.sha256}, {"untrained", st.model.untrained}}},
-                       {"embedding", {{"images", st.images_embedded}, {"batches", st.inference_batches}}},
-                       {"connections", {{"open", connections.open}, {"limit", server_->limits().max_connections},
-                                        {"refused", connections.refused}, {"evicted", connections.evicted},
-                                        {"body_bytes", connections.body_bytes}}},
-                       {"local_socket", local_socket().empty() ? json(nullptr) : json(local_socket().string())},
-                       {"search", {{"k", SearchRequest{}.k}, {"k_max", kTopKBounds.max}}},
-                       {"uptime_seconds", stats_.uptime_seconds()},
-                       {"requests", routes}});
+        json body{{"store", st.store_dir.string()},
+                  {"roots", roots},
+                  {"images", st.images},
+                  {"indexed", st.indexed},
+                  {"index", {{"searched", st.index_kind}, {"spec", st.index_spec}, {"saved_generation", st.saved_generation}}},
+                  {"generation", st.generation},
+                  {"metric", metric_name(st.metric)},
+                  {"dimension", st.dimension},
+                  {"model", {{"path", st.model.path.string()}, {"sha256", st.model.sha256}, {"untrained", st.model.untrained}}},
+                  {"embedding", {{"images", st.images_embedded}, {"batches", st.inference_batches}}},
+                  {"connections", {{"open", connections.open}, {"limit", server_->limits().max_connections},
+                                   {"refused", connections.refused}, {"evicted", connections.evicted},
+                                   {"body_bytes", connections.body_bytes}}},
+                  {"local_socket", local_socket().empty() ? json(nullptr) : json(local_socket().string())},
+                  {"search", {{"k", SearchRequest{}.k}, {"k_max", kTopKBounds.max}}},
+                  {"uptime_seconds", stats_.uptime_seconds()},
+                  {"requests", routes}};
+        if (st.shards > 0) body["set"] = {{"shards", st.shards}, {"ranks", st.ranks}};
+        send_json(res, 200, body);
     });
 }
 
@@ -708,7 +709,7 @@ void HttpApi::add_image_routes(HttpServer& server) {
     });
 
     // Files are only ever named by catalogue id, and served only when they are still what the
-    // catalogue says (SearchService::image_file).
+    // catalogue says (ServeBackend::image_file).
     s.Get(R"(/images/(\d+)/file)", [this](const httplib::Request& req, httplib::Response& res) {
         require_known_parameters(req, {});
         const WorkSlot slot(*work_slots_);

@@ -1,6 +1,6 @@
 #pragma once
-// The HTTP/JSON face of a SearchService (cpp-httplib, through HttpServer): the routes, their
-// parameters and answers, the web page at "/", which requests are accepted at all (methods,
+// The HTTP/JSON face of a ServeBackend (one store or a store set; cpp-httplib, through HttpServer):
+// the routes, their parameters and answers, the web page at "/", which requests are accepted at all (methods,
 // encodings, Host and Origin), and per-route statistics. Documented in the README ("cbir serve").
 #include <cstddef>
 #include <filesystem>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "serve/request_stats.h"
-#include "serve/search_service.h"
+#include "serve/serve_backend.h"
 
 namespace cbir {
 
@@ -42,7 +42,7 @@ bool origin_allowed(const std::string& origin_header, const std::string& host_he
 
 class HttpApi {
 public:
-    HttpApi(SearchService& service, const HttpOptions& options);
+    HttpApi(ServeBackend& service, const HttpOptions& options);
     ~HttpApi();
     // Binds the listening socket; returns the port. Throws cbir::Error when it cannot. Then the local
     // socket, if asked for: a failure there is a warning (queries then load the model themselves).
@@ -64,7 +64,7 @@ private:
     void add_insert_route(HttpServer& server);
     void add_image_routes(HttpServer& server);  // look up, file, thumbnail
     void add_remove_routes(HttpServer& server);
-    SearchService& service_;
+    ServeBackend& service_;
     HttpOptions options_;
     RequestStats stats_;
     std::unique_ptr<WorkSlots> work_slots_;

@@ -74,23 +74,39 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
 
     s.preprocessing_ = preprocessing_for_store(*s.writer_, options.fast_decode);
     s.model_ = model_for_existing_store(*s.writer_, options.model);
-    warn_if_untrained(s.model_);
-    EmbedderOptions embedder_options;
-    embedder_options.threads = options.threads;
-    s.embedder_ = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
-    if (s.embedder_->dimension() != s.writer_->settings().dimension)
-        throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
-                                s.embedder_->dimension(), s.writer_->settings().dimension));
-    s.batcher_ = std::make_unique<EmbeddingBatcher>(*s.embedder_, s.preprocessing_.values_per_image(), options.batch);
-    if (options.one_shot_embedder) {
-        embedder_options.optimize = false;  // as embed_queries loads it for a few queries
-        // The precision the main model was loaded in (a quantized model runs in int8 whatever it is given).
-        embedder_options.precision =
-            s.embedder_->precision() == Precision::Int8 ? Precision::Float32 : s.embedder_->precision();
-        s.one_shot_embedder_ = Embedder::load(s.model_.path, embedder_options);
-        s.one_shot_batcher_ =
-            std::make_unique<EmbeddingBatcher>(*s.one_shot_embedder_, s.preprocessing_.values_per_image(), options.batch);
+    if (options.engine) {
+        // The batcher only stacks prepared inputs: a store whose recipe makes inputs of another size
+        // (or another model) cannot share it.
+        if (options.engine->values_per_image != s.preprocessing_.values_per_image())
+            throw Error(fmt::format("{}: this store's preprocessing differs from the shared model's",
+                                    s.options_.store_dir.string()));
+        if (options.engine->model.sha256 != s.model_.sha256)
+            throw Error(fmt::format("{}: this store was built with model sha256 {}, the shared model is {}",
+                                    s.options_.store_dir.string(), s.model_.sha256, options.engine->model.sha256));
+        s.engine_ = options.engine;
+    } else {
+        warn_if_untrained(s.model_);
+        EmbedderOptions embedder_options;
+        embedder_options.threads = options.threads;
+        auto engine = std::make_shared<EmbeddingEngine>();
+        engine->model = s.model_;
+        engine->values_per_image = s.preprocessing_.values_per_image();
+        engine->embedder = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
+        engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, s.preprocessing_.values_per_image(), options.batch);
+        if (options.one_shot_embedder) {
+            embedder_options.optimize = false;  // as embed_queries loads it for a few queries
+            // The precision the main model was loaded in (a quantized model runs in int8 whatever it is given).
+            embedder_options.precision = engine->embedder->precision() == Precision::Int8 ? Precision::Float32
+                                                                                         : engine->embedder->precision();
+            engine->one_shot_embedder = Embedder::load(s.model_.path, embedder_options);
+            engine->one_shot_batcher = std::make_unique<EmbeddingBatcher>(*engine->one_shot_embedder,
+                                                                          s.preprocessing_.values_per_image(), options.batch);
+        }
+        s.engine_ = std::move(engine);
     }
+    if (s.engine_->embedder->dimension() != s.writer_->settings().dimension)
+        throw Error(fmt::format("{}: the model gives {} dimensions, the store holds {}", s.model_.path.string(),
+                                s.engine_->embedder->dimension(), s.writer_->settings().dimension));
 
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
@@ -112,12 +128,12 @@ SearchService::~SearchService() {
 }
 
 void SearchService::check_expectations(const SearchRequest& request) const {
-    if (request.one_shot && !one_shot_batcher_)
+    if (request.one_shot && !engine_->one_shot_batcher)
         throw RequestError(409, "this server does not keep the model unoptimised for one-shot queries");
     if (request.model_sha256 && *request.model_sha256 != model_.sha256)
         throw RequestError(409, fmt::format("this server embeds with another model ({}, sha256 {})",
                                             model_.path.string(), model_.sha256));
-    if (request.precision && *request.precision != precision_name(embedder_->precision()))
+    if (request.precision && *request.precision != precision_name(engine_->embedder->precision()))
         throw RequestError(409, "this server embeds at another precision (cbir serve --precision)");
     if (request.preprocessing && *request.preprocessing != preprocessing_.name())
         throw RequestError(409, fmt::format("this server preprocesses images as {}", preprocessing_.name()));
@@ -204,9 +220,8 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
     // indexed file: the image finds itself at distance 0, and no inference runs. Not for a one-shot
     // query: `cbir query` takes a stored vector by the file's path (its client sends the id), and
     // embeds a file whose bytes are catalogued elsewhere.
-    if (auto known = request.one_shot ? std::nullopt : row_with_content(reader_->catalogue(), sha256_hex(bytes.data(), bytes.size()),
-                                      reader_->settings().dimension)) {
-        SearchAnswer answer = search(known->vector, request, "stored");
+    if (auto known = request.one_shot ? std::nullopt : vector_of_content(sha256_hex(bytes.data(), bytes.size()))) {
+        SearchAnswer answer = search(*known, request, "stored");
         answer.embed_ms = milliseconds_since(started) - answer.search_ms;
         return answer;
     }
@@ -217,15 +232,28 @@ SearchAnswer SearchService::search_image(const std::string& bytes, const SearchR
     return answer;
 }
 
+std::optional<std::vector<float>> SearchService::vector_of_content(const std::string& sha256) const {
+    auto known = row_with_content(reader_->catalogue(), sha256, reader_->settings().dimension);
+    if (!known) return std::nullopt;
+    return std::move(known->vector);
+}
+
+std::vector<float> SearchService::embed_bytes(const std::string& bytes) const {
+    return embed(prepare_image_bytes(bytes, preprocessing_));
+}
+
+std::string SearchService::catalogue_key_of(const std::string& path) const {
+    return catalogue_key(resolve_under_roots(path));
+}
+
 std::vector<float> SearchService::embed(const PreparedImage& image, bool one_shot) const {
     if (!image.ok()) throw RequestError(422, "not an image cbir can read: " + image.error);
-    return (one_shot ? one_shot_batcher_ : batcher_)->embed(image.input);
+    return (one_shot ? engine_->one_shot_batcher : engine_->batcher)->embed(image.input);
 }
 
 std::vector<float> SearchService::vector_of(const PreparedImage& image) const {
     // The same picture already catalogued elsewhere has its vector: no inference.
-    if (auto twin = row_with_content(reader_->catalogue(), image.sha256, reader_->settings().dimension))
-        return twin->vector;
+    if (auto twin = vector_of_content(image.sha256)) return std::move(*twin);
     return embed(image);
 }
 
@@ -259,7 +287,7 @@ std::filesystem::path SearchService::resolve_under_roots(const std::string& path
 }
 
 AddResult SearchService::add_path(const std::string& path) {
-    const std::string key = catalogue_key(resolve_under_roots(path));
+    const std::string key = catalogue_key_of(path);
     const auto existing = reader_->catalogue().find_by_path(key);
     auto st = stat_file(key);
     if (existing && st && row_is_current(*st, existing->size, existing->mtime_ns))
@@ -447,11 +475,11 @@ ServiceStatus SearchService::status() const {
         std::lock_guard<std::mutex> lock(saver_mutex_);
         s.saved_generation = saved_generation_;
     }
-    s.images_embedded = batcher_->images_embedded();
-    s.inference_batches = batcher_->batches_run();
-    if (one_shot_batcher_) {  // the one-shot queries of `cbir query`, by the unoptimised model
-        s.images_embedded += one_shot_batcher_->images_embedded();
-        s.inference_batches += one_shot_batcher_->batches_run();
+    s.images_embedded = engine_->batcher->images_embedded();
+    s.inference_batches = engine_->batcher->batches_run();
+    if (engine_->one_shot_batcher) {  // the one-shot queries of `cbir query`, by the unoptimised model
+        s.images_embedded += engine_->one_shot_batcher->images_embedded();
+        s.inference_batches += engine_->one_shot_batcher->batches_run();
     }
     return s;
 }

@@ -23,12 +23,24 @@
 #include "index/index_file.h"
 #include "search/searcher.h"
 #include "serve/embedding_batcher.h"
+#include "serve/serve_backend.h"
 #include "store/store.h"
 #include "store/writer_lock.h"
 #include "util/error.h"
 #include "util/file_stat.h"
 
 namespace cbir {
+
+// The model a service embeds with, loaded once: the services of one process (the shards one rank
+// of a set serves) share it instead of each loading its own copy.
+struct EmbeddingEngine {
+    ModelFile model;
+    size_t values_per_image = 0;  // of the inputs the batcher stacks (the store's recipe)
+    std::unique_ptr<Embedder> embedder;
+    std::unique_ptr<EmbeddingBatcher> batcher;  // uses *embedder: declared after it, destroyed before
+    std::unique_ptr<Embedder> one_shot_embedder;  // when ServiceOptions::one_shot_embedder
+    std::unique_ptr<EmbeddingBatcher> one_shot_batcher;
+};
 
 struct ServiceOptions {
     std::filesystem::path store_dir;
@@ -45,103 +57,44 @@ struct ServiceOptions {
     // (optimize_for_inference folds the batch norms: its features differ by ~1e-6). Costs a second
     // copy of the weights (45 MB for ResNet18).
     bool one_shot_embedder = false;
+    // Another service's engine to share (its model must be the store's); null: load the store's model.
+    std::shared_ptr<EmbeddingEngine> engine;
 };
 
-// A request the service refuses: the HTTP status to answer with and a message for the client.
-class RequestError : public Error {
-public:
-    RequestError(int status, const std::string& message) : Error(message), status_(status) {}
-    int status() const { return status_; }
-
-private:
-    int status_;
-};
-
-struct SearchRequest {
-    int k = 10;
-    int ef = 0;      // 0 = the store's default
-    int nprobe = 0;  // 0 = the store's default
-    std::optional<float> max_distance;
-    // What a client that must get exactly what `cbir query` would print asks of the answer (else 409,
-    // and it searches itself): images embedded by the unoptimised model, as a one-shot query does;
-    bool one_shot = false;
-    // the index searched reflecting exactly this catalogue state, and saved as such (what a query
-    // would load from the index file: a graph grown by inserts since is not the same graph);
-    std::optional<CatalogueState> catalogue_state;
-    // and this model, precision and preprocessing recipe.
-    std::optional<std::string> model_sha256;
-    std::optional<std::string> precision;  // precision_name() of what the client would compute in
-    std::optional<std::string> preprocessing;
-};
-
-
-struct SearchAnswer {
-    // Where the query vector came from: "vector" (given), "id" (a stored row), "stored" (an upload
-    // whose bytes are already in the store: its vector, as `cbir query` uses for an indexed file) or
-    // "embedded".
-    std::string query_kind;
-    Metric metric = Metric::L2;
-    std::string index_kind;  // what was searched: hnsw, ivf, ivfpq or flat
-    std::vector<QueryHit> hits;
-    double embed_ms = 0;
-    double search_ms = 0;
-};
-
-struct AddResult {
-    int64_t id = 0;
-    std::string path;    // absolute, as catalogued
-    std::string status;  // "added", "updated" (the path's file changed), "unchanged" or "removed"
-};
-
-// A catalogued image and its file's bytes, checked against the row.
-struct CataloguedFile {
-    ImageRecord record;
-    std::string bytes;
-};
-
-struct ServiceStatus {
-    std::filesystem::path store_dir;
-    std::vector<std::filesystem::path> roots;
-    size_t images = 0;   // catalogue rows
-    size_t indexed = 0;  // vectors in the searched index
-    std::string index_kind;  // what is searched: hnsw, ivf, ivfpq or flat
-    std::string index_spec;  // the store's choice, e.g. "HNSW32"
-    Metric metric = Metric::L2;
-    int dimension = 0;
-    ModelFile model;
-    uint64_t generation = 0;        // the catalogue's
-    uint64_t saved_generation = 0;  // the index file's
-    size_t images_embedded = 0;
-    size_t inference_batches = 0;
-};
-
-class SearchService {
+class SearchService final : public ServeBackend {
 public:
     // Takes the store's writer lock for the service's life, loads the model and the index (catching
     // the index file up with the catalogue). Throws cbir::Error when the store or model is unusable.
     static std::unique_ptr<SearchService> open(const ServiceOptions& options);
-    ~SearchService();  // close()
+    ~SearchService() override;  // close()
 
-    SearchAnswer search_vector(const std::vector<float>& vector, const SearchRequest& request) const;
-    SearchAnswer search_id(int64_t id, const SearchRequest& request) const;
-    SearchAnswer search_image(const std::string& bytes, const SearchRequest& request) const;
+    SearchAnswer search_vector(const std::vector<float>& vector, const SearchRequest& request) const override;
+    SearchAnswer search_id(int64_t id, const SearchRequest& request) const override;
+    SearchAnswer search_image(const std::string& bytes, const SearchRequest& request) const override;
 
-    // An uploaded image, kept in the store's uploads/ folder under its content hash.
-    AddResult add_upload(const std::string& bytes);
-    // A file on the server under one of the roots (a relative path is taken from the first root).
-    AddResult add_path(const std::string& path);
-    // Removes a row; an uploaded file goes with it, the user's own files never do. 404 if absent.
-    AddResult remove_id(int64_t id);
-    AddResult remove_path(const std::string& path);
+    AddResult add_upload(const std::string& bytes) override;
+    AddResult add_path(const std::string& path) override;
+    AddResult remove_id(int64_t id) override;
+    AddResult remove_path(const std::string& path) override;
 
-    std::optional<ImageRecord> image(int64_t id) const;
-    // The file of a catalogued image, for serving: 404 without the row, 410 when the file is no
-    // longer what the row says (read_catalogued_file).
-    CataloguedFile image_file(int64_t id) const;
-    ServiceStatus status() const;
-    // False once the store's folder was removed or replaced under the service: it then refuses every
-    // write (503) and never writes its index file there.
-    bool store_in_place() const;
+    std::optional<ImageRecord> image(int64_t id) const override;
+    CataloguedFile image_file(int64_t id) const override;
+    ServiceStatus status() const override;
+    bool store_in_place() const override;
+
+    // The pieces a store set assembles across its shards (SetBackend), each the one rule a single
+    // store follows too:
+    // the stored vector of a row with these bytes' SHA-256 (an upload searched as `cbir query`
+    // searches an indexed file), or nullopt;
+    std::optional<std::vector<float>> vector_of_content(const std::string& sha256) const;
+    // the bytes decoded and embedded (422 when they are not an image cbir can read);
+    std::vector<float> embed_bytes(const std::string& bytes) const;
+    // the catalogue key add_path(path) would file the image under (403 outside the roots, 404 when
+    // there is no such file).
+    std::string catalogue_key_of(const std::string& path) const;
+
+    // The model and batcher this service embeds with, to share with the next service opened.
+    std::shared_ptr<EmbeddingEngine> engine() const { return engine_; }
 
     // Writes the index file if the index changed since it was last written.
     void save_if_changed();
@@ -179,10 +132,7 @@ private:
     std::unique_ptr<Store> reader_;  // catalogue reads from request threads (WAL: the last commit)
     ModelFile model_;
     PreprocessSpec preprocessing_;  // the store's recipe
-    std::unique_ptr<Embedder> embedder_;
-    std::unique_ptr<EmbeddingBatcher> batcher_;
-    std::unique_ptr<Embedder> one_shot_embedder_;  // when options_.one_shot_embedder
-    std::unique_ptr<EmbeddingBatcher> one_shot_batcher_;
+    std::shared_ptr<EmbeddingEngine> engine_;
     std::vector<std::filesystem::path> canonical_roots_;
     // The catalogue and lock files opened (device, inode), against which the paths are checked.
     std::optional<FileStat> opened_catalogue_;  // device and inode of what was opened

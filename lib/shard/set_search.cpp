@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "cluster/communicator.h"
+#include "cluster/wire_bytes.h"
 #include "store/derived_index.h"
 #include "store/file_identity.h"
 #include "store/store.h"
@@ -16,40 +17,6 @@
 
 namespace cbir {
 namespace {
-
-// A flat little-endian byte format for what crosses ranks: every read is bounds-checked.
-class Bytes {
-public:
-    explicit Bytes(std::string data = {}) : data_(std::move(data)) {}
-    template <typename T>
-    void put(T value) { data_.append(reinterpret_cast<const char*>(&value), sizeof value); }
-    void put_bytes(const void* p, size_t n) { data_.append(static_cast<const char*>(p), n); }
-    void put_string(const std::string& s) {
-        put<uint32_t>(static_cast<uint32_t>(s.size()));
-        data_ += s;
-    }
-    template <typename T>
-    T get() {
-        T value{};
-        take(&value, sizeof value);
-        return value;
-    }
-    void take(void* p, size_t n) {
-        if (data_.size() - pos_ < n) throw Error("a message between ranks was cut short");
-        std::memcpy(p, data_.data() + pos_, n);
-        pos_ += n;
-    }
-    std::string get_string() {
-        std::string s(get<uint32_t>(), '\0');
-        take(s.data(), s.size());
-        return s;
-    }
-    std::string& data() { return data_; }
-
-private:
-    std::string data_;
-    size_t pos_ = 0;
-};
 
 struct OpenShard {
     int shard = 0;
@@ -76,12 +43,6 @@ std::vector<OpenShard> open_shards(const StoreSet& set, const std::vector<int>& 
     return out;
 }
 
-struct SetHit {
-    float distance;
-    int64_t id;
-    std::string path;
-};
-
 // Each query's hits from these shards, at most k each.
 std::vector<std::vector<SetHit>> search_shards(std::vector<OpenShard>& shards,
                                                 const std::vector<std::vector<float>>& vectors,
@@ -102,21 +63,10 @@ std::vector<std::vector<SetHit>> search_shards(std::vector<OpenShard>& shards,
     return out;
 }
 
-// The k best by (distance, id): the order one store's exact search gives its rows.
-std::vector<QueryHit> merge_hits(std::vector<SetHit> hits, int k) {
-    std::sort(hits.begin(), hits.end(), [](const SetHit& a, const SetHit& b) {
-        return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
-    });
-    if (hits.size() > static_cast<size_t>(k)) hits.resize(static_cast<size_t>(k));
-    std::vector<QueryHit> out;
-    for (size_t r = 0; r < hits.size(); ++r) out.push_back({static_cast<int>(r + 1), hits[r].distance, hits[r].id, hits[r].path});
-    return out;
-}
-
 // Rank 0's vectors (and which queries failed) for every rank: a status byte first, so that an error
 // on rank 0 ends the other ranks too instead of leaving them waiting.
 std::string encode_vectors(const std::vector<std::vector<float>>& vectors) {
-    Bytes b;
+    WireBytes b;
     b.put<uint8_t>(1);
     b.put<uint64_t>(vectors.size());
     for (const auto& v : vectors) {
@@ -127,7 +77,7 @@ std::string encode_vectors(const std::vector<std::vector<float>>& vectors) {
 }
 
 std::vector<std::vector<float>> decode_vectors(std::string data) {
-    Bytes b(std::move(data));
+    WireBytes b(std::move(data));
     if (b.get<uint8_t>() != 1) throw Error("rank 0 could not prepare the queries (its error is above)");
     std::vector<std::vector<float>> vectors(b.get<uint64_t>());
     for (auto& v : vectors) {
@@ -138,7 +88,7 @@ std::vector<std::vector<float>> decode_vectors(std::string data) {
 }
 
 std::string encode_hits(const std::vector<std::vector<SetHit>>& hits) {
-    Bytes b;
+    WireBytes b;
     b.put<uint8_t>(1);
     b.put<uint64_t>(hits.size());
     for (const auto& list : hits) {
@@ -153,14 +103,14 @@ std::string encode_hits(const std::vector<std::vector<SetHit>>& hits) {
 }
 
 std::string encode_error(const std::string& message) {
-    Bytes b;
+    WireBytes b;
     b.put<uint8_t>(0);
     b.put_string(message);
     return std::move(b.data());
 }
 
 void decode_hits_into(std::string data, int rank, std::vector<std::vector<SetHit>>& all) {
-    Bytes b(std::move(data));
+    WireBytes b(std::move(data));
     if (b.get<uint8_t>() != 1) throw Error(fmt::format("rank {}: {}", rank, b.get_string()));
     const uint64_t queries = b.get<uint64_t>();
     if (queries != all.size()) throw Error(fmt::format("rank {} answered {} queries of {}", rank, queries, all.size()));
@@ -177,6 +127,16 @@ void decode_hits_into(std::string data, int rank, std::vector<std::vector<SetHit
 }
 
 }  // namespace
+
+std::vector<QueryHit> merge_hits(std::vector<SetHit> hits, int k) {
+    std::sort(hits.begin(), hits.end(), [](const SetHit& a, const SetHit& b) {
+        return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+    });
+    if (hits.size() > static_cast<size_t>(k)) hits.resize(static_cast<size_t>(k));
+    std::vector<QueryHit> out;
+    for (size_t r = 0; r < hits.size(); ++r) out.push_back({static_cast<int>(r + 1), hits[r].distance, hits[r].id, hits[r].path});
+    return out;
+}
 
 QueryReport run_set_query(const std::vector<std::filesystem::path>& images, const QueryOptions& options,
                           Communicator* job) {
@@ -238,7 +198,7 @@ QueryReport run_set_query(const std::vector<std::filesystem::path>& images, cons
     if (job) {
         const auto answers = job->gather(mine, 0);
         if (rank != 0) {
-            Bytes b(mine);
+            WireBytes b(mine);
             if (b.get<uint8_t>() != 1) throw Error(b.get_string());
             return QueryReport{};
         }
