@@ -10,6 +10,7 @@
 #include "index_command.h"
 #include "more_commands.h"
 #include "query_command.h"
+#include "cluster/communicator.h"
 
 namespace {
 
@@ -68,7 +69,14 @@ int main(int argc, char** argv) {
     app.get_subcommand("info")->alias("stats");
     ignore_sigpipe();  // a closed pipe is a failed write, ended quietly (finish_output)
     if (auto code = parse(app, argc, argv)) return *code;
-    for (auto& [sub, run] : runners)
-        if (sub->parsed()) return run();
+    // index, query and serve share the work of an MPI job or Slurm step among its ranks; every
+    // other command is one process's work, done by rank 0 alone (not once per rank).
+    const auto job = cbir::job_placement_from_environment();
+    for (auto& [sub, run] : runners) {
+        if (!sub->parsed()) continue;
+        const std::string name = sub->get_name();
+        if (job && job->rank != 0 && name != "index" && name != "query" && name != "serve") return kOk;
+        return run();
+    }
     return kError;  // unreachable: CLI11 requires one subcommand
 }

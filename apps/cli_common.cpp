@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "options.h"
+#include "cluster/communicator.h"
 #include "store/store.h"
 #include "shard/store_set.h"
 #include <fmt/format.h>
@@ -281,7 +282,10 @@ int finish_output(int code) {
     if (!std::cout && errno == EPIPE) return kOk;
     return code;
 }
-bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
-bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+// A rank of an MPI job writes to the launcher's pseudo-terminal (Open MPI forwards output through
+// one) whether or not mpirun's own output is a terminal: a rank never assumes a terminal, so
+// `mpirun … cbir query … > hits.tsv` prints what one process would into a file.
+bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1 && !job_placement_from_environment(); }
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1 && !job_placement_from_environment(); }
 
 }  // namespace cbir::cli

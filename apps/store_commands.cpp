@@ -64,7 +64,22 @@ std::function<int()> add_check_command(CLI::App& app) {
     auto flags = common_flags(app);
     return guarded(flags, [](const StoreFlags& f) {
         bool all_ok = true;
-        for (const auto& dir : stores_in(resolve_store(f.store, /*for_writing=*/false))) {
+        const auto resolved = resolve_store(f.store, /*for_writing=*/false);
+        std::vector<std::filesystem::path> dirs{resolved};
+        if (StoreSet::exists(resolved)) {  // a shard without a store is a finding of check, not an error
+            const StoreSet set = StoreSet::open(resolved);
+            dirs.clear();
+            for (int shard = 0; shard < set.shards(); ++shard) {
+                if (Store::exists(set.shard_dir(shard))) {
+                    dirs.push_back(set.shard_dir(shard));
+                    continue;
+                }
+                print_error(fmt::format("{}: shard {} has no store (run its index task: --shard {})",
+                                        set.shard_dir(shard).string(), shard, shard));
+                all_ok = false;
+            }
+        }
+        for (const auto& dir : dirs) {
             auto store = Store::open(dir, CatalogueAccess::ReadOnly);
             const CheckReport report = check_store(*store);
             for (const auto& note : report.notes)

@@ -233,6 +233,23 @@ class StoreSets(unittest.TestCase):
         self.assertIn("--shard 1", r.stderr)
         r = cbir(["info", "--store", broken, "--format", "tsv"])
         self.assertIn("complete\tno (2 shards without a store)", r.stdout)
+        r = cbir(["check", "--store", broken])
+        self.assertEqual(r.returncode, 1, r.stderr)  # a finding of check, as the exit-code table says
+        self.assertEqual(r.stderr.count("has no store"), 2, r.stderr)
+
+    def test_under_mpirun_output_is_what_one_process_prints_once(self):
+        # Open MPI hands each rank a pseudo-terminal: without --format a rank must still print tsv
+        # into a pipe, and commands that do not share work among ranks run once, on rank 0.
+        query = [os.path.join(self.images, "10.jpg"), "--store", self.by_mpi, "-k", "3"]
+        alone = cbir(["query"] + query)
+        job = mpirun(2, ["query"] + query)
+        self.assertEqual(job.returncode, 0, job.stderr)
+        self.assertEqual(job.stdout, alone.stdout)
+        self.assertTrue(job.stdout.startswith("query\trank\tdistance\tpath\n"), job.stdout)
+        info_alone = cbir(["info", "--store", self.by_mpi, "--format", "tsv"])
+        info_job = mpirun(2, ["info", "--store", self.by_mpi, "--format", "tsv"])
+        self.assertEqual(info_job.returncode, 0, info_job.stderr)
+        self.assertEqual(info_job.stdout, info_alone.stdout)
 
 
 if __name__ == "__main__":

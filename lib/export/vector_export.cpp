@@ -187,7 +187,7 @@ ExportSummary export_vectors(const std::filesystem::path& store_or_set, const Ex
         {"format", "milvus-bulk-insert-numpy"},
         {"fields",
          {{{"name", "id"}, {"type", "INT64"}, {"is_primary", true}, {"auto_id", false}},
-          {{"name", "path"}, {"type", "VARCHAR"}, {"max_length", std::min<size_t>(65535, std::max<size_t>(widest_utf8, 256))}},
+          {{"name", "path"}, {"type", "VARCHAR"}, {"max_length", std::min<size_t>(65535, std::max<size_t>(widest_utf8, 4096))}},
           {{"name", "embedding"}, {"type", "FLOAT_VECTOR"}, {"dim", dimension}}}},
         {"metric_type", milvus_metric},
         {"id_rule", "shard << 48 | catalogue row id"},
