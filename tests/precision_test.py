@@ -64,8 +64,8 @@ class Precision(unittest.TestCase):
 
     def test_int8_model_indexes_the_sample_photos_and_answers_queries(self):
         info = self.info(self.stores["int8"])
-        self.assertEqual(info["images"], "7")
-        self.assertEqual(info["dimension"], "512")
+        self.assertEqual(info["images"], 7)
+        self.assertEqual(info["dimension"], 512)
         r = self.cbir("query", self.new_photo, "--store", self.stores["int8"], "-k", "1", "--format", "jsonl", "-v")
         self.assertEqual(r.returncode, 0, r.stderr)
         hit = json.loads(r.stdout.splitlines()[0])
@@ -116,7 +116,7 @@ class Precision(unittest.TestCase):
         self.assertIn("precision mismatch", r.stderr)
         r = self.cbir("index", self.mirrored, "--store", store)  # its own precision: accepted
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(self.info(store)["images"], "8")
+        self.assertEqual(self.info(store)["images"], 8)
 
     def test_serve_refuses_another_precision_before_listening(self):
         r = self.cbir("serve", "--store", self.stores["fp32"], "--port", "0", "--precision", "bf16")
