@@ -185,6 +185,21 @@ void embed_into_store(Store& store, Embedder& embedder, const std::vector<Candid
 
 }  // namespace
 
+IndexSummary& IndexSummary::operator+=(const IndexSummary& other) {
+    considered += other.considered;
+    added += other.added;
+    updated += other.updated;
+    unchanged += other.unchanged;
+    moved += other.moved;
+    copied += other.copied;
+    pruned += other.pruned;
+    failed += other.failed;
+    store_count += other.store_count;
+    seconds += other.seconds;
+    interrupted = interrupted || other.interrupted;
+    return *this;
+}
+
 IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const IndexOptions& options,
                        const IndexCallbacks& callbacks) {
     const auto started = std::chrono::steady_clock::now();

@@ -50,6 +50,9 @@ struct IndexSummary {
     size_t failed = 0;
     double seconds = 0.0;
     size_t store_count = 0;
+
+    // Adds another run's counts (a set's shards, one after another).
+    IndexSummary& operator+=(const IndexSummary& other);
 };
 
 struct IndexCallbacks {

@@ -102,18 +102,7 @@ IndexSummary index_store_set(const std::vector<std::filesystem::path>& inputs, c
         shard_options.index = set.manifest().index;
         shard_options.owns = [&set, shard](const std::string& key) { return set.shard_of(key) == shard; };
         shard_options.load_model = load_model;
-        const IndexSummary s = run_index(inputs, shard_options, shard_callbacks);
-        total.considered += s.considered;
-        total.added += s.added;
-        total.updated += s.updated;
-        total.unchanged += s.unchanged;
-        total.moved += s.moved;
-        total.copied += s.copied;
-        total.pruned += s.pruned;
-        total.failed += s.failed;
-        total.store_count += s.store_count;
-        total.seconds += s.seconds;
-        total.interrupted = total.interrupted || s.interrupted;
+        total += run_index(inputs, shard_options, shard_callbacks);
     }
     total.failed = reported.size();
     return total;
