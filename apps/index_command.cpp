@@ -70,7 +70,13 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI
     require_named_paths_exist(flags.inputs);
     const auto inputs = expand_inputs(flags.inputs, flags.null_separated);
     IndexOptions options;
-    options.store_dir = resolve_store(flags.store, /*for_writing=*/true);
+    // A set being made (--shards, --shard) is the folder named: concurrent tasks creating it see each
+    // other's files in it, which must never send one of them into a ".cbir" inside it.
+    if ((flags.shards || flags.shard) && flags.store.empty())
+        throw Error("--shards and --shard need --store naming the set's folder");
+    options.store_dir = flags.shards || flags.shard ? std::filesystem::absolute(flags.store).lexically_normal()
+                                                    : resolve_store(flags.store, /*for_writing=*/true);
+    if (options.store_dir.filename().empty()) options.store_dir = options.store_dir.parent_path();
     if (flags.store.empty() && options.store_dir.parent_path() != std::filesystem::current_path())
         log_notice("adding to " + options.store_dir.string() + ", found above this folder (--store names another)");
     options.index_parameters = given_index_parameters(flags, app);

@@ -65,23 +65,38 @@ std::function<int()> add_check_command(CLI::App& app) {
     return guarded(flags, [](const StoreFlags& f) {
         bool all_ok = true;
         const auto resolved = resolve_store(f.store, /*for_writing=*/false);
-        std::vector<std::filesystem::path> dirs{resolved};
+        std::optional<StoreSet> set;
+        std::vector<std::pair<int, std::filesystem::path>> dirs{{-1, resolved}};
         if (StoreSet::exists(resolved)) {  // a shard without a store is a finding of check, not an error
-            const StoreSet set = StoreSet::open(resolved);
+            set = StoreSet::open(resolved);
             dirs.clear();
-            for (int shard = 0; shard < set.shards(); ++shard) {
-                if (Store::exists(set.shard_dir(shard))) {
-                    dirs.push_back(set.shard_dir(shard));
+            for (int shard = 0; shard < set->shards(); ++shard) {
+                if (Store::exists(set->shard_dir(shard))) {
+                    dirs.emplace_back(shard, set->shard_dir(shard));
                     continue;
                 }
                 print_error(fmt::format("{}: shard {} has no store (run its index task: --shard {})",
-                                        set.shard_dir(shard).string(), shard, shard));
+                                        set->shard_dir(shard).string(), shard, shard));
                 all_ok = false;
             }
         }
-        for (const auto& dir : dirs) {
+        for (const auto& [shard, dir] : dirs) {
             auto store = Store::open(dir, CatalogueAccess::ReadOnly);
-            const CheckReport report = check_store(*store);
+            CheckReport report = check_store(*store);
+            if (set) {
+                // A shard belongs to its set: same metric and model, and every row where the
+                // placement rule puts it (a swapped, linked or copied-in shard fails here).
+                if (const auto why = set->shard_disagreement(store->settings()); !why.empty())
+                    report.problems.push_back(fmt::format("{}: shard {} does not belong to the set: {}", dir.string(), shard, why));
+                size_t misplaced = 0;
+                std::string example;
+                for (const auto& [id, path] : store->catalogue().all_paths())
+                    if (set->shard_of(path) != shard && misplaced++ == 0) example = path;
+                if (misplaced)
+                    report.problems.push_back(fmt::format("{}: {} rows belong to other shards by the placement rule "
+                                                          "(first: {}); is this shard folder another set's or moved?",
+                                                          dir.string(), misplaced, example));
+            }
             for (const auto& note : report.notes)
                 if (!f.verbosity.quiet) std::fprintf(stderr, "cbir: %s\n", note.c_str());
             for (const auto& problem : report.problems) print_error(problem);

@@ -237,6 +237,36 @@ class StoreSets(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)  # a finding of check, as the exit-code table says
         self.assertEqual(r.stderr.count("has no store"), 2, r.stderr)
 
+    def test_tasks_making_a_set_at_once_make_one_set_and_check_finds_strays(self):
+        # Three tasks creating the same set at the same moment (a job array starting) make exactly one
+        # manifest and three shards: none may take the others' files for a folder of photos and go
+        # into a ".cbir" inside it.
+        for attempt in range(3):
+            racing = os.path.join(self.tmp, f"racing-{attempt}")
+            tasks = [subprocess.Popen([CBIR, "index", SAMPLES, "--store", racing, "--shards", "3", "--shard", str(i),
+                                       "--model", MODEL, "-q"], env=ENV, stderr=subprocess.PIPE, text=True)
+                     for i in range(3)]
+            for t in tasks:
+                self.assertEqual(t.wait(timeout=600), 0, t.stderr.read())
+                t.stderr.close()
+            self.assertEqual(sorted(os.listdir(racing)), ["set.json", "shard-0000", "shard-0001", "shard-0002"])
+        # A shard folder swapped with another: its rows are not where the placement rule puts them.
+        swapped = os.path.join(self.tmp, "swapped")
+        shutil.copytree(racing, swapped)
+        os.rename(os.path.join(swapped, "shard-0000"), os.path.join(swapped, "tmp"))
+        os.rename(os.path.join(swapped, "shard-0001"), os.path.join(swapped, "shard-0000"))
+        os.rename(os.path.join(swapped, "tmp"), os.path.join(swapped, "shard-0001"))
+        r = cbir(["check", "--store", swapped])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("belong to other shards", r.stderr)
+        # An export never leaves an earlier export's parts beside its own.
+        out = os.path.join(self.tmp, "used")
+        os.makedirs(out)
+        open(os.path.join(out, "schema.json"), "w").close()
+        r = cbir(["export", "--store", racing, "--format", "milvus-npy", "-o", out])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not empty", r.stderr)
+
     def test_under_mpirun_output_is_what_one_process_prints_once(self):
         # Open MPI hands each rank a pseudo-terminal: without --format a rank must still print tsv
         # into a pipe, and commands that do not share work among ranks run once, on rank 0.

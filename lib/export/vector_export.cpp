@@ -158,6 +158,9 @@ ExportSummary export_vectors(const std::filesystem::path& store_or_set, const Ex
     ExportSummary summary;
     summary.dimension = dimension;
     std::error_code ec;
+    // Parts left by an earlier export would be imported beside this one's.
+    if (std::filesystem::is_directory(options.output, ec) && !std::filesystem::is_empty(options.output, ec))
+        throw Error(fmt::format("{}: not empty; export writes into a new or empty folder", options.output.string()));
     std::filesystem::create_directories(options.output, ec);
     if (ec) throw Error(fmt::format("{}: cannot create: {}", options.output.string(), ec.message()));
     size_t widest_utf8 = 1;

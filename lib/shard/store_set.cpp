@@ -121,6 +121,10 @@ StoreSet StoreSet::create_or_join(const std::filesystem::path& dir, const SetMan
     if (Store::exists(dir))
         throw Error(fmt::format("{}: is a single store, not a set; give a new --store for a set of {} shards", dir.string(),
                                 wanted.shards));
+    for (auto parent = dir.parent_path(); !parent.empty() && parent != parent.root_path(); parent = parent.parent_path())
+        if (exists(parent) || Store::exists(parent))
+            throw Error(fmt::format("{}: is inside the store {}; a set is made in a folder of its own", dir.string(),
+                                    parent.string()));
     if (!exists(dir)) {
         std::error_code ec;
         std::filesystem::create_directories(dir, ec);
@@ -160,6 +164,14 @@ void StoreSet::update_index(const IndexSpec& index) {
     AtomicFileWriter out(dir_ / kSetManifestName);
     out.write(text.data(), text.size());
     out.commit();
+}
+
+std::string StoreSet::shard_disagreement(const StoreSettings& shard) const {
+    if (shard.metric != manifest_.metric)
+        return fmt::format("its metric is {}, the set's {}", metric_name(shard.metric), metric_name(manifest_.metric));
+    if (shard.model_sha256 != manifest_.model_sha256)
+        return fmt::format("it was made with model sha256 {}, the set with {}", shard.model_sha256, manifest_.model_sha256);
+    return {};
 }
 
 int StoreSet::shard_of(const std::string& catalogue_key) const {

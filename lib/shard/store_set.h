@@ -13,6 +13,7 @@
 
 #include "index/index_spec.h"
 #include "index/metric.h"
+#include "store/store.h"
 
 namespace cbir {
 
@@ -50,6 +51,8 @@ public:
     // The shard of a catalogue key (an absolute, normal path): SHA-256 of the path relative to the
     // root (or of the whole path outside it), its first 8 bytes big-endian, modulo S.
     int shard_of(const std::string& catalogue_key) const;
+    // Why a shard's store cannot belong to this set (another metric or model), or empty.
+    std::string shard_disagreement(const StoreSettings& shard) const;
     // Records a new index choice (cbir reindex, after every shard is rebuilt), atomically.
     void update_index(const IndexSpec& index);
 
