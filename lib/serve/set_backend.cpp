@@ -125,7 +125,7 @@ SearchAnswer SetBackend::search_image(const std::string& bytes, const SearchRequ
 AddResult SetBackend::add_upload(const std::string& bytes) {
     // An upload's shard: the placement hash of its content's SHA-256 (hex), the name it is stored
     // under; the owner checks, stores and commits it before its answer comes back.
-    const int shard = host_.set().shard_of(sha256_hex(bytes.data(), bytes.size()));
+    const int shard = host_.set().shard_of_upload(sha256_hex(bytes.data(), bytes.size()));
     auto value = single_value(call(shard_operation(SetOp::AddUpload, shard, bytes)));
     if (!value) throw Error(fmt::format("no rank serves shard {}", shard));
     return decode_change(std::move(*value));

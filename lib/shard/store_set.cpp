@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "store/file_identity.h"
 #include "store/store.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -99,6 +100,10 @@ std::vector<int> shards_of_task(int shards, int task, int tasks) {
     return out;
 }
 
+// Absolute and normal, as catalogue keys are: the uploads' keys are recognised under it.
+StoreSet::StoreSet(const std::filesystem::path& dir, SetManifest manifest)
+    : dir_(catalogue_key(dir)), manifest_(std::move(manifest)) {}
+
 bool StoreSet::exists(const std::filesystem::path& dir) {
     std::error_code ec;
     return std::filesystem::is_regular_file(dir / kSetManifestName, ec);
@@ -174,7 +179,20 @@ std::string StoreSet::shard_disagreement(const StoreSettings& shard) const {
     return {};
 }
 
+int StoreSet::shard_of_upload(const std::string& content_sha256) const {
+    return shard_of_key(content_sha256, "", manifest_.shards);
+}
+
 int StoreSet::shard_of(const std::string& catalogue_key) const {
+    // A file uploaded to `cbir serve` is kept as <set>/shard-NNNN/uploads/<sha256>.<ext>: it is placed
+    // by its content, the name it is stored under.
+    const std::filesystem::path key(catalogue_key);
+    const std::filesystem::path folder = key.parent_path();
+    const std::string stem = key.stem().string();
+    if (folder.filename() == "uploads" && folder.parent_path().parent_path() == dir_ &&
+        folder.parent_path().filename().string().rfind("shard-", 0) == 0 && stem.size() == 64 &&
+        stem.find_first_not_of("0123456789abcdef") == std::string::npos)
+        return shard_of_upload(stem);
     return shard_of_key(catalogue_key, manifest_.root, manifest_.shards);
 }
 

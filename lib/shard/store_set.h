@@ -50,14 +50,17 @@ public:
     std::filesystem::path shard_dir(int shard) const;
     // The shard of a catalogue key (an absolute, normal path): SHA-256 of the path relative to the
     // root (or of the whole path outside it), its first 8 bytes big-endian, modulo S.
+    // A file uploaded to `cbir serve` (stored in its shard's uploads/ under its content's SHA-256) is
+    // placed by that SHA-256 instead: shard_of_upload.
     int shard_of(const std::string& catalogue_key) const;
+    int shard_of_upload(const std::string& content_sha256) const;
     // Why a shard's store cannot belong to this set (another metric or model), or empty.
     std::string shard_disagreement(const StoreSettings& shard) const;
     // Records a new index choice (cbir reindex, after every shard is rebuilt), atomically.
     void update_index(const IndexSpec& index);
 
 private:
-    StoreSet(std::filesystem::path dir, SetManifest manifest) : dir_(std::move(dir)), manifest_(std::move(manifest)) {}
+    StoreSet(const std::filesystem::path& dir, SetManifest manifest);
     std::filesystem::path dir_;
     SetManifest manifest_;
 };
