@@ -222,13 +222,7 @@ class CommandLine(unittest.TestCase):
         self.assertLess(peak, self.baseline + REFUSED_MARGIN, f"peak RSS {peak / MIB:.0f} MiB")
 
 
-def request(url, method="GET", body=None, headers=None):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+from serve_test import request  # noqa: E402  (the one HTTP helper of the tests)
 
 
 def peak_rss(pid):

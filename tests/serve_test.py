@@ -82,7 +82,7 @@ def request(url, method="GET", body=None, headers=None):
     """(status, parsed JSON or bytes) of one HTTP request; 4xx/5xx are answers, not exceptions."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=60) as response:
+        with urllib.request.urlopen(req, timeout=120) as response:  # slow under load (cluster_serve)
             status, data, kind = response.status, response.read(), response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as e:
         status, data, kind = e.code, e.read(), e.headers.get("Content-Type", "")
