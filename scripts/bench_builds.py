@@ -59,7 +59,7 @@ def main():
     insider = os.path.join(folder, sorted(os.listdir(folder))[0])
     builds = {"A": os.path.abspath(args.old), "B": os.path.abspath(args.new)}
     samples = {(label, what): [] for label in builds for what in ("index", "query new", "query stored")}
-    host = bench_common.Machine(args.max_load, args.quiet_wait)
+    host = bench_common.Machine(args.max_load, args.quiet_wait, max_other_cores=args.max_other)
     for run in range(args.runs):
         # A B, then B A: neither build always runs first (a warmed cache, a job starting).
         for label, build in (list(builds.items()) if run % 2 == 0 else list(builds.items())[::-1]):

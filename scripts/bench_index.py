@@ -121,49 +121,46 @@ def corel_eval(store, folder):
     return exact["p_at_1"], exact["p_at_10"], exact["map"]
 
 
-def load_average():
-    return os.getloadavg()[0]
-
-
-def large_photo_rows(folder, runs, work):
-    """The large-photo table (issue 15): the Python notebook, Python batched + optimize_for_inference,
-    `cbir index` exact and --fast-decode, run interleaved (round r runs each once, the first of them
-    rotating) so that load changes hit all alike; medians of `runs`, peak RSS, and the load average
-    around each run (a busy machine makes these no performance claims)."""
+def large_photo_rows(folder, runs, work, precisions):
+    """The large-photo table (issues 15, 17, 18): the Python notebook, Python batched +
+    optimize_for_inference, `cbir index` exact and --fast-decode in each precision, run interleaved
+    (bench_common.interleave); medians of `runs`, the median per-round ratio to the best Python
+    pipeline of the same round, and peak RSS."""
     images = count_images(folder)
+    rss = {}
 
-    def python(batch, optimize):
-        return lambda i: run_measured(["/usr/bin/python3", os.path.join(ROOT, "scripts", "reference_features.py"),
-                                       folder, "--model", MODEL, "--batch", str(batch)] +
-                                      (["--optimize"] if optimize else []))
+    def measured(label, command, cleanup=None):
+        def run():
+            wall, peak, _, _ = run_measured(command())
+            rss[label] = max(rss.get(label, 0), peak)
+            if cleanup:
+                cleanup()
+            return images / wall
+        return run
 
-    def cbir(*flags):
-        def one(i):
-            store = os.path.join(work, f"large-store-{'-'.join(flags) or 'exact'}-{i}")
-            result = run_measured([CBIR, "index", folder, "--store", store, "--model", MODEL, "-q", *flags])
-            shutil.rmtree(store)
-            return result
-        return one
+    def python(label, batch, optimize):
+        return measured(label, lambda: ["/usr/bin/python3", os.path.join(ROOT, "scripts", "reference_features.py"),
+                                        folder, "--model", MODEL, "--batch", str(batch)] +
+                        (["--optimize"] if optimize else []))
 
-    variants = [("Python notebook (PIL, batch 1)", python(1, False), True),
-                ("Python batched + optimize_for_inference (batch 16)", python(16, True), True),
-                ("cbir index (exact)", cbir(), False),
-                ("cbir index --fast-decode", cbir("--fast-decode"), False)]
-    results = {label: [] for label, _, _ in variants}
-    loads = []
-    for r in range(runs):
-        order = variants[r % len(variants):] + variants[:r % len(variants)]
-        for label, run, _ in order:
-            before = load_average()
-            wall, rss, _, _ = run(r)
-            loads.append((before, load_average()))
-            results[label].append((images / wall, rss))
-            print(f"bench: large photos, {label}: {images / wall:.1f} images/s (load {before:.2f})", file=sys.stderr)
-    rates = {label: statistics.median(rate for rate, _ in results[label]) for label in results}
-    best_python = max(rates[label] for label, _, is_python in variants if is_python)
-    rows = [(label, rates[label], rates[label] / best_python, max(rss for _, rss in results[label]))
-            for label, _, _ in variants]
-    return images, rows, loads
+    def cbir(label, precision, *flags):
+        store = os.path.join(work, f"large-store-{precision}{'-'.join(flags)}")
+        return measured(label, lambda: [CBIR, "index", folder, "--store", store, "--model", PRECISION_MODELS[precision],
+                                        "--precision", precision, "-q", *flags],
+                        lambda: shutil.rmtree(store, ignore_errors=True))
+
+    python_labels = ["Python notebook (PIL, batch 1)", "Python batched + optimize_for_inference (batch 16)"]
+    variants = {python_labels[0]: python(python_labels[0], 1, False),
+                python_labels[1]: python(python_labels[1], 16, True)}
+    for precision in precisions:
+        for flags in ((), ("--fast-decode",)):
+            label = f"cbir index ({precision}{', --fast-decode' if flags else ', exact'})"
+            variants[label] = cbir(label, precision, *flags)
+    samples = bench_common.interleave(variants, runs)
+    samples["best Python"] = bench_common.best_per_round(samples, python_labels)
+    rows = [(label, bench_common.median(samples[label]), bench_common.pair_ratio(samples, label, "best Python"),
+             rss[label]) for label in variants]
+    return images, rows
 
 
 def large_photo_stages(folder):
@@ -210,12 +207,9 @@ def print_large_photo_stages(stages):
     print(f"\nTurboJPEG and OpenCV decodes differ on {stages['jpeg_pixels_differ']} of {stages['images']} images.")
 
 
-def print_large_photo_tables(folder, images, rows, loads, fidelity, runs):
-    highest = max(max(pair) for pair in loads)
-    print(f"\nLarge photos: {folder} ({images} images). Interleaved, median of {runs} runs. Load average "
-          f"{min(min(pair) for pair in loads):.2f}-{highest:.2f} on {os.cpu_count()} cores"
-          + (" — a busy machine: NOT performance claims, rerun on a quiet one." if highest > 0.3 * os.cpu_count()
-             else ".") + "\n")
+def print_large_photo_tables(folder, images, rows, host, fidelity, runs):
+    print(f"\n{host.header()}\nLarge photos: {folder} ({images} images). {runs} interleaved rounds: medians, and the "
+          f"median of the per-round ratios to the best Python pipeline of the same round.\n")
     print("| pipeline (large photos) | images/s | × best Python | peak RSS MiB |")
     print("|---|---:|---:|---:|")
     for label, rate, ratio, rss in rows:
@@ -244,25 +238,26 @@ def main():
                              "of --fast-decode")
     parser.add_argument("--only-large-photos", action="store_true", help="only the --large-photos part")
     args = parser.parse_args()
+    precisions = [p for p in args.precisions.split(",") if os.path.isfile(PRECISION_MODELS[p])]
     if args.large_photos:
         large = os.path.abspath(args.large_photos)
         work = tempfile.mkdtemp(prefix="cbir-bench-large-")
+        large_host = bench_common.Machine(args.max_load, args.quiet_wait, max_other_cores=args.max_other)
         try:
-            images, rows, loads = large_photo_rows(large, args.runs, work)
+            images, rows = large_photo_rows(large, args.runs, work, precisions)
             stages = large_photo_stages(large)
             fidelity = fast_decode_fidelity(large, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        print(f"Machine: {machine()}.")
-        print_large_photo_tables(large, images, rows, loads, fidelity, args.runs)
+        large_host.finish()
+        print_large_photo_tables(large, images, rows, large_host, fidelity, args.runs)
         print_large_photo_stages(stages)
         if args.only_large_photos:
             return
     work = tempfile.mkdtemp(prefix="cbir-bench-")
     folder = subset_folder(os.path.abspath(args.folder or corel_folder()), args.limit, work)
     images = count_images(folder)
-    precisions = [p for p in args.precisions.split(",") if os.path.isfile(PRECISION_MODELS[p])]
-    host = bench_common.Machine(args.max_load, args.quiet_wait)
+    host = bench_common.Machine(args.max_load, args.quiet_wait, max_other_cores=args.max_other)
     print(f"bench: {images} images in {folder}; {args.runs} interleaved rounds; {host.header()}", file=sys.stderr)
 
     # End to end, all pipelines interleaved: images/s of each run, peak RSS of the largest.

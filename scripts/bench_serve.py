@@ -110,7 +110,7 @@ def main():
     corel = corel_images()
     query_image = os.path.join(corel, "950.jpg") if corel else os.path.join(ROOT, "images", "dog1.jpg")
     work = tempfile.mkdtemp(prefix="cbir-bench-serve-")
-    host = bench_common.Machine(args.max_load, args.quiet_wait)
+    host = bench_common.Machine(args.max_load, args.quiet_wait, max_other_cores=args.max_other)
     try:
         store = os.path.join(work, "store")
         subprocess.run([CBIR, "bench", "synth-store", "--store", store, "--count", str(args.store_size), "--model", MODEL],

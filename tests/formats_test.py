@@ -244,5 +244,51 @@ class FormatsTest(unittest.TestCase):
                 self.assertTrue(reasons[name].startswith(f"image of {size} pixels exceeds the limit of 100000"), reasons)
 
 
+    def test_a_file_coding_more_pixels_than_it_declares_is_refused_in_bounded_memory(self):
+        # HEIC and AVIF codecs size their frames from the coded stream, not from ispe: large flat images
+        # (a few KB coded) whose every ispe box then claims 16 x 16.
+        folder = os.path.join(self.tmp, "lying")
+        os.mkdir(folder)
+        for size, encoder, name in ((8192, ["avifenc", "--speed", "10"], "lie.avif"),
+                                    (4096, ["heif-enc", "-q", "10"], "lie.heic")):
+            png = os.path.join(self.tmp, f"flat-{size}.png")
+            Image.new("RGB", (size, size), (90, 120, 40)).save(png)
+            coded = os.path.join(self.tmp, name)
+            run(encoder + [png, "-o", coded] if encoder[0] == "heif-enc" else encoder + [png, coded])
+            data = bytearray(read(coded))
+            boxes = [at for at in range(len(data)) if data[at:at + 4] == b"ispe"]
+            self.assertTrue(boxes)
+            for at in boxes:
+                data[at + 8:at + 16] = struct.pack(">II", 16, 16)
+            write(os.path.join(folder, name), bytes(data))
+        only_jpeg = os.path.join(self.tmp, "only-jpeg")
+        os.mkdir(only_jpeg)
+        shutil.copy(os.path.join(SEED, "cat1.jpg"), only_jpeg)
+        shutil.copy(os.path.join(SEED, "cat1.jpg"), folder)
+
+        def index(source, store):
+            """stderr and the peak RSS in MiB of one `cbir index` and every process it started."""
+            with tempfile.TemporaryFile() as err:
+                process = subprocess.Popen([CBIR, "index", source, "--store", os.path.join(self.tmp, store)],
+                                           env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+                _, status, usage = os.wait4(process.pid, 0)
+                process.returncode = os.waitstatus_to_exitcode(status)
+                err.seek(0)
+                return process.returncode, err.read().decode(), usage.ru_maxrss / 1024
+
+        code, _, baseline = index(only_jpeg, "only-jpeg.cbir")
+        self.assertEqual(code, 0)
+        code, stderr, peak = index(folder, "lying.cbir")
+        self.assertEqual(code, 0, stderr)
+        reasons = {os.path.basename(line.split(": ", 2)[1]): line.split(": ", 2)[2] for line in skip_lines(stderr)}
+        self.assertEqual(set(reasons), {"lie.avif", "lie.heic"}, stderr)
+        for name, reason in reasons.items():
+            self.assertTrue(reason.startswith("not a decodable image (" + name[-4:].upper()), reason)
+            self.assertIn("16\u00d716", reason)
+        self.assertIn("indexed 1 new", stderr)
+        # Decoded in this process, the 8192 x 8192 frame alone is 200 MiB of RGB (and three copies of it).
+        self.assertLess(peak, baseline + 150, (peak, baseline))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -586,6 +586,30 @@ class StoreRemovedWhileServing(unittest.TestCase):
                              [l.split("\t")[3] for l in exact.stdout.splitlines()])
         self.assertEqual(cbir(self.tmp, "check", "--store", "store").returncode, 0)
 
+    def test_an_index_file_overwritten_in_place_while_served_changes_no_answer(self):
+        index_file = os.path.join(self.tmp, "store", "index.hnsw")
+        size = os.path.getsize(index_file)
+        server = Server(self.tmp, "--save-interval", "0")
+        try:
+            status, before = post_image(server.url + "/search", os.path.join(self.photos, NAMES[1] + ".jpg"))
+            self.assertEqual(status, 200, before)
+            # What cp, rsync --inplace or a restore does to the file a server holds: truncate, then
+            # write other bytes of the same length. A mapping would fault (SIGBUS) or read them unchecked.
+            with open(index_file, "r+b") as f:
+                f.truncate(0)
+                f.flush()
+                os.fsync(f.fileno())
+                status, during = post_image(server.url + "/search", os.path.join(self.photos, NAMES[1] + ".jpg"))
+                self.assertEqual(status, 200, during)
+                f.write(bytes([0x5A]) * size)
+            status, after = post_image(server.url + "/search", os.path.join(self.photos, NAMES[1] + ".jpg"))
+            self.assertEqual(status, 200, after)
+            self.assertEqual(during["results"], before["results"])
+            self.assertEqual(after["results"], before["results"])
+        finally:
+            code, stderr = server.stop()
+        self.assertEqual(code, 0, stderr)
+
     def test_writes_are_refused_and_the_new_store_is_left_alone(self):
         server = Server(self.tmp, "--save-interval", "1")
         store = os.path.join(self.tmp, "store")

@@ -121,7 +121,7 @@ TEST_CASE("grouped index: thousands of identical vectors keep HNSW recall, throu
         test::TempDir dir;
         index.save(dir.path() / "index.hnsw", CatalogueState{"", 3, ""});
         IndexFileHeader header;
-        auto loaded = GroupedIndex::load(dir.path() / "index.hnsw", IndexSpec{}, rows.fetcher(), header);
+        auto loaded = GroupedIndex::load(dir.path() / "index.hnsw", IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Mapped);
         CHECK(loaded->size() == rows.vectors.size());
         CHECK(loaded->group_count() == 1);
         CHECK(recall(*loaded, rows, copied, rng) >= 0.95);

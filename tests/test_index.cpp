@@ -115,7 +115,7 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
     hnsw.save(file, built_from);
 
     IndexFileHeader header;
-    auto loaded = GroupedIndex::load(file, IndexSpec{}, fetch, header);
+    auto loaded = GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped);
     CHECK(header.kind == "hnsw");
     CHECK(header.count == 500);
     CHECK(header.built_from.generation == 42);
@@ -133,30 +133,30 @@ TEST_CASE("index: the HNSW file round-trips and every kind of damage is detected
     const auto size = std::filesystem::file_size(file);
     SUBCASE("truncated") {
         std::filesystem::resize_file(file, size - 7);
-        CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), IndexFileError);
+        CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped), IndexFileError);
     }
     SUBCASE("a flipped byte in the graph") {
         // Opening checks the header and checksum table; the records are checked as searches reach
         // them (test_mapped_index.cpp has every region).
         flip_byte(file, std::streamoff(size / 2));
-        auto damaged = GroupedIndex::load(file, IndexSpec{}, fetch, header);
+        auto damaged = GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped);
         CHECK_THROWS_WITH_AS(damaged->search(data[0].data(), {500, 500}), doctest::Contains("checksum"), IndexFileError);
     }
     SUBCASE("a foreign file") {
         std::ofstream(file, std::ios::trunc) << "SQLite format 3, or anything else that is not ours" << std::string(200, 'x');
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("not a cbir index"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped), doctest::Contains("not a cbir index"), IndexFileError);
     }
     SUBCASE("a newer format version") {
         flip_byte(file, 8);  // the low byte of the version: 3 ^ 0x5A
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("newer"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped), doctest::Contains("newer"), IndexFileError);
     }
     SUBCASE("a file shorter than the header") {
         std::ofstream(file, std::ios::trunc) << "CBIRANN";
-        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), doctest::Contains("too short"), IndexFileError);
+        CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped), doctest::Contains("too short"), IndexFileError);
     }
     SUBCASE("a missing file") {
         std::filesystem::remove(file);
-        CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header), IndexFileError);
+        CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, fetch, header, IndexFileHolding::Mapped), IndexFileError);
     }
     SUBCASE("no temporary file is left behind by a save") {
         size_t entries = 0;

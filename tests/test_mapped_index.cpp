@@ -107,7 +107,7 @@ TEST_CASE("mapped index: the graph read in place answers exactly as the one it w
         built->remove({7, 8});  // tombstones, counted in the header
         built->save(file, CatalogueState{});
         IndexFileHeader header;
-        auto mapped = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header);
+        auto mapped = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Mapped);
         CHECK(header.version == 3);
         CHECK(hnsw_of(*mapped).reads_in_place());
         CHECK(mapped->size() == built->size());
@@ -119,6 +119,33 @@ TEST_CASE("mapped index: the graph read in place answers exactly as the one it w
         CHECK_FALSE(hnsw_of(*mapped).reads_in_place());
         check_same(search_everything(*mapped, rows), search_everything(*built, rows));
     }
+}
+
+TEST_CASE("copied index: what is written into its file afterwards never reaches a search") {
+    test::TempDir dir;
+    const auto file = dir.path() / "index.hnsw";
+    const Rows rows = make_rows(1500, 24, 7);
+    auto built = build(rows);
+    built->save(file, CatalogueState{});
+    const auto expected = search_everything(*built, rows);
+    const uint64_t size = std::filesystem::file_size(file);
+    IndexFileHeader header;
+    auto copied = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Copied);
+    // What cp or rsync --inplace over the file does: truncate it, then write other bytes of the same size.
+    std::filesystem::resize_file(file, 0);
+    {
+        std::ofstream out(file, std::ios::binary | std::ios::in | std::ios::out);
+        const std::string junk(size, '\x5a');
+        out.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    check_same(search_everything(*copied, rows), expected);
+    // A damaged file is still refused when it is copied: the copy is checked whole.
+    IndexFileHeader header2;
+    CHECK_THROWS_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header2, IndexFileHolding::Copied), IndexFileError);
+    built->save(file, CatalogueState{});
+    flip(file, 128 + 96 + 700 * 20);  // inside the records, which a mapping checks only when a search reaches them
+    CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header2, IndexFileHolding::Copied),
+                         doctest::Contains("damaged"), IndexFileError);
 }
 
 TEST_CASE("mapped index: a damaged byte in any region is caught before a result from it is returned") {
@@ -165,14 +192,14 @@ TEST_CASE("mapped index: a damaged byte in any region is caught before a result 
         flip(file, region.offset);
         IndexFileHeader header;
         if (!region.lazy) {
-            CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header), doctest::Contains("damaged"),
+            CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Mapped), doctest::Contains("damaged"),
                                  IndexFileError);
             continue;
         }
         // Opening reads no record; the first search that reaches the damaged one fails, and so does
         // every later one: no result is ever built from it.
         std::unique_ptr<GroupedIndex> index;
-        REQUIRE_NOTHROW(index = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header));
+        REQUIRE_NOTHROW(index = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Mapped));
         CHECK_THROWS_WITH_AS(search_everything(*index, rows), doctest::Contains("checksum"), IndexFileError);
         CHECK_THROWS_AS(search_everything(*index, rows), IndexFileError);
         // A change, or a save, checks the whole file first: damage is never written out as good.
@@ -189,7 +216,7 @@ TEST_CASE("mapped index: a file replaced by a rebuild leaves its reader working;
     auto old_index = build(old_rows);
     old_index->save(file, CatalogueState{"0123456789abcdef0123456789abcdef", 1, "fedcba9876543210fedcba9876543210"});
     IndexFileHeader header;
-    auto reader = GroupedIndex::load(file, IndexSpec{}, old_rows.fetcher(), header);
+    auto reader = GroupedIndex::load(file, IndexSpec{}, old_rows.fetcher(), header, IndexFileHolding::Mapped);
     REQUIRE(hnsw_of(*reader).reads_in_place());
     const auto first = reader->search(old_rows.row(10), {10, 64, 0});
 
@@ -200,7 +227,7 @@ TEST_CASE("mapped index: a file replaced by a rebuild leaves its reader working;
     check_same(search_everything(*reader, old_rows), search_everything(*old_index, old_rows));
     check_same({reader->search(old_rows.row(10), {10, 64, 0})}, {first});
 
-    auto next = GroupedIndex::load(file, IndexSpec{}, new_rows.fetcher(), header);
+    auto next = GroupedIndex::load(file, IndexSpec{}, new_rows.fetcher(), header, IndexFileHolding::Mapped);
     CHECK(header.built_from.generation == 2);
     CHECK(next->size() == 500);
     CHECK(reader->size() == 800);
@@ -226,12 +253,12 @@ TEST_CASE("mapped index: a version-2 file (one checksum over everything) is stil
     std::memcpy(&bytes[72], &sum, 8);
     std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
     IndexFileHeader header;
-    auto loaded = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header);
+    auto loaded = GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Mapped);
     CHECK(header.version == 2);
     CHECK_FALSE(hnsw_of(*loaded).reads_in_place());
     check_same(search_everything(*loaded, rows), search_everything(*built, rows));
     flip(file, 128 + payload / 2);
-    CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header), doctest::Contains("checksum"),
+    CHECK_THROWS_WITH_AS(GroupedIndex::load(file, IndexSpec{}, rows.fetcher(), header, IndexFileHolding::Mapped), doctest::Contains("checksum"),
                          IndexFileError);
 }
 
@@ -260,7 +287,7 @@ TEST_CASE("mapped index: IVF lists are read in place, checked when visited, and 
         };
         save(built, file);
         IndexFileHeader header;
-        auto open = [&] { return IvfIndex::from_payload(open_index_file(file, header), header, IndexSpec{}, file.string()); };
+        auto open = [&] { return IvfIndex::from_payload(open_index_file(file, header, IndexFileHolding::Mapped), header, IndexSpec{}, file.string()); };
         auto mapped = open();
         CHECK(mapped->reads_in_place());
         for (size_t q = 0; q < 200; ++q) {

@@ -65,7 +65,7 @@ TEST_CASE("sq8: HNSW on 8-bit codes, re-ranked exactly, finds the exact top 10 a
         test::TempDir dir;
         built->save(dir.path() / "index.hnswsq8", CatalogueState{});
         IndexFileHeader header;
-        auto loaded = GroupedIndex::load(dir.path() / "index.hnswsq8", IndexSpec{}, fetch, header);
+        auto loaded = GroupedIndex::load(dir.path() / "index.hnswsq8", IndexSpec{}, fetch, header, IndexFileHolding::Mapped);
         CHECK(header.kind == "hnswsq8");
         CHECK(header.params[3] == IndexSpec::sq8_training_size(n));
         RerankedIndex reranked(std::move(loaded), fetch, 4);

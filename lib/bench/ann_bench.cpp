@@ -99,7 +99,7 @@ void bench_ann(AnnBenchOptions o, const std::function<void(const AnnBenchRow&)>&
         const auto load_started = Clock::now();
         IndexFileHeader header;
         IndexSpec search_defaults;
-        std::unique_ptr<VectorIndex> index = GroupedIndex::load(file, search_defaults, fetch, header);
+        std::unique_ptr<VectorIndex> index = GroupedIndex::load(file, search_defaults, fetch, header, IndexFileHolding::Mapped);
         row.load_seconds = seconds_since(load_started);
         row.resident_mib = resident_mib() - rss_before;
         // Removing the name leaves the mapped file readable (the inode lives while it is mapped).

@@ -7,7 +7,7 @@
 #include <opencv2/imgcodecs.hpp>  // the IMREAD_ flags
 
 #include "image/gif_image.h"
-#include "image/heif_image.h"
+#include "image/heif_isolation.h"
 #include "image/codecs.h"
 #include "image/image_header.h"
 #include "image/jpeg_turbo.h"

@@ -68,7 +68,7 @@ HeaderRead read_heif_header(std::string_view bytes, bool whole) {
     return header_complete(format, width, height);
 }
 
-DecodedImage decode_heif(const std::string& bytes, const ImageHeader& header) {
+DecodedImage decode_heif_in_this_process(const std::string& bytes, const ImageHeader& header) {
     DecodedImage out;
     const ImageFormat format = header.format;
     // A grid's canvas is sized from its grid box, which libheif's API does not show: no side of it

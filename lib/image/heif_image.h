@@ -14,7 +14,9 @@
 namespace cbir {
 
 HeaderRead read_heif_header(std::string_view bytes, bool whole);
+// Decodes in this process, trusting the codecs to allocate what the header declared, which they do
+// not check (heif_isolation.h): only the isolated decoder, under its memory cap, calls this.
 // header: read_heif_header's, within the pixel cap.
-DecodedImage decode_heif(const std::string& bytes, const ImageHeader& header);
+DecodedImage decode_heif_in_this_process(const std::string& bytes, const ImageHeader& header);
 
 }  // namespace cbir

@@ -202,8 +202,9 @@ void GroupedIndex::decode_groups(const unsigned char* data, size_t size, const s
 }
 
 std::unique_ptr<GroupedIndex> GroupedIndex::load(const std::filesystem::path& path, const IndexSpec& search_defaults,
-                                                 VectorFetcher fetch, IndexFileHeader& header) {
-    const auto payload = open_index_file(path, header);
+                                                 VectorFetcher fetch, IndexFileHeader& header,
+                                                 IndexFileHolding holding) {
+    const auto payload = open_index_file(path, header, holding);
     const std::string name = path.string();
     std::unique_ptr<VectorIndex> inner;
     const auto kind = parse_index_kind(header.kind);

@@ -28,7 +28,7 @@ public:
     // The index in a verified file, of whichever kind its header names. Throws IndexFileError.
     // The search defaults (HNSW ef, IVF nprobe) come from `search_defaults`, the rest from the file.
     static std::unique_ptr<GroupedIndex> load(const std::filesystem::path& path, const IndexSpec& search_defaults,
-                                              VectorFetcher fetch, IndexFileHeader& header);
+                                              VectorFetcher fetch, IndexFileHeader& header, IndexFileHolding holding);
     // Writes the index file (atomically) as built from `built_from`.
     void save(const std::filesystem::path& path, const CatalogueState& built_from) const override;
 

@@ -328,7 +328,31 @@ void MappedPayload::advise_random(const void* at, size_t length) const {
     ::madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(at) + length - begin, MADV_RANDOM);
 }
 
-std::shared_ptr<const MappedPayload> open_index_file(const std::filesystem::path& path, IndexFileHeader& header) {
+namespace {
+
+// The whole file in anonymous memory, read-only once filled; null (errno set) when it cannot be.
+void* copy_of_file(int fd, size_t size, const std::string& name) {
+    void* copy = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) return nullptr;
+    auto* at = static_cast<char*>(copy);
+    for (size_t done = 0; done < size;) {
+        const ssize_t n = ::pread(fd, at + done, size - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            ::munmap(copy, size);
+            throw IndexFileError(name + ": the index file changed or could not be read while it was copied" +
+                                 (n < 0 ? std::string(": ") + std::strerror(errno) : std::string()));
+        }
+        done += static_cast<size_t>(n);
+    }
+    ::mprotect(copy, size, PROT_READ);
+    return copy;
+}
+
+}  // namespace
+
+std::shared_ptr<const MappedPayload> open_index_file(const std::filesystem::path& path, IndexFileHeader& header,
+                                                     IndexFileHolding holding) {
     InputFile in(path);
     const RawHeader raw = in.header();
     const std::string name = path.string();
@@ -346,9 +370,12 @@ std::shared_ptr<const MappedPayload> open_index_file(const std::filesystem::path
         for (size_t i = 0; i < table.size(); ++i) table[i] = get_u64(bytes.data() + kHeaderSize + 8 * i);
     }
     const size_t file_size = static_cast<size_t>(raw.payload_size + raw.table_bytes + raw.header_size);
-    // Not populated: pages are read as they are touched.
-    void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, in.fd(), 0);
-    if (mapping == MAP_FAILED) throw IndexFileError(name + ": cannot map index file: " + std::strerror(errno));
+    // Mapped, not populated: pages are read as they are touched.
+    void* mapping = holding == IndexFileHolding::Copied ? copy_of_file(in.fd(), file_size, name)
+                                                        : ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, in.fd(), 0);
+    if (mapping == MAP_FAILED || mapping == nullptr)
+        throw IndexFileError(name + ": cannot " + (holding == IndexFileHolding::Copied ? "copy" : "map") +
+                             " index file: " + std::strerror(errno));
     auto payload = std::make_shared<const MappedPayload>(mapping, file_size, raw.header_size,
                                                          static_cast<size_t>(raw.extension_size), name, raw.chunk_log2,
                                                          std::move(table));
@@ -357,13 +384,14 @@ std::shared_ptr<const MappedPayload> open_index_file(const std::filesystem::path
         checksum.update(payload->data(), payload->size() + payload->extension_size());
         if (checksum.digest() != raw.payload_checksum) throw IndexFileError(name + ": index file is damaged (checksum mismatch)");
     }
+    if (holding == IndexFileHolding::Copied) payload->verify_all();  // every byte was read anyway
     header = raw.header;
     return payload;
 }
 
 std::shared_ptr<const MappedPayload> map_index_file(const std::filesystem::path& path, IndexFileHeader& header) {
     IndexFileHeader read;
-    auto payload = open_index_file(path, read);
+    auto payload = open_index_file(path, read, IndexFileHolding::Mapped);
     payload->verify_all();
     header = read;
     return payload;

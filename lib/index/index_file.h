@@ -82,7 +82,8 @@ void write_index_file(const std::filesystem::path& target, const IndexFileHeader
 // Reads only the header; checks magic, version and that the file is as long as the header says.
 IndexFileHeader read_index_file_header(const std::filesystem::path& path);
 
-// A read-only memory map (MAP_PRIVATE) of an index file whose header and chunk table were checked:
+// A read-only memory map (MAP_PRIVATE) of an index file, or a read-only copy of it in anonymous
+// memory (IndexFileHolding), whose header and chunk table were checked:
 // the index library's payload, then the extension. Bytes are trusted only once verify() has passed
 // over them. An index file is only ever replaced by a rename, never written in place, so a map stays
 // valid (and consistent with its table) while a newer file takes the name.
@@ -125,9 +126,17 @@ private:
     mutable std::atomic<bool> all_verified_{false};
 };
 
+// How a reader holds an index file's bytes. A command maps the file: a million-vector index opens
+// at once and only what its searches touch is read and checked. A long-lived reader (cbir serve)
+// copies it into memory of its own and checks all of it: a mapping shows whatever is later written
+// into the file in place (cp or rsync --inplace over it, a truncate), which a server would search
+// unchecked, or die of (SIGBUS), for as long as it runs; a copy is immune.
+enum class IndexFileHolding { Mapped, Copied };
+
 // Opens an index file for use: checks the header and chunk table (version 3) or the whole payload
-// (versions 1 and 2) and maps it. Chunks are verified as they are read.
-std::shared_ptr<const MappedPayload> open_index_file(const std::filesystem::path& path, IndexFileHeader& header);
+// (versions 1 and 2) and maps or copies it. Mapped chunks are verified as they are read.
+std::shared_ptr<const MappedPayload> open_index_file(const std::filesystem::path& path, IndexFileHeader& header,
+                                                     IndexFileHolding holding);
 // The same, with every chunk verified before it returns (cbir check, tests).
 std::shared_ptr<const MappedPayload> map_index_file(const std::filesystem::path& path, IndexFileHeader& header);
 

@@ -33,7 +33,7 @@ std::vector<std::vector<DuplicateMember>> find_duplicate_groups(Store& store, co
     store.catalogue().all_vectors(dimension, ids, vectors);
     std::unordered_map<int64_t, size_t> slot;
     for (size_t i = 0; i < ids.size(); ++i) slot[ids[i]] = i;
-    auto index = open_search_index(store, IndexWriteBack::IfChanged);
+    auto index = open_search_index(store, IndexWriteBack::IfChanged, IndexFileHolding::Mapped);
     DisjointSets sets(ids.size());
     SearchParams params;
     params.k = options.candidates + 1;  // the image itself comes back too

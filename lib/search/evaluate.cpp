@@ -187,7 +187,7 @@ EvalReport evaluate_store(Store& store, const EvalOptions& options) {
         everything.add(rows.ids[i], rows.vector(i, s.dimension));
         if (rows.class_of[i] >= 0) labelled.add(rows.ids[i], rows.vector(i, s.dimension));
     }
-    auto index = open_search_index(store, IndexWriteBack::IfChanged);
+    auto index = open_search_index(store, IndexWriteBack::IfChanged, IndexFileHolding::Mapped);
     std::vector<QueryScores> scores(rows.queries.size());
     parallel_for(rows.queries.size(), [&](size_t qi) {
         score_exact_ranking(rows, rows.queries[qi], labelled, s.dimension, scores[qi]);

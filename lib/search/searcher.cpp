@@ -127,7 +127,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     // costs overlap instead of adding up.
     std::future<std::unique_ptr<VectorIndex>> index_loading = std::async(std::launch::async, [&]() -> std::unique_ptr<VectorIndex> {
         if (options.exact) return build_flat_index(*store);
-        return open_search_index(*store, IndexWriteBack::IfChanged);
+        return open_search_index(*store, IndexWriteBack::IfChanged, IndexFileHolding::Mapped);
     });
 
     std::vector<QueryResult> results;

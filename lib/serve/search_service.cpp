@@ -112,7 +112,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     // with the catalogue and written back now, so saved_generation_ is the file's.
     s.generation_ = s.reader_->catalogue().generation();
     s.state_token_ = s.reader_->catalogue().state_token(s.generation_);
-    s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged);
+    s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged, IndexFileHolding::Copied);
     s.index_state_ = catalogue_state(*s.reader_, s.generation_);
     s.saved_generation_ = s.generation_;
     if (s.options_.save_interval_seconds > 0) s.saver_ = std::thread([&s] { s.saver_loop(); });

@@ -38,7 +38,7 @@ std::vector<OpenShard> open_shards(const StoreSet& set, const std::vector<int>& 
             // Distances from another metric or model would be merged as if comparable.
             if (const auto why = set.shard_disagreement(open.store->settings()); !why.empty())
                 throw Error(fmt::format("{}: shard {} does not belong to the set: {}", dir.string(), shard, why));
-            open.index = exact ? build_flat_index(*open.store) : open_search_index(*open.store, IndexWriteBack::IfChanged);
+            open.index = exact ? build_flat_index(*open.store) : open_search_index(*open.store, IndexWriteBack::IfChanged, IndexFileHolding::Mapped);
             return open;
         }));
     std::vector<OpenShard> out;

@@ -99,12 +99,12 @@ std::unique_ptr<VectorIndex> current_index(Store& store, std::unique_ptr<VectorI
 }
 
 // Loads the index file; returns null (after saying why) when it is missing or unusable.
-std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header) {
+std::unique_ptr<VectorIndex> try_load(Store& store, IndexFileHeader& header, IndexFileHolding holding) {
     std::error_code ec;
     if (!std::filesystem::exists(store.index_file(), ec)) return nullptr;
     const StoreSettings& s = store.settings();
     try {
-        auto index = GroupedIndex::load(store.index_file(), s.index, catalogue_fetcher(store), header);
+        auto index = GroupedIndex::load(store.index_file(), s.index, catalogue_fetcher(store), header, holding);
         if (index->dimension() != s.dimension || index->metric() != s.metric || index->kind() != s.index.kind) {
             log_warning(fmt::format("{}: index was built for another kind, dimension or metric; rebuilding it",
                                     store.index_file().string()));
@@ -162,7 +162,7 @@ std::unique_ptr<VectorIndex> build_flat_index(Store& store) {
                        catalogue_fetcher(store));
 }
 
-std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back) {
+std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back, IndexFileHolding holding) {
     const StoreSettings& s = store.settings();
     if (s.index.searches_exactly(store.catalogue().count())) {
         if (s.index.kind != IndexKind::Flat)
@@ -172,7 +172,7 @@ std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack writ
     }
     const uint64_t generation = store.catalogue().generation();
     IndexFileHeader header;
-    auto loaded = try_load(store, header);
+    auto loaded = try_load(store, header, holding);
     bool changed = false;
     auto index = current_index(store, std::move(loaded), header, generation, /*announce_missing=*/true, changed);
     // A read-only store still answers queries from the in-memory index.
@@ -217,7 +217,7 @@ void update_index_file(Store& store) {
     }
     const uint64_t generation = store.catalogue().generation();
     IndexFileHeader header;
-    auto loaded = try_load(store, header);
+    auto loaded = try_load(store, header, IndexFileHolding::Mapped);  // loaded, caught up, written: gone at once
     bool changed = false;
     auto index = current_index(store, std::move(loaded), header, generation, /*announce_missing=*/false, changed);
     if (changed) save_index_file(*index, store, generation);

@@ -29,8 +29,9 @@ std::unique_ptr<VectorIndex> build_flat_index(Store& store);
 // result is written back atomically. IVF-PQ results are re-ranked exactly from the catalogue.
 // Whether a search writes back an index file it had to bring up to date (only where the store's
 // folder is writable: a read-only store searches from memory).
+// `holding`: Mapped for a command, Copied for a server (index_file.h says why).
 enum class IndexWriteBack { IfChanged, Never };
-std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back);
+std::unique_ptr<VectorIndex> open_search_index(Store& store, IndexWriteBack write_back, IndexFileHolding holding);
 // An index file is checked as searches read it (index_file.h): when a search finds damage, this
 // says so, sets the file aside and returns the index rebuilt from the catalogue (written back as
 // open_search_index does).

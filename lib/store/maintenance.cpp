@@ -99,7 +99,7 @@ void check_index_file(Store& store, CheckReport& report) {
 void check_samples(Store& store, size_t samples, CheckReport& report) {
     Catalogue& catalogue = store.catalogue();
     const int dimension = store.settings().dimension;
-    auto index = open_search_index(store, IndexWriteBack::Never);
+    auto index = open_search_index(store, IndexWriteBack::Never, IndexFileHolding::Mapped);
     std::vector<std::pair<int64_t, std::string>> rows = catalogue.all_paths();
     if (index->size() != rows.size()) {  // an index of other rows (a catalogue restored under it, say)
         report.problems.push_back(fmt::format("{}: the {} index holds {} vectors for {} catalogue rows; run '{}'",

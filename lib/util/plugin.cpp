@@ -1,6 +1,7 @@
 #include "util/plugin.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <map>
@@ -12,17 +13,17 @@
 namespace cbir {
 namespace {
 
-std::vector<std::filesystem::path> plugin_candidates(const PluginSpec& spec) {
+std::vector<std::filesystem::path> candidates(const char* file_name, const char* env_var, const char* build_path) {
     std::vector<std::filesystem::path> out;
-    if (const char* env = std::getenv(spec.env_var); env && *env) out.emplace_back(env);
+    if (const char* env = std::getenv(env_var); env && *env) out.emplace_back(env);
     std::error_code ec;
     const auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
     if (!ec) {
-        out.push_back(exe_dir / spec.file_name);
-        out.push_back(exe_dir / ".." / "lib" / spec.file_name);
-        out.push_back(exe_dir / ".." / "lib" / "cbir" / spec.file_name);
+        out.push_back(exe_dir / file_name);
+        out.push_back(exe_dir / ".." / "lib" / file_name);
+        out.push_back(exe_dir / ".." / "lib" / "cbir" / file_name);
     }
-    if (spec.build_path) out.emplace_back(spec.build_path);
+    if (build_path) out.emplace_back(build_path);
     return out;
 }
 
@@ -34,7 +35,7 @@ void* open_plugin(const PluginSpec& spec) {
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = opened.find(spec.entry_point); it != opened.end()) return it->second;
     std::string tried;
-    for (const auto& candidate : plugin_candidates(spec)) {
+    for (const auto& candidate : candidates(spec.file_name, spec.env_var, spec.build_path)) {
         std::error_code ec;
         if (!std::filesystem::is_regular_file(candidate, ec)) continue;
         void* handle = ::dlopen(candidate.c_str(), RTLD_NOW | (spec.global_symbols ? RTLD_GLOBAL : RTLD_LOCAL));
@@ -47,6 +48,14 @@ void* open_plugin(const PluginSpec& spec) {
     }
     throw Error(std::string("cannot load ") + spec.what + " " + spec.file_name + " (reinstall cbir, or set " +
                 spec.env_var + " to its path)" + tried);
+}
+
+std::filesystem::path find_companion_program(const char* file_name, const char* env_var, const char* build_path) {
+    for (const auto& candidate : candidates(file_name, env_var, build_path)) {
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(candidate, ec) && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+    return {};
 }
 
 }  // namespace cbir
