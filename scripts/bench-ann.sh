@@ -13,21 +13,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 args=(--count 1000000 --queries 200)
 [[ $# -gt 0 ]] && args=("$@")
-machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
-# The machine's load before and after (scripts/bench_common.py): warns above 0.3 per core.
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-PYTHONPATH="$root/scripts" /usr/bin/python3 -c 'import bench_common; bench_common.Machine()' >/dev/null
-"$root/build/apps/cbir" bench ann "${args[@]}" --work-dir "$work" > "$work/rows.jsonl"
-PYTHONPATH="$root/scripts" /usr/bin/python3 - "$work/rows.jsonl" "$machine" "${args[*]}" "$load_before" <<'PY'
-import json, os, sys
+# The machine and the CPU other processes took meanwhile (scripts/bench_common.py).
+PYTHONPATH="$root/scripts" /usr/bin/python3 - "$root/build/apps/cbir" "$work" "${args[@]}" <<'PY'
+import json, subprocess, sys
 import bench_common
-rows = [json.loads(line) for line in open(sys.argv[1])]
-before, after = [float(v) for v in sys.argv[4].split()], os.getloadavg()[0]
-limit = 0.3 * (os.cpu_count() or 1)
-verdict = "quiet" if max(before[0], after) <= limit else f"BUSY (over {limit:.2f}): not performance claims, rerun on a quiet machine"
-print(f"Machine: {sys.argv[2]}; flags: {' '.join(bench_common.cpu_flags())}. Load average before "
-      f"{'/'.join(f'{v:.2f}' for v in before)}, after (1 min) {after:.2f}: {verdict}. "
-      f"`cbir bench ann {sys.argv[3]}`; {rows[0]['vectors']} vectors.\n")
+cbir, work, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+host = bench_common.Machine()
+out = subprocess.run([cbir, "bench", "ann", *args, "--work-dir", work], check=True, stdout=subprocess.PIPE, text=True).stdout
+host.finish()
+rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+print(f"{host.header()} `cbir bench ann {' '.join(args)}`; {rows[0]['vectors']} vectors.\n")
 print("| index | knob | build s | file MiB | open s | first query ms | RSS after open MiB | RSS after queries MiB "
       "| queries/s (1 thread) | recall@10 |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

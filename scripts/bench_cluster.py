@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+import bench_common
 from cbir_assets import corel_images, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,8 +131,8 @@ def main():
         sys.exit("bench: needs mpirun and wrk (scripts/install-deps.sh --test)")
     work = args.work or tempfile.mkdtemp(prefix="cbir-bench-cluster-")
     os.makedirs(work, exist_ok=True)
-    rows, facts = [], {"machine": machine(), "load_before": load_average()}
-    log(f"machine: {facts['machine']}; load average {facts['load_before']}")
+    rows, host = [], bench_common.Machine()
+    log(f"machine: {host.description}; load average {host.load_before}")
     try:
         # Indexing: the same photos into a set of --shards shards by 1, 2, 4 tasks.
         photos = os.path.join(work, "photos")
@@ -187,8 +188,8 @@ def main():
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    facts["load_after"] = load_average()
-    print(f"\nMachine: {facts['machine']}. Load average before: {facts['load_before']}, after: {facts['load_after']}.")
+    host.finish()
+    print(f"\n{host.header()}")
     print(f"Synthetic sets: {args.count} 512-d vectors in {args.shards} shards, top-10, wrk {args.connections} "
           f"connections for {args.seconds} s; one model loaded per rank.\n")
     print("| what | parallelism | result | details |")
