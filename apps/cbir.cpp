@@ -67,15 +67,34 @@ int main(int argc, char** argv) {
         runners.emplace_back(sub, command.add(*sub));
     }
     app.get_subcommand("info")->alias("stats");
+    // CLI11 says "A subcommand is required" for both a missing and a mistyped command.
+    if (argc < 2 || argv[1][0] != '-') {
+        std::string names;
+        for (const auto& command : commands) names += (names.empty() ? "" : ", ") + std::string(command.name);
+        bool known = false;
+        try {
+            known = argc >= 2 && app.get_subcommand(argv[1]) != nullptr;  // names and aliases
+        } catch (const CLI::OptionNotFound&) {
+        }
+        if (argc < 2) {
+            print_error("no command given (commands: " + names + "; cbir --help says more)");
+            return kError;
+        }
+        if (!known) {
+            print_error(std::string("unknown command '") + argv[1] + "' (commands: " + names + "; cbir --help says more)");
+            return kError;
+        }
+    }
     ignore_sigpipe();  // a closed pipe is a failed write, ended quietly (finish_output)
     if (auto code = parse(app, argc, argv)) return *code;
-    // index, query and serve share the work of an MPI job or Slurm step among its ranks; every
-    // other command is one process's work, done by rank 0 alone (not once per rank).
+    // index, query and serve share the work of an MPI job or Slurm step among its ranks, and bench
+    // measures it (bench fanout); every other command is one process's work, done by rank 0 alone
+    // (not once per rank).
     const auto job = cbir::job_placement_from_environment();
     for (auto& [sub, run] : runners) {
         if (!sub->parsed()) continue;
         const std::string name = sub->get_name();
-        if (job && job->rank != 0 && name != "index" && name != "query" && name != "serve") return kOk;
+        if (job && job->rank != 0 && name != "index" && name != "query" && name != "serve" && name != "bench") return kOk;
         return run();
     }
     return kError;  // unreachable: CLI11 requires one subcommand

@@ -7,6 +7,7 @@
 #include "cli_common.h"
 #include "more_commands.h"
 #include "export/vector_export.h"
+#include "util/words.h"
 
 namespace cbir::cli {
 namespace {
@@ -32,8 +33,8 @@ int run(const ExportFlags& flags) {
                                 s.paths_not_utf8));
     if (!flags.verbosity.quiet)
         std::fprintf(stderr, "%s\n",
-                     fmt::format("cbir: exported {} vectors of {} dimensions from {} to {} ({} {})", s.rows, s.dimension,
-                                 store.string(), options.output.string(), s.parts, s.parts == 1 ? "part" : "parts")
+                     fmt::format("cbir: exported {} of {} dimensions from {} to {} ({})", counted(s.rows, "vector"),
+                                 s.dimension, store.string(), options.output.string(), counted(s.parts, "part"))
                          .c_str());
     return s.rows ? kOk : kNoResults;
 }

@@ -11,6 +11,7 @@
 #include "cluster/communicator.h"
 #include "pipeline/indexer.h"
 #include "shard/set_indexer.h"
+#include "util/words.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -121,8 +122,9 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI
         const std::string who = job ? fmt::format("rank {} of {}: ", job->rank, job->size) : "";
         std::fprintf(stderr, "%s\n",
                      fmt::format("cbir: {}indexed {} new, {} changed, {} unchanged, {} moved, {} copied, {} pruned, {} "
-                                 "skipped; {} images in {}; {:.1f} s, {:.1f} images/s",
-                                 who, s.added, s.updated, s.unchanged, s.moved, s.copied, s.pruned, s.failed, s.store_count,
+                                 "skipped; {} in {}; {:.1f} s, {:.1f} images/s",
+                                 who, s.added, s.updated, s.unchanged, s.moved, s.copied, s.pruned, s.failed,
+                                 counted(s.store_count, "image"),
                                  options.store_dir.string(), s.seconds, s.seconds > 0 ? embedded / s.seconds : 0.0)
                          .c_str());
     }

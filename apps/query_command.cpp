@@ -13,6 +13,7 @@
 #include "output/montage.h"
 #include "output/printer.h"
 #include "store/store.h"
+#include "image/image_file.h"
 #include "util/error.h"
 #include "search/searcher.h"
 #include "cluster/communicator.h"
@@ -72,6 +73,15 @@ int run(const QueryFlags& flags) {
         images = expand_inputs(flags.images, flags.null_separated);
         if (images.empty()) throw Error("no query images (stdin was empty)");
         require_image_files(images, "query");
+        // When no query is even readable up to its header (empty, unknown format, over the caps),
+        // the model is not started for nothing; otherwise each refused one is reported in its turn.
+        std::vector<std::string> refusals;
+        for (const auto& image : images)
+            if (std::string why = image_file_refusal(image); !why.empty()) refusals.push_back(image.string() + ": " + why);
+        if (refusals.size() == images.size() && !(placement && placement->size > 1)) {
+            for (const auto& refusal : refusals) print_error(refusal);
+            return finish_output(kError);
+        }
     }
     if (!flags.montage.empty() && !montage_encoding(flags.montage))
         throw Error(flags.montage + ": --montage writes .png or .jpg files");

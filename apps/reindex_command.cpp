@@ -11,6 +11,7 @@
 #include "more_commands.h"
 #include "store/derived_index.h"
 #include "store/writer_lock.h"
+#include "util/words.h"
 
 namespace cbir::cli {
 namespace {
@@ -54,7 +55,7 @@ int run(const ReindexFlags& flags) {
     if (set) set->update_index(spec);
     if (!flags.verbosity.quiet)
         std::fprintf(stderr, "%s\n",
-                     fmt::format("cbir: reindexed {} vectors as {} in {:.1f} s", vectors,
+                     fmt::format("cbir: reindexed {} as {} in {:.1f} s", counted(vectors, "vector"),
                                  spec.describe(),
                                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
                          .c_str());

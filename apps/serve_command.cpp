@@ -20,6 +20,7 @@
 #include "serve/search_service.h"
 #include "serve/set_backend.h"
 #include "shard/store_set.h"
+#include "util/words.h"
 #include "util/cancel.h"
 #include "util/log.h"
 
@@ -118,12 +119,12 @@ int serve_store(const ServeFlags& flags, ServiceOptions options) {
     if (cbir::stop_requested()) api.stop();
     warn_if_exposed(flags);
     const ServiceStatus status = service->status();
-    say_where(flags, fmt::format("{} ({} images, {} index)", status.store_dir.string(), status.images, status.index_kind),
+    say_where(flags, fmt::format("{} ({}, {} index)", status.store_dir.string(), counted(status.images, "image"), status.index_kind),
               port);
     api.run();
     service->close();
     const ServiceStatus final_status = service->status();
-    log_notice(fmt::format("stopped; {} images in the store, index file at catalogue generation {}", final_status.images,
+    log_notice(fmt::format("stopped; {} in the store, index file at catalogue generation {}", counted(final_status.images, "image"),
                             final_status.saved_generation));
     return kOk;
 }
@@ -183,8 +184,9 @@ int serve_set(const ServeFlags& flags, ServiceOptions options) {
         try {
             const ServiceStatus status = backend->status();
             say_where(flags,
-                      fmt::format("set {} ({} images in {} shards on {} ranks, {} index)", status.store_dir.string(),
-                                  status.images, status.shards, status.ranks, status.index_kind),
+                      fmt::format("set {} ({} in {} on {}, {} index)", status.store_dir.string(),
+                                  counted(status.images, "image"), counted(status.shards, "shard"),
+                                  counted(status.ranks, "rank"), status.index_kind),
                       port);
             api->run();
         } catch (...) {

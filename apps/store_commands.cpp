@@ -14,6 +14,7 @@
 #include "store/writer_lock.h"
 #include "shard/store_set.h"
 #include "util/error.h"
+#include "util/words.h"
 
 namespace cbir::cli {
 namespace {
@@ -48,8 +49,6 @@ std::vector<std::filesystem::path> stores_in(const std::filesystem::path& dir) {
     }
     return out;
 }
-
-std::string images(size_t count) { return fmt::format("{} image{}", count, count == 1 ? "" : "s"); }
 
 std::shared_ptr<StoreFlags> common_flags(CLI::App& app) {
     auto flags = std::make_shared<StoreFlags>();
@@ -96,6 +95,11 @@ std::function<int()> add_check_command(CLI::App& app) {
                     report.problems.push_back(fmt::format("{}: {} rows belong to other shards by the placement rule "
                                                           "(first: {}); is this shard folder another set's or moved?",
                                                           dir.string(), misplaced, example));
+                // A task killed midway left a shard that looks whole.
+                if (const std::string run = store->unfinished_index_run(); !run.empty())
+                    report.problems.push_back(fmt::format("{}: shard {}'s index run did not finish ({}); run its "
+                                                          "index task again (--shard {})",
+                                                          dir.string(), shard, run, shard));
             }
             for (const auto& note : report.notes)
                 if (!f.verbosity.quiet) std::fprintf(stderr, "cbir: %s\n", note.c_str());
@@ -155,8 +159,8 @@ std::function<int()> add_remove_command(CLI::App& app) {
         for (size_t i = 0; i < named_paths.size(); ++i)
             if (!found[i] && !f.verbosity.quiet) std::fprintf(stderr, "cbir: not in the store: %s\n", named_paths[i].c_str());
         if (!f.verbosity.quiet)
-            std::fprintf(stderr, "%s\n", fmt::format("cbir: removed {}; {} in the store", images(removed),
-                                                     images(remaining)).c_str());
+            std::fprintf(stderr, "%s\n", fmt::format("cbir: removed {}; {} in the store", counted(removed, "image"),
+                                                     counted(remaining, "image")).c_str());
         return removed ? static_cast<int>(kOk) : static_cast<int>(kNoResults);
     });
 }
@@ -180,7 +184,7 @@ std::function<int()> add_prune_command(CLI::App& app) {
         }
         if (!f.verbosity.quiet)
             std::fprintf(stderr, "%s\n", fmt::format("cbir: {} {} whose files are gone", f.dry_run ? "would remove" : "removed",
-                                                     images(gone_total)).c_str());
+                                                     counted(gone_total, "image")).c_str());
         return gone_total == 0 ? static_cast<int>(kNoResults) : static_cast<int>(kOk);
     });
 }

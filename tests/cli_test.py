@@ -378,6 +378,43 @@ class EverydayUse(unittest.TestCase):
         r = self.cbir("query", "nope.jpg")
         self.assert_one_error_line(r, "nope.jpg: no such file")  # no model warning, no header first
         self.assertEqual(r.stdout, "")
+        # Files that cannot be read up to their header: refused without starting the model (whose
+        # untrained-model note would come first).
+        with open(os.path.join(self.tmp, "empty.jpg"), "wb"):
+            pass
+        with open(os.path.join(self.tmp, "notes.jpg"), "w") as f:
+            f.write("not an image\n")
+        for name, cause in (("empty.jpg", "empty file"), ("notes.jpg", "not a")):
+            r = self.cbir("query", name)
+            self.assert_one_error_line(r, f"{name}: {cause}")
+            self.assertEqual(r.stdout, "")
+        # With a readable query beside them, each is answered or refused in its turn, as before.
+        r = self.cbir("query", "photos/dog1.jpg", "empty.jpg", "--format", "tsv")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("empty.jpg: empty file", r.stderr)
+        self.assertIn("photos/dog1.jpg", r.stdout)
+
+    def test_unknown_and_missing_commands_are_named_in_one_line(self):
+        r = self.cbir("frobnicate")
+        self.assert_one_error_line(r, "unknown command 'frobnicate'", "index, query,")
+        r = self.cbir()
+        self.assert_one_error_line(r, "no command given", "index, query,")
+        self.assertEqual(self.cbir("stats", "--format", "json").returncode, 0)  # an alias is a command
+
+    def test_counts_of_one_are_singular_and_export_wants_a_folder(self):
+        one = os.path.join(self.tmp, "one")
+        os.makedirs(one)
+        shutil.copy(os.path.join(self.tmp, "photos", "dog1.jpg"), one)
+        store = os.path.join(self.tmp, "one.cbir")
+        r = self.cbir("index", "one", "--store", store)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"1 image in {store};", r.stderr)
+        r = self.cbir("export", "--store", store, "--format", "npy", "-o", "out.npy")
+        self.assert_one_error_line(r, "out.npy: export writes a folder of files", "-o out")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out.npy")))
+        r = self.cbir("export", "--store", store, "--format", "npy", "-o", "out")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("exported 1 vector of 512 dimensions", r.stderr)
 
     def test_range_and_parse_errors_are_one_line_in_words(self):
         r = self.cbir("query", "photos/dog1.jpg", "--max-distance", "-1")

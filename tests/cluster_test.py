@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -236,6 +237,43 @@ class StoreSets(unittest.TestCase):
         r = cbir(["check", "--store", broken])
         self.assertEqual(r.returncode, 1, r.stderr)  # a finding of check, as the exit-code table says
         self.assertEqual(r.stderr.count("has no store"), 2, r.stderr)
+        # A manifest edited by hand to a number of shards that is not whole is refused, not rounded.
+        with open(os.path.join(broken, "set.json")) as f:
+            manifest = json.load(f)
+        manifest["shards"] = 3.5
+        with open(os.path.join(broken, "set.json"), "w") as f:
+            json.dump(manifest, f)
+        r = cbir(["info", "--store", broken])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("shards is not a whole number", r.stderr)
+
+    def test_a_task_killed_midway_leaves_its_shard_marked_unfinished_until_rerun(self):
+        killed = os.path.join(self.tmp, "killed")
+        args = ["index", self.images, "--store", killed, "--shards", "8", "--shard", "0", "--model", MODEL, "-q"]
+        task = subprocess.Popen([CBIR] + args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        catalogue = os.path.join(killed, "shard-0000", "catalogue.sqlite")
+        rows = 0
+        while task.poll() is None and rows < 8:  # a batch or more committed, as a node dying midway would leave
+            try:
+                rows = len(rows_of(os.path.dirname(catalogue)))
+            except sqlite3.Error:
+                pass
+            time.sleep(0.02)
+        task.kill()
+        task.wait()
+        self.assertGreaterEqual(rows, 8)
+        self.assertLess(rows, 100, "the task finished before it could be killed")
+        info = {row["key"]: row["value"] for row in parse_tsv(cbir(["info", "--store", killed, "--format", "tsv"]).stdout)}
+        self.assertIn("1 shard whose index run did not finish: 0", info["complete"])
+        self.assertIn("its index run did not finish: pid", info["shard_0000_images"])
+        r = cbir(["check", "--store", killed])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("shard 0's index run did not finish", r.stderr)
+        self.assertIn("(--shard 0)", r.stderr)
+        r = cbir(args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        info = {row["key"]: row["value"] for row in parse_tsv(cbir(["info", "--store", killed, "--format", "tsv"]).stdout)}
+        self.assertNotIn("did not finish", info["complete"] + info["shard_0000_images"])
 
     def test_tasks_making_a_set_at_once_make_one_set_and_check_finds_strays(self):
         # Three tasks creating the same set at the same moment (a job array starting) make exactly one

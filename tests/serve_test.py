@@ -363,7 +363,9 @@ class ServeEndToEnd(unittest.TestCase):
         for command in (["index", "photos"], ["serve", "--port", "0"]):
             r = cbir(self.tmp, *command, "--store", "store")
             self.assertEqual(r.returncode, 2, r.stderr)
-            self.assertIn(str(self.server.process.pid), r.stderr)
+            # It names the server and the way to add through it.
+            self.assertIn(f"a cbir serve (pid {self.server.process.pid}) holds this store; add or remove images "
+                          "through it", r.stderr)
 
 
 @unittest.skipUnless(COREL, "Corel-1K not found in $CBIR_ASSETS or ../shared/assets")

@@ -158,6 +158,11 @@ ExportSummary export_vectors(const std::filesystem::path& store_or_set, const Ex
     ExportSummary summary;
     summary.dimension = dimension;
     std::error_code ec;
+    // The output is a folder of files: a name like out.npy or out.json was meant as one file.
+    if (const auto ext = options.output.extension().string(); ext == ".npy" || ext == ".json" || ext == ".npz")
+        throw Error(fmt::format("{}: export writes a folder of files (vectors.npy, ids.npy, paths.npy or Milvus parts), "
+                                "not one {} file: name a folder, e.g. -o {}",
+                                options.output.string(), ext, (options.output.parent_path() / options.output.stem()).string()));
     // Parts left by an earlier export would be imported beside this one's.
     if (std::filesystem::is_directory(options.output, ec) && !std::filesystem::is_empty(options.output, ec))
         throw Error(fmt::format("{}: not empty; export writes into a new or empty folder", options.output.string()));

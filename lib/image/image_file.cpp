@@ -22,7 +22,8 @@ bool header_allows(const HeaderRead& header, std::string& error) {
     return error.empty();
 }
 
-ImageFile read_checked(const std::filesystem::path& path) {
+// `header_only`: stop once the header is known to allow the image (the bytes are then not kept).
+ImageFile read_checked(const std::filesystem::path& path, bool header_only) {
     ImageFile out;
     auto file = RegularFile::open(path, out.error);
     if (!file) return out;
@@ -38,6 +39,7 @@ ImageFile read_checked(const std::filesystem::path& path) {
     }
     HeaderRead header = read_image_header(bytes, /*whole=*/bytes.size() < kHeaderBytes);
     if (!header_allows(header, out.error)) return out;
+    if (header_only && header.status == HeaderRead::Status::complete) return out;
 
     // One byte past the cap tells a file that grew since it was opened.
     const uint64_t cap = max_image_file_bytes();
@@ -50,16 +52,20 @@ ImageFile read_checked(const std::filesystem::path& path) {
         header = read_image_header(bytes);
         if (!header_allows(header, out.error)) return out;
     }
-    out.bytes = std::move(bytes);
+    if (!header_only) out.bytes = std::move(bytes);
     return out;
 }
 
 }  // namespace
 
 ImageFile read_image_file(const std::filesystem::path& path) {
-    ImageFile out = read_checked(path);
+    ImageFile out = read_checked(path, /*header_only=*/false);
     out.error = one_line(out.error);  // the header readers' libraries write messages of several lines
     return out;
+}
+
+std::string image_file_refusal(const std::filesystem::path& path) {
+    return one_line(read_checked(path, /*header_only=*/true).error);
 }
 
 }  // namespace cbir

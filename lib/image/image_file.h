@@ -20,4 +20,9 @@ struct ImageFile {
 
 ImageFile read_image_file(const std::filesystem::path& path);
 
+// Why read_image_file would refuse the file, from the same checks up to its header (the whole file
+// only when the header lies past the first bytes), or empty: for commands that should refuse a bad
+// query image before the costly start of the model. Decoding may still fail on damaged data.
+std::string image_file_refusal(const std::filesystem::path& path);
+
 }  // namespace cbir

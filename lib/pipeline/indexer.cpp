@@ -232,13 +232,17 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
         // The model is loaded only when there is something to embed: a re-run over an unchanged
         // folder costs a walk and a few stats.
         auto embedder = embedder_for(store, options);
-        if (!todo.empty()) embed_into_store(*store, *embedder, todo, options, callbacks, summary, fail);
+        if (!todo.empty()) {
+            store->record_index_run_started();
+            embed_into_store(*store, *embedder, todo, options, callbacks, summary, fail);
+        }
         summary.interrupted = stop_requested();
     }
     if (store) {
         if (options.prune) summary.pruned = prune_inputs(*store, lock, inputs);
         // Copies, deletions, or a missing or stale index file reach the index even with nothing embedded.
         refresh_index_file(*store);
+        if (!summary.interrupted) store->record_index_run_finished();
     }
     summary.store_count = store ? store->catalogue().count() : 0;
     summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -92,6 +92,10 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
         engine->model = s.model_;
         engine->values_per_image = s.preprocessing_.values_per_image();
         engine->embedder = load_embedder(s.model_.path, embedder_options, options.precision, s.writer_.get());
+        // The server adds vectors: a store made before precisions were recorded records the one it
+        // will add in, as an index run does, so queries (and one-shot clients) know it.
+        if (!s.writer_->settings().precision && !s.writer_->catalogue().read_only())
+            s.writer_->record_precision(engine->embedder->precision());
         engine->batcher = std::make_unique<EmbeddingBatcher>(*engine->embedder, s.preprocessing_.values_per_image(), options.batch);
         if (options.one_shot_embedder) {
             embedder_options.optimize = false;  // as embed_queries loads it for a few queries

@@ -16,6 +16,7 @@
 #include "util/byte_text.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/words.h"
 
 namespace cbir {
 namespace {
@@ -41,7 +42,9 @@ std::string search_target(const QueryOptions& options, const CatalogueState& sta
     if (options.max_distance) target += "&max_distance=" + url_encoded(fmt::format("{}", *options.max_distance));
     if (model) {
         target += "&model_sha256=" + url_encoded(model->sha256);
-        target += "&precision=" + url_encoded(precision_name(*precision));
+        // A store that records no precision (made before precisions were recorded) is run by the
+        // server in what a local run would choose, by the same rule with the same model: nothing to ask.
+        if (precision) target += "&precision=" + url_encoded(precision_name(*precision));
         target += "&preprocessing=" + url_encoded(preprocessing.name());
     }
     return target;
@@ -118,7 +121,6 @@ std::optional<QueryReport> query_through_server(const std::vector<std::filesyste
         std::optional<ModelFile> model;
         if (any_to_embed) model = model_for_existing_store(*store, options.model);
         const std::optional<Precision> precision = expected_precision(options.precision, *store);
-        if (any_to_embed && !precision) return local("the store records no precision (its next index run does)");
         // The recipe a local run would use (and its refusal of --fast-decode on an exact store).
         const PreprocessSpec preprocessing = preprocessing_for_store(*store, options.fast_decode);
         const std::string target = search_target(options, state, model ? &*model : nullptr, precision, preprocessing);
@@ -136,7 +138,7 @@ std::optional<QueryReport> query_through_server(const std::vector<std::filesyste
             report.results.push_back(std::move(result));
         }
         if (model) warn_if_untrained(*model);
-        log_debug(fmt::format("{} queries answered by the server at {} in {:.3f} s", images.size(),
+        log_debug(fmt::format("{} answered by the server at {} in {:.3f} s", counted(images.size(), "query", "queries"),
                               client->path().string(),
                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()));
         return report;

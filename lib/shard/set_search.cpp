@@ -38,6 +38,11 @@ std::vector<OpenShard> open_shards(const StoreSet& set, const std::vector<int>& 
             // Distances from another metric or model would be merged as if comparable.
             if (const auto why = set.shard_disagreement(open.store->settings()); !why.empty())
                 throw Error(fmt::format("{}: shard {} does not belong to the set: {}", dir.string(), shard, why));
+            // Its answers are right for what it holds, which may not be all its images.
+            if (const std::string run = open.store->unfinished_index_run(); !run.empty())
+                log_warning(fmt::format("{}: shard {}'s index run did not finish ({}); images may be missing from the "
+                                        "answers: run its task again (--shard {})",
+                                        dir.string(), shard, run, shard));
             open.index = exact ? build_flat_index(*open.store) : open_search_index(*open.store, IndexWriteBack::IfChanged, IndexFileHolding::Mapped);
             return open;
         }));

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "store/file_identity.h"
@@ -18,6 +19,7 @@
 #include "util/error.h"
 #include "util/hash.h"
 #include "util/read_file.h"
+#include "util/words.h"
 
 namespace cbir {
 namespace {
@@ -51,6 +53,8 @@ SetManifest from_json(const std::filesystem::path& file, const std::string& text
             throw bad(fmt::format("version {} (this cbir reads version {})", j.value("version", 0), kVersion));
         if (j.value("placement", "") != kPlacement) throw bad("unknown placement " + j.value("placement", std::string()));
         SetManifest m;
+        // get<int>() would take 3.5 as 3.
+        if (!j.at("shards").is_number_integer()) throw bad("shards is not a whole number");
         m.shards = j.at("shards").get<int>();
         if (m.shards < 1 || m.shards > kMaxShards) throw bad(fmt::format("shards must be 1–{}", kMaxShards));
         m.root = j.at("root").get<std::string>();
@@ -212,6 +216,7 @@ std::vector<std::pair<std::string, std::string>> describe_set(const StoreSet& se
     out.emplace_back("index", m.index.describe());
     size_t total = 0;
     int missing = 0;
+    std::vector<int> unfinished;
     std::vector<std::pair<std::string, std::string>> per_shard;
     for (int shard = 0; shard < m.shards; ++shard) {
         std::string value;
@@ -219,14 +224,24 @@ std::vector<std::pair<std::string, std::string>> describe_set(const StoreSet& se
             value = "no store yet (run its index task)";
             ++missing;
         } else {
-            const size_t count = Store::open(set.shard_dir(shard), CatalogueAccess::ReadOnly)->catalogue().count();
+            const auto store = Store::open(set.shard_dir(shard), CatalogueAccess::ReadOnly);
+            const size_t count = store->catalogue().count();
             total += count;
             value = std::to_string(count);
+            if (const std::string run = store->unfinished_index_run(); !run.empty()) {
+                value += " (its index run did not finish: " + run + ")";
+                unfinished.push_back(shard);
+            }
         }
         per_shard.emplace_back(fmt::format("shard_{:04d}_images", shard), value);
     }
     out.emplace_back("images", std::to_string(total));
-    out.emplace_back("complete", missing ? fmt::format("no ({} shards without a store)", missing) : "yes");
+    std::vector<std::string> gaps;
+    if (missing) gaps.push_back(counted(missing, "shard") + " without a store");
+    if (!unfinished.empty())
+        gaps.push_back(fmt::format("{} whose index run did not finish: {}", counted(unfinished.size(), "shard"),
+                                   fmt::join(unfinished, ", ")));
+    out.emplace_back("complete", gaps.empty() ? "yes" : fmt::format("no ({})", fmt::join(gaps, "; ")));
     out.insert(out.end(), per_shard.begin(), per_shard.end());
     return out;
 }

@@ -1,5 +1,11 @@
 #include "store/store.h"
 
+#include <unistd.h>
+
+#include <ctime>
+
+#include <fmt/format.h>
+
 #include "util/error.h"
 
 namespace cbir {
@@ -168,6 +174,25 @@ void Store::record_precision(Precision precision) {
     catalogue_->set_meta("precision", precision_name(precision));
     txn.commit();
     settings_.precision = precision;
+}
+
+namespace {
+constexpr const char* kUnfinishedRunKey = "unfinished_index_run";
+}
+
+std::string Store::unfinished_index_run() const { return catalogue_->meta(kUnfinishedRunKey).value_or(""); }
+
+void Store::record_index_run_started() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &utc);
+    catalogue_->set_meta(kUnfinishedRunKey, fmt::format("pid {}, started {}", ::getpid(), when));
+}
+
+void Store::record_index_run_finished() {
+    if (!unfinished_index_run().empty()) catalogue_->set_meta(kUnfinishedRunKey, "");
 }
 
 void Store::update_model_identity(const std::string& path, const FileStat& identity) {

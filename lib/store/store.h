@@ -62,6 +62,14 @@ public:
     // Records where the model now is and its file identity (after verifying its hash).
     void update_model_identity(const std::string& path, const FileStat& identity);
 
+    // An index run that began embedding and has not ended: killed, interrupted, or still running
+    // ("pid 123, started 2026-11-26 19:04:05 UTC"); empty when there is none. A run records itself
+    // before its first batch and clears the record when it ends uninterrupted, so a shard whose task
+    // died midway is not taken for a complete one.
+    std::string unfinished_index_run() const;
+    void record_index_run_started();
+    void record_index_run_finished();
+
 private:
     Store(std::filesystem::path dir, std::unique_ptr<Catalogue> catalogue, StoreSettings settings);
     std::filesystem::path dir_;

@@ -15,6 +15,9 @@ std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     out.emplace_back("format_version", std::to_string(kStoreFormatVersion));
     out.emplace_back("images", std::to_string(store.catalogue().count()));
     out.emplace_back("generation", std::to_string(store.catalogue().generation()));
+    // Only when there is one: an index run that was killed or is running now (store.h).
+    if (const std::string run = store.unfinished_index_run(); !run.empty())
+        out.emplace_back("unfinished_index_run", run + "; the same cbir index command finishes it");
     out.emplace_back("model", s.model_path);
     out.emplace_back("model_sha256", s.model_sha256);
     out.emplace_back("model_untrained", looks_untrained(s.model_path, s.model_sha256) ? "yes" : "no");

@@ -6,12 +6,37 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "store/store.h"
 #include "util/error.h"
 
 namespace cbir {
+
+namespace {
+
+// The command (index, serve, …) of the cbir process `pid`, from its command line; empty when unknown.
+std::string cbir_command_of(const std::string& pid) {
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) return {};
+    std::ifstream in("/proc/" + pid + "/cmdline", std::ios::binary);
+    std::string argument;
+    bool first = true;
+    while (std::getline(in, argument, '\0')) {
+        if (first) {  // the program: cbir, cbir-index or cbir-query
+            first = false;
+            const std::string program = std::filesystem::path(argument).filename().string();
+            if (program == "cbir-index") return "index";
+            if (program == "cbir-query") return "query";
+            if (program != "cbir") return {};  // the pid was reused, or cbir runs under another name
+            continue;
+        }
+        if (!argument.empty() && argument[0] != '-') return argument;
+    }
+    return {};
+}
+
+}  // namespace
 
 std::filesystem::path writer_lock_file(const std::filesystem::path& store_dir) { return store_dir / "lock"; }
 
@@ -29,7 +54,13 @@ WriterLock::WriterLock(const std::filesystem::path& store_dir) {
         const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
         ::close(fd_);
         fd_ = -1;
-        throw Error(store_dir.string() + ": another cbir (pid " + std::string(holder, n > 0 ? size_t(n) : 0) +
+        const std::string pid(holder, n > 0 ? size_t(n) : 0);
+        const std::string command = cbir_command_of(pid);
+        if (command == "serve")
+            throw Error(store_dir.string() + ": a cbir serve (pid " + pid +
+                        ") holds this store; add or remove images through it (POST /images, DELETE /images/ID, its "
+                        "web page), or stop it first");
+        throw Error(store_dir.string() + ": another cbir (pid " + pid + (command.empty() ? "" : ", cbir " + command) +
                     ") is writing to this store; wait for it to finish, or stop it");
     }
     const std::string pid = std::to_string(::getpid());
