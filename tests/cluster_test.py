@@ -32,9 +32,9 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("CBIR_")}
 ENV.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
 
 
-def mpirun(ranks, args, **kw):
+def mpirun(ranks, args, timeout=600, **kw):
     return subprocess.run(["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", CBIR] + args,
-                          capture_output=True, text=True, env=ENV, timeout=600, **kw)
+                          capture_output=True, text=True, env=ENV, timeout=timeout, **kw)
 
 
 def cbir(args, **kw):
@@ -318,6 +318,10 @@ class StoreSets(unittest.TestCase):
         info_job = mpirun(2, ["info", "--store", self.by_mpi, "--format", "tsv"])
         self.assertEqual(info_job.returncode, 0, info_job.stderr)
         self.assertEqual(info_job.stdout, info_alone.stdout)
+        # bench fanout measures the ranks' messages: every rank takes part (one leaving at once hung it).
+        fanout = mpirun(2, ["bench", "fanout", "--iterations", "200"], timeout=60)
+        self.assertEqual(fanout.returncode, 0, fanout.stderr)
+        self.assertEqual(json.loads(fanout.stdout.splitlines()[0])["ranks"], 2)
 
 
 if __name__ == "__main__":
