@@ -38,8 +38,13 @@ def load_average():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
-def launch(ranks, args):
-    """A cbir command as an MPI job of `ranks` ranks (alone when ranks is 1: no MPI at all)."""
+def launch(ranks, args, pinned=False):
+    """A cbir command as an MPI job of `ranks` ranks (alone when ranks is 1: no MPI at all). `pinned`:
+    each rank on a core of its own (one process alone on core 0), as ranks on separate machines
+    would each have their own cores: on one machine a process alone already uses every core."""
+    if pinned:
+        return (["mpirun", "-np", str(ranks), "--bind-to", "core", "--map-by", "core"] if ranks > 1
+                else ["taskset", "-c", "0"]) + [CBIR] + args
     mpirun = ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none"] if ranks > 1 else []
     return mpirun + [CBIR] + args
 
@@ -88,8 +93,8 @@ def wrk(port, body_file, seconds, connections, work):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms("50"), ms("99")
 
 
-def serve(set_dir, ranks):
-    process = subprocess.Popen(launch(ranks, ["serve", "--store", set_dir, "--port", "0", "-q"]), env=ENV,
+def serve(set_dir, ranks, pinned=False):
+    process = subprocess.Popen(launch(ranks, ["serve", "--store", set_dir, "--port", "0", "-q"], pinned), env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         found = re.search(r"at http://127\.0\.0\.1:(\d+)/", line)
@@ -177,6 +182,16 @@ def main():
                              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; RSS per rank {', '.join(f'{m:.0f}' for m in memory)} "
                              f"MiB; idle CPU (busiest rank) {idle:.1%}"))
                 log(f"{kind} on {ranks} rank(s) done")
+            # What a rank's own cores bring: one core per rank, up to the cores there are.
+            for ranks in [r for r in ranks_list if r <= (os.cpu_count() or 1)] if kind == "exact" else []:
+                process, port = serve(set_dir, ranks, pinned=True)
+                try:
+                    rate, p50, p99 = wrk(port, query_body(port, work), args.seconds, args.connections, work)
+                finally:
+                    stop(process, ranks)
+                rows.append((f"search {kind}, {args.connections} clients, one core per rank", f"{ranks} rank(s)",
+                             f"{rate:.1f} queries/s", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"))
+                log(f"{kind} on {ranks} pinned rank(s) done")
 
         # The MPI exchange alone that every served search adds.
         for ranks in [r for r in ranks_list if r > 1]:
@@ -196,7 +211,7 @@ def main():
     print("|---|---|---:|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(json.dumps({"facts": facts, "rows": rows}), file=sys.stderr)
+    print(json.dumps({"machine": host.as_dict(), "rows": rows}), file=sys.stderr)
 
 
 if __name__ == "__main__":

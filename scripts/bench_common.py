@@ -113,8 +113,12 @@ class Machine:
         """One markdown paragraph naming the machine and the load the figures were taken under."""
         after = f"{self.load_after[0]:.2f}" if self.load_after else "?"
         other = f"{self.other_cores:.3f}" if self.other_cores is not None else "?"
-        verdict = ("quiet" if self.quiet else
-                   f"BUSY (others used over {self.max_other:.2f} cores): not performance claims, rerun on a quiet machine")
+        if self.other_cores is None:
+            verdict = "judged at the end, by the CPU other processes take meanwhile"
+        elif self.quiet:
+            verdict = "quiet"
+        else:
+            verdict = f"BUSY (others used over {self.max_other:.2f} cores): not performance claims, rerun on a quiet machine"
         return (f"Machine: {self.description}; flags: {' '.join(self.flags) or 'none of note'}. "
                 f"CPU used by other processes during the run: {other} cores on average; load average (1/5/15 min) "
                 f"before {'/'.join(f'{v:.2f}' for v in self.load_before)}, after (1 min) {after} (the benchmark's "
