@@ -24,6 +24,7 @@
 #include "image/heif_image.h"
 #include "image/limits.h"
 #include "util/byte_text.h"
+#include "util/fd_io.h"
 #include "util/plugin.h"
 
 extern char** environ;
@@ -58,17 +59,6 @@ struct OwnedFd {
         fd = -1;
     }
 };
-
-bool write_all(int fd, const char* data, size_t size) {
-    while (size > 0) {
-        const ssize_t n = ::write(fd, data, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        data += n;
-        size -= static_cast<size_t>(n);
-    }
-    return true;
-}
 
 std::filesystem::path decoder_program() {
 #ifdef CBIR_HEIF_DECODER_BUILD_PATH
@@ -167,7 +157,7 @@ void cap_resources(long long declared_pixels, size_t file_bytes) {
 
 int reply_error(int out_fd, const std::string& message) {
     const std::string line = "error " + one_line(message) + "\n";
-    write_all(out_fd, line.data(), line.size());
+    write_fully(out_fd, line.data(), line.size());
     return 1;
 }
 
@@ -184,7 +174,7 @@ DecodedImage decode_heif(const std::string& bytes, const ImageHeader& header) {
     // The file goes to the child as an anonymous in-memory file on its standard input.
     OwnedFd input(::memfd_create("cbir-heif-input", MFD_CLOEXEC));
     int pipe_fds[2];
-    if (input.fd < 0 || !write_all(input.fd, bytes.data(), bytes.size()) || ::lseek(input.fd, 0, SEEK_SET) != 0 ||
+    if (input.fd < 0 || !write_fully(input.fd, bytes.data(), bytes.size()) || ::lseek(input.fd, 0, SEEK_SET) != 0 ||
         ::pipe2(pipe_fds, O_CLOEXEC) != 0) {
         out.error = decoding_error(header.format, std::string("cannot start its decoder: ") + std::strerror(errno));
         return out;
@@ -271,9 +261,9 @@ int run_heif_decoder(int in_fd, int out_fd) {
                                                                       rgb.cols, rgb.rows, header.header.width,
                                                                       header.header.height)));
     const std::string line = fmt::format("ok {} {}\n", rgb.cols, rgb.rows);
-    if (!write_all(out_fd, line.data(), line.size())) return 1;
+    if (!write_fully(out_fd, line.data(), line.size())) return 1;
     for (int y = 0; y < rgb.rows; ++y)
-        if (!write_all(out_fd, reinterpret_cast<const char*>(rgb.ptr(y)), static_cast<size_t>(rgb.cols) * 3)) return 1;
+        if (!write_fully(out_fd, reinterpret_cast<const char*>(rgb.ptr(y)), static_cast<size_t>(rgb.cols) * 3)) return 1;
     return 0;
 }
 

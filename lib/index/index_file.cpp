@@ -13,6 +13,7 @@
 #include <xxhash.h>
 
 #include "util/atomic_file.h"
+#include "util/fd_io.h"
 #include "util/hash.h"
 
 namespace cbir {
@@ -185,14 +186,7 @@ PayloadFile::~PayloadFile() {
 }
 PayloadFile::PayloadFile(PayloadFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
 void PayloadFile::append(const void* data, size_t size) {
-    const char* at = static_cast<const char*>(data);
-    while (size > 0) {
-        const ssize_t n = ::write(fd_, at, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) throw Error(std::string("cannot write in-memory file: ") + std::strerror(errno));
-        at += n;
-        size -= static_cast<size_t>(n);
-    }
+    if (!write_fully(fd_, data, size)) throw Error(std::string("cannot write in-memory file: ") + std::strerror(errno));
 }
 
 std::string PayloadFile::proc_path() const { return "/proc/self/fd/" + std::to_string(fd_); }

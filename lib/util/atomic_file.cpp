@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "util/error.h"
+#include "util/fd_io.h"
 
 namespace cbir {
 namespace {
@@ -38,30 +39,11 @@ AtomicFileWriter::~AtomicFileWriter() {
 }
 
 void AtomicFileWriter::write(const void* data, size_t size) {
-    const char* bytes = static_cast<const char*>(data);
-    while (size > 0) {
-        ssize_t n = ::write(fd_, bytes, size);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail(target_, "write failed");
-        }
-        bytes += n;
-        size -= static_cast<size_t>(n);
-    }
+    if (!write_fully(fd_, data, size)) fail(target_, "write failed");
 }
 
 void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) {
-    const char* bytes = static_cast<const char*>(data);
-    while (size > 0) {
-        ssize_t n = ::pwrite(fd_, bytes, size, static_cast<off_t>(offset));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail(target_, "write failed");
-        }
-        bytes += n;
-        offset += static_cast<uint64_t>(n);
-        size -= static_cast<size_t>(n);
-    }
+    if (!write_fully_at(fd_, offset, data, size)) fail(target_, "write failed");
 }
 
 void AtomicFileWriter::commit() {
