@@ -224,9 +224,9 @@ void add_precision_flag(CLI::App& app, std::string& precision) {
     app.add_option("--precision", precision,
                    "fp32|bf16|int8|auto. Default: an existing store's own precision (a store always runs in it; "
                    "another is refused), fp32 for a new one. fp32 reproduces the PyTorch pipeline; bf16 is "
-                   "~2.5x faster inference where the CPU has native bf16 (AVX512-BF16/AMX; slower than fp32 without it), "
-                   "vectors within ~1%; int8 comes with a quantized model (scripts/export_resnet18.py --int8), "
-                   "~5x faster inference, vectors within ~5%. auto: int8 for an int8 model, else bf16 on a CPU with native "
+                   "faster where the CPU has native bf16 (AVX512-BF16/AMX; slower than fp32 without it): 1.5x inference on "
+                   "the machine the README measured, vectors within ~1%; int8 comes with a quantized model "
+                   "(scripts/export_resnet18.py --int8): 2.9x inference there, vectors within ~5% (README: Speed). auto: int8 for an int8 model, else bf16 on a CPU with native "
                    "bf16, else fp32")
         ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}))->envname("CBIR_PRECISION");
 }

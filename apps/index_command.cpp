@@ -4,6 +4,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli_common.h"
 #include "options.h"
@@ -103,6 +104,7 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI
     callbacks.on_progress = [&](size_t done, size_t total) { progress.update(done, total); };
 
     IndexSummary s;
+    std::string where = options.store_dir.string();  // what the summary's count is of
     if (flags.shards || flags.shard || StoreSet::exists(options.store_dir)) {
         SetIndexOptions set_options;
         set_options.store = options;
@@ -111,6 +113,9 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI
         set_options.fill = shards_to_fill(flags, set.shards());
         if (set_options.fill.empty() && job_placement_from_environment()) return kOk;  // more ranks than shards
         s = index_store_set(inputs, set_options, callbacks);
+        if (!set_options.fill.empty() && static_cast<int>(set_options.fill.size()) < set.shards())
+            where = fmt::format("{} {} of {}", set_options.fill.size() == 1 ? "shard" : "shards",
+                                fmt::join(set_options.fill, ", "), where);
     } else {
         if (const auto job = job_placement_from_environment(); job && job->rank != 0) return kOk;
         s = run_index(inputs, options, callbacks);
@@ -124,8 +129,7 @@ int run(const IndexFlags& flags, const std::filesystem::path& exe_dir, const CLI
                      fmt::format("cbir: {}indexed {} new, {} changed, {} unchanged, {} moved, {} copied, {} pruned, {} "
                                  "skipped; {} in {}; {:.1f} s, {:.1f} images/s",
                                  who, s.added, s.updated, s.unchanged, s.moved, s.copied, s.pruned, s.failed,
-                                 counted(s.store_count, "image"),
-                                 options.store_dir.string(), s.seconds, s.seconds > 0 ? embedded / s.seconds : 0.0)
+                                 counted(s.store_count, "image"), where, s.seconds, s.seconds > 0 ? embedded / s.seconds : 0.0)
                          .c_str());
     }
     if (s.interrupted) {

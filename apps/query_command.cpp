@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "image/image_file.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "search/searcher.h"
 #include "cluster/communicator.h"
 #include "shard/set_search.h"
@@ -119,6 +120,8 @@ int run(const QueryFlags& flags) {
     QueryReport report;
     try {
         if (is_set) {
+            if (!job) log_debug("searching here, not through a server: a set is searched by this process, or by "
+                                "the ranks of an MPI job (one-shot queries through a server are for single stores)");
             report = run_set_query(images, options, job.get());
         } else if (std::optional<QueryReport> served = query_through_server(images, options)) {
             // A `cbir serve` holding the store answers in a fraction of LibTorch's start-up; else, here.

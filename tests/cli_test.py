@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import subprocess
 import tempfile
@@ -394,6 +395,27 @@ class EverydayUse(unittest.TestCase):
         self.assertIn("empty.jpg: empty file", r.stderr)
         self.assertIn("photos/dog1.jpg", r.stdout)
 
+    def test_a_refused_run_leaves_no_folder_and_an_unfinished_one_is_said(self):
+        r = self.cbir("index", "photos", "--store", "refused.cbir", "--precision", "int8")  # a float model
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "refused.cbir")))
+        # A store whose index run was killed (as the cluster test does for real): its record is read back.
+        store = os.path.join(self.tmp, "unfinished.cbir")
+        self.assertEqual(self.cbir("index", "photos", "--store", store, "-q").returncode, 0)
+        with sqlite3.connect(os.path.join(store, "catalogue.sqlite")) as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('unfinished_index_run', "
+                       "'pid 4242, started 2026-11-26 19:04:05 UTC')")
+        r = self.cbir("query", "photos/dog1.jpg", "--store", store, "--format", "tsv")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("an index run has not finished (pid 4242, started 2026-11-26 19:04:05 UTC; killed, or still "
+                      "running): the store answers from the 7 images it committed", r.stderr)
+        self.assertIn("photos/dog1.jpg", r.stdout)
+        check = self.cbir("check", "--store", store)
+        self.assertEqual(check.returncode, 0, check.stderr)  # a sound store holding part of its images
+        self.assertIn("an index run has not finished", check.stderr)
+        self.assertEqual(self.cbir("index", "photos", "--store", store, "-q").returncode, 0)
+        self.assertNotIn("has not finished", self.cbir("query", "photos/dog1.jpg", "--store", store).stderr)
+
     def test_unknown_and_missing_commands_are_named_in_one_line(self):
         r = self.cbir("frobnicate")
         self.assert_one_error_line(r, "unknown command 'frobnicate'", "index, query,")
@@ -571,6 +593,13 @@ class EvalWithUnlabelledImages(unittest.TestCase):
             for key in ("p_at_1", "p_at_5", "p_at_10"):  # 7 vectors: HNSW is exact here
                 self.assertAlmostEqual(index[key], exact[key], places=6, msg=key)
             self.assertEqual(sorted(row["search"] for row in rows[2:]), ["exact, class cat", "exact, class dog"])
+            # Four others at most: P@5 and P@10 still divide by 5 and 10 (dogs 2 of 5, cats 1 of 5), not 0.
+            self.assertAlmostEqual(exact["p_at_5"], (3 * 2 / 5 + 2 * 1 / 5) / 5, places=6)
+            self.assertAlmostEqual(exact["p_at_10"], (3 * 2 / 10 + 2 * 1 / 10) / 5, places=6)
+            # Without labels every image's class is its folder: one folder, one class, no score.
+            r = subprocess.run([CBIR, "eval"], cwd=tmp, env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("every labelled image is in one class ('photos')", r.stderr)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -121,6 +121,12 @@ class StoreSets(unittest.TestCase):
         self.assertIn("rank 0 of 2", self.mpi_index_stderr)
         self.assertIn("rank 1 of 2", self.mpi_index_stderr)
 
+    def test_a_task_says_which_shard_its_count_is_of(self):
+        for shard, summary in enumerate(self.task_summaries):
+            self.assertIn(f" in shard {shard} of {self.by_tasks};", summary)
+        self.assertIn(f" in {self.by_mpi};", self.mpi_index_stderr.replace("shards 0, 2 of ", "").replace(
+            "shards 1, 3 of ", ""))
+
     def test_a_rerun_embeds_nothing(self):
         r = cbir(["index", self.images, "--store", self.by_tasks, "--shard", "2"])
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -237,6 +243,13 @@ class StoreSets(unittest.TestCase):
         r = cbir(["check", "--store", broken])
         self.assertEqual(r.returncode, 1, r.stderr)  # a finding of check, as the exit-code table says
         self.assertEqual(r.stderr.count("has no store"), 2, r.stderr)
+        # A shard folder past the manifest's count (an edited manifest, another set's shard) is said.
+        shutil.copytree(os.path.join(broken, "shard-0000"), os.path.join(broken, "shard-0005"))
+        for command in (["info", "--store", broken], ["query", os.path.join(SAMPLES, "dog1.jpg"), "--store", broken]):
+            r = cbir(command)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("holds shard-0005, but its manifest says 3 shards", r.stderr)
+        shutil.rmtree(os.path.join(broken, "shard-0005"))
         # A manifest edited by hand to a number of shards that is not whole is refused, not rounded.
         with open(os.path.join(broken, "set.json")) as f:
             manifest = json.load(f)

@@ -288,6 +288,11 @@ class FormatsTest(unittest.TestCase):
         self.assertIn("indexed 1 new", stderr)
         # Decoded in this process, the 8192 x 8192 frame alone is 200 MiB of RGB (and three copies of it).
         self.assertLess(peak, baseline + 150, (peak, baseline))
+        # A decoder named by the user is the one used, or the image is refused saying so: no fallback.
+        r = subprocess.run([CBIR, "embed", os.path.join(self.photos, "dog2.heic")], capture_output=True, text=True,
+                           env=clean_env(CBIR_HEIF_DECODER="/nonexistent/decoder"), timeout=300)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("CBIR_HEIF_DECODER names /nonexistent/decoder, which is not an executable program", r.stderr)
 
 
 if __name__ == "__main__":

@@ -586,6 +586,36 @@ class StoreRemovedWhileServing(unittest.TestCase):
                              [l.split("\t")[3] for l in exact.stdout.splitlines()])
         self.assertEqual(cbir(self.tmp, "check", "--store", "store").returncode, 0)
 
+    def test_a_catalogue_truncated_or_copied_over_in_place_takes_no_write(self):
+        # SQLite reads the server's own recent pages from its -wal file, so the catalogue's generation
+        # and token still look right: the file itself must be seen to have changed.
+        other = os.path.join(self.tmp, "other")
+        os.makedirs(os.path.join(other, "photos"))
+        shutil.copy(os.path.join(SEED, NAMES[5] + ".jpg"), os.path.join(other, "photos"))
+        self.assertEqual(cbir(other, "index", "photos", "--store", "store", "--model", MODEL).returncode, 0)
+        catalogue = os.path.join(self.tmp, "store", "catalogue.sqlite")
+        for damage in ("truncate", "copy"):
+            with self.subTest(damage):
+                server = Server(self.tmp, "--save-interval", "0")
+                try:
+                    self.assertEqual(post_image(server.url + "/images", os.path.join(COREL, "10.jpg"))[0], 201)
+                    if damage == "truncate":
+                        os.truncate(catalogue, 0)
+                    else:
+                        with open(os.path.join(other, "store", "catalogue.sqlite"), "rb") as f, open(catalogue, "r+b") as out:
+                            out.truncate(0)
+                            out.write(f.read())
+                    status, answer = post_image(server.url + "/images", os.path.join(COREL, "20.jpg"))
+                    self.assertEqual(status, 503, answer)
+                    self.assertEqual(request(server.url + "/health")[0], 503)
+                finally:
+                    code, stderr = server.stop()
+                self.assertEqual(code, 0, stderr)
+                self.assertIn("written by another program", stderr)
+                # Start again from a sound store for the next round.
+                shutil.rmtree(os.path.join(self.tmp, "store"))
+                self.assertEqual(cbir(self.tmp, "index", "photos", "--store", "store", "--model", MODEL).returncode, 0)
+
     def test_an_index_file_overwritten_in_place_while_served_changes_no_answer(self):
         index_file = os.path.join(self.tmp, "store", "index.hnsw")
         size = os.path.getsize(index_file)
@@ -632,7 +662,7 @@ class StoreRemovedWhileServing(unittest.TestCase):
         finally:
             code, stderr = server.stop()
         self.assertEqual(code, 0, stderr)
-        self.assertIn("removed or replaced", stderr)
+        self.assertIn("removed, replaced or written by another program", stderr)
         with open(index_file, "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).hexdigest(), written)
         check = cbir(self.tmp, "check", "--store", "store")

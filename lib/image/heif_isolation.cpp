@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -167,8 +168,13 @@ DecodedImage decode_heif(const std::string& bytes, const ImageHeader& header) {
     DecodedImage out;
     const std::filesystem::path program = decoder_program();
     if (program.empty()) {
-        out.error = decoding_error(header.format, std::string("its decoder ") + kDecoderProgram +
-                                                      " is not installed beside cbir (reinstall cbir, or set CBIR_HEIF_DECODER)");
+        const char* named = std::getenv("CBIR_HEIF_DECODER");
+        out.error = decoding_error(header.format, named && *named
+                                                      ? std::string("CBIR_HEIF_DECODER names ") + named +
+                                                            ", which is not an executable program"
+                                                      : std::string("its decoder ") + kDecoderProgram +
+                                                            " is not installed beside cbir (reinstall cbir, or set "
+                                                            "CBIR_HEIF_DECODER)");
         return out;
     }
     // The file goes to the child as an anonymous in-memory file on its standard input.

@@ -212,8 +212,20 @@ IndexSummary run_index(const std::vector<std::filesystem::path>& inputs, const I
     // One writer at a time; held until the run ends (or the process dies). A new store's folder is
     // made first, to hold the lock file.
     std::error_code made;
-    std::filesystem::create_directories(options.store_dir, made);
+    const bool created_folder = std::filesystem::create_directories(options.store_dir, made);
     WriterLock lock(options.store_dir);
+    // A run refused before its store exists (a precision the model cannot run in, a model that does
+    // not load) leaves no folder holding only a lock file, which later commands would call no store.
+    struct LeaveNoEmptyFolder {
+        const std::filesystem::path& dir;
+        bool armed;
+        ~LeaveNoEmptyFolder() {
+            if (!armed || Store::exists(dir)) return;
+            std::error_code ec;
+            std::filesystem::remove(writer_lock_file(dir), ec);
+            std::filesystem::remove(dir, ec);  // only when empty
+        }
+    } leave_no_empty_folder{options.store_dir, created_folder};
     std::unique_ptr<Store> store;
     if (Store::exists(options.store_dir)) {
         store = Store::open(options.store_dir);

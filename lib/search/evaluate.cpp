@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "index/flat_index.h"
 #include "store/file_identity.h"
 #include "store/derived_index.h"
@@ -113,6 +115,10 @@ void score_exact_ranking(const LabelledRows& rows, size_t q, const FlatIndex& la
         if (rank == 5) out.p5 = relevant / 5.0;
         if (rank == 10) out.p10 = relevant / 10.0;
     }
+    // Fewer than k others: P@k still divides by k (trec_eval's definition), not left at 0.
+    if (rank < 1) out.p1 = relevant / 1.0;
+    if (rank < 5) out.p5 = relevant / 5.0;
+    if (rank < 10) out.p10 = relevant / 10.0;
     const size_t relevant_total = rows.class_size[rows.class_of[q]] - 1;
     out.ap = relevant_total ? precision_sum / double(relevant_total) : 0;
 }
@@ -145,6 +151,9 @@ void score_index(const LabelledRows& rows, size_t q, const FlatIndex& everything
         if (labelled_taken == 5) out.index_p5 = relevant_seen / 5.0;
         if (labelled_taken == 10) out.index_p10 = relevant_seen / 10.0;
     }
+    if (labelled_taken < 1) out.index_p1 = relevant_seen / 1.0;
+    if (labelled_taken < 5) out.index_p5 = relevant_seen / 5.0;
+    if (labelled_taken < 10) out.index_p10 = relevant_seen / 10.0;
     out.recall = truth.empty() ? 1.0 : double(found) / double(truth.size());
 }
 
@@ -182,6 +191,11 @@ EvalReport summarise(const LabelledRows& rows, const std::vector<QueryScores>& s
 EvalReport evaluate_store(Store& store, const EvalOptions& options) {
     const StoreSettings& s = store.settings();
     const LabelledRows rows = read_labelled_rows(store, options);
+    // One class makes every neighbour relevant: P@k and mAP of 1 that measure nothing.
+    if (rows.class_names.size() == 1)
+        throw Error(fmt::format("{}: every labelled image is in one class ('{}'), so every score would be 1; give "
+                                "--labels FILE, or a --root whose subfolders are the classes",
+                                store.dir().string(), rows.class_names.front()));
     FlatIndex labelled(s.dimension, s.metric), everything(s.dimension, s.metric);
     for (size_t i = 0; i < rows.ids.size(); ++i) {
         everything.add(rows.ids[i], rows.vector(i, s.dimension));

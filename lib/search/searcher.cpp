@@ -13,6 +13,7 @@
 #include "pipeline/embedding_pipeline.h"
 #include "store/file_identity.h"
 #include "store/derived_index.h"
+#include "store/store_info.h"
 #include "store/store.h"
 #include "util/error.h"
 #include "util/file_stat.h"
@@ -119,6 +120,7 @@ QueryReport run_query(const std::vector<std::filesystem::path>& images, const Qu
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
     auto store = Store::open(options.store_dir, CatalogueAccess::ReadOnly);
     log_debug(fmt::format("store opened at {:.3f} s", elapsed()));
+    if (const std::string unfinished = unfinished_index_run_notice(*store); !unfinished.empty()) log_warning(unfinished);
     preprocessing_for_store(*store, options.fast_decode);  // refused before anything is embedded or searched
     QueryReport report;
     report.metric = store->settings().metric;

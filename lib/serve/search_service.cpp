@@ -115,6 +115,7 @@ std::unique_ptr<SearchService> SearchService::open(const ServiceOptions& options
     // The index searches through the reader connection (IVF-PQ re-ranks from it); it is caught up
     // with the catalogue and written back now, so saved_generation_ is the file's.
     s.generation_ = s.reader_->catalogue().generation();
+    s.catalogue_file_left_ = stat_file(catalogue_file(s.options_.store_dir));
     s.state_token_ = s.reader_->catalogue().state_token(s.generation_);
     s.index_ = open_search_index(*s.reader_, IndexWriteBack::IfChanged, IndexFileHolding::Copied);
     s.index_state_ = catalogue_state(*s.reader_, s.generation_);
@@ -351,7 +352,7 @@ AddResult SearchService::commit(ImageRecord record, const std::string* upload) {
         return {existing->id, existing->path, "unchanged"};
     Transaction transaction(catalogue);
     const int64_t id = catalogue.upsert(record);
-    transaction.commit();
+    commit_transaction(transaction);
     ensure_store_in_place();  // removed during the commit: it went to a deleted file, which is not durable
     {
         std::unique_lock<std::shared_mutex> lock(index_mutex_);
@@ -389,7 +390,7 @@ AddResult SearchService::remove_record(const ImageRecord& record) {
             std::unique_lock<std::shared_mutex> lock(index_mutex_);
             Transaction transaction(catalogue);
             removed = catalogue.remove_paths({record.path});
-            transaction.commit();
+            commit_transaction(transaction);
             index_->remove(removed);
             index_state_ = catalogue_state(*writer_, catalogue.generation());
         }
@@ -425,13 +426,29 @@ bool SearchService::store_in_place() const {
         return now && opened && now->same_inode_as(*opened);
     };
     if (same(stat_file(catalogue_file(options_.store_dir)), opened_catalogue_) &&
-        same(stat_file(writer_lock_file(options_.store_dir)), opened_lock_))
+        same(stat_file(writer_lock_file(options_.store_dir)), opened_lock_) && catalogue_file_as_left())
         return true;
     if (!store_lost_.exchange(true))
-        log_warning(fmt::format("{}: the store was removed or replaced while being served; no write is accepted "
-                                "and the index file is not written any more (restart cbir serve)",
+        log_warning(fmt::format("{}: the store was removed, replaced or written by another program while being "
+                                "served; no write is accepted and the index file is not written any more (restart "
+                                "cbir serve)",
                                 options_.store_dir.string()));
     return false;
+}
+
+// With WAL, SQLite reads this server's own recent pages from the -wal file, so a catalogue file
+// truncated or copied over in place (same inode) still answers the generation and token this server
+// left: the file itself is compared with how its last commit left it (size, mtime, ctime).
+void SearchService::commit_transaction(Transaction& transaction) {
+    std::lock_guard<std::mutex> lock(catalogue_file_mutex_);
+    transaction.commit();
+    catalogue_file_left_ = stat_file(catalogue_file(options_.store_dir));
+}
+
+bool SearchService::catalogue_file_as_left() const {
+    std::lock_guard<std::mutex> lock(catalogue_file_mutex_);
+    const auto now = stat_file(catalogue_file(options_.store_dir));
+    return now && catalogue_file_left_ && now->same_file_as(*catalogue_file_left_);
 }
 
 void SearchService::ensure_catalogue_is_ours() {

@@ -124,6 +124,10 @@ private:
     // would leave the in-memory index describing other rows: 503 from then on.
     void ensure_catalogue_is_ours();
     void note_commit(Catalogue& catalogue);
+    // Commits, and records the catalogue file as the commit left it, under catalogue_file_mutex_.
+    void commit_transaction(Transaction& transaction);
+    // The catalogue file is as this server's last commit left it: nobody else wrote it.
+    bool catalogue_file_as_left() const;
     void saver_loop();
 
     ServiceOptions options_;
@@ -138,6 +142,8 @@ private:
     std::optional<FileStat> opened_catalogue_;  // device and inode of what was opened
     std::optional<FileStat> opened_lock_;
     mutable std::atomic<bool> store_lost_{false};
+    mutable std::mutex catalogue_file_mutex_;
+    std::optional<FileStat> catalogue_file_left_;  // size, mtime, ctime after this server's last commit
 
     std::mutex write_mutex_;                // one writer at a time; held while the index file is saved
     mutable std::shared_mutex index_mutex_;  // searches share it; a write to the index takes it alone

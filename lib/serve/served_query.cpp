@@ -12,6 +12,7 @@
 #include "pipeline/model_resolution.h"
 #include "serve/local_socket.h"
 #include "serve/search_service.h"
+#include "store/store_info.h"
 #include "store/derived_index.h"
 #include "util/byte_text.h"
 #include "util/error.h"
@@ -137,6 +138,8 @@ std::optional<QueryReport> query_through_server(const std::vector<std::filesyste
             result.hits = std::move(served.hits);
             report.results.push_back(std::move(result));
         }
+        // What a local run would have said, in its order.
+        if (const std::string unfinished = unfinished_index_run_notice(*store); !unfinished.empty()) log_warning(unfinished);
         if (model) warn_if_untrained(*model);
         log_debug(fmt::format("{} answered by the server at {} in {:.3f} s", counted(images.size(), "query", "queries"),
                               client->path().string(),

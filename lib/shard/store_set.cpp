@@ -121,7 +121,21 @@ StoreSet StoreSet::open(const std::filesystem::path& dir) {
     if (!opened || !opened->read_until(text, kMaxManifestBytes + 1, error))
         throw Error(fmt::format("{}: {}", file.string(), error));
     if (text.size() > kMaxManifestBytes) throw Error(fmt::format("{}: {}", file.string(), file_too_large_message(text.size(), kMaxManifestBytes)));
-    return StoreSet(dir, from_json(file, text));
+    StoreSet set(dir, from_json(file, text));
+    // A shard folder past the manifest's count holds images no command would search or check: the
+    // manifest was edited, or another set's shard copied in. Said, never skipped silently.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        int number = -1;
+        if (name.size() == 10 && name.rfind("shard-", 0) == 0 && name.find_first_not_of("0123456789", 6) == std::string::npos)
+            number = std::stoi(name.substr(6));
+        if (number >= set.shards())
+            throw Error(fmt::format("{}: holds {}, but its manifest says {} (was set.json edited, or another set's "
+                                    "shard copied in?); a set's number of shards is fixed when it is made",
+                                    dir.string(), name, counted(set.shards(), "shard")));
+    }
+    return set;
 }
 
 StoreSet StoreSet::create_or_join(const std::filesystem::path& dir, const SetManifest& wanted) {

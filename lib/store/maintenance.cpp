@@ -9,6 +9,7 @@
 #include "index/ivf_index.h"
 #include "store/file_identity.h"
 #include "store/derived_index.h"
+#include "store/store_info.h"
 #include "util/atomic_file.h"
 #include "util/file_stat.h"
 #include "util/hash.h"
@@ -32,6 +33,9 @@ size_t remove_abandoned_files(Store& store) {
 namespace {
 
 void check_catalogue(Store& store, CheckReport& report) {
+    // A killed run leaves a sound store holding part of its images: news, not damage.
+    if (std::string unfinished = unfinished_index_run_notice(store); !unfinished.empty())
+        report.notes.push_back(std::move(unfinished));
     Catalogue& catalogue = store.catalogue();
     const std::vector<std::string> integrity = catalogue.integrity_check();
     if (integrity != std::vector<std::string>{"ok"}) {

@@ -2,12 +2,22 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "embed/model_file.h"
 #include "index/index_file.h"
 #include "store/derived_index.h"
 #include "util/file_stat.h"
 
 namespace cbir {
+std::string unfinished_index_run_notice(Store& store) {
+    const std::string run = store.unfinished_index_run();
+    if (run.empty()) return {};
+    return fmt::format("{}: an index run has not finished ({}; killed, or still running): the store answers from "
+                       "the {} images it committed; the same cbir index command adds the rest",
+                       store.dir().string(), run, store.catalogue().count());
+}
+
 std::vector<std::pair<std::string, std::string>> describe_store(Store& store) {
     const StoreSettings& s = store.settings();
     std::vector<std::pair<std::string, std::string>> out;

@@ -15,7 +15,8 @@ namespace {
 
 std::vector<std::filesystem::path> candidates(const char* file_name, const char* env_var, const char* build_path) {
     std::vector<std::filesystem::path> out;
-    if (const char* env = std::getenv(env_var); env && *env) out.emplace_back(env);
+    // A path the user names is the one used: falling back past it would hide their mistake.
+    if (const char* env = std::getenv(env_var); env && *env) return {env};
     std::error_code ec;
     const auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
     if (!ec) {

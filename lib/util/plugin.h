@@ -22,8 +22,8 @@ struct PluginSpec {
 void* open_plugin(const PluginSpec& spec);
 
 // A helper program that runs beside cbir (the isolated HEIF decoder), found in the same order as a
-// plugin: the environment variable, beside the binary, bin/../lib/cbir/, then where CMake built it.
-// Empty when none is there.
+// plugin: the environment variable (when set, the only place looked at, for plugins too), beside the
+// binary, bin/../lib/cbir/, then where CMake built it. Empty when none is there.
 std::filesystem::path find_companion_program(const char* file_name, const char* env_var, const char* build_path);
 
 }  // namespace cbir
