@@ -1,7 +1,11 @@
 // Broken files are reported with a reason, never decoded into garbage; odd formats decode to RGB.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <future>
+#include <thread>
 #include <fstream>
 #include <iterator>
 
@@ -13,6 +17,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include "image/decode.h"
+#include "image/decode_budget.h"
+#include "image/limits.h"
 #include "image/image_file.h"
 #include "image/image_header.h"
 #include "image/thumbnail.h"
@@ -416,4 +422,25 @@ TEST_CASE("thumbnail: a large JPEG shrinks to the asked size, decoded at a reduc
     // A reduced decode is what makes it cheap: 1/8 scale still leaves 500 pixels for 256.
     CHECK(decode_image_bytes(bytes, 8).rgb.cols == 500);
     CHECK(!make_thumbnail("not an image", 256).error.empty());
+}
+
+TEST_CASE("decode budget: pixels held by decoded images make a large decode wait, never fail") {
+    const long long cap = cbir::max_image_pixels();
+    auto held = cbir::reserve_decode_pixels(cap * 3 / 5);
+    std::atomic<bool> got{false};
+    std::thread waiter([&] {
+        auto second = cbir::reserve_decode_pixels(cap * 3 / 5);
+        got = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK_FALSE(got.load());  // 120 % of the budget would be held at once
+    auto small = cbir::reserve_decode_pixels(cap / 10);  // a photo beside it does not wait
+    held.reset();
+    waiter.join();
+    CHECK(got.load());
+    // More than the budget asks for all of it: it waits for the photo, then gets it.
+    auto whole = std::async(std::launch::async, [&] { return cbir::reserve_decode_pixels(cap * 4); });
+    CHECK(whole.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
+    small.reset();
+    CHECK(whole.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
 }

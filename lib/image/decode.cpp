@@ -1,5 +1,6 @@
 #include "image/decode.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <utility>
@@ -9,6 +10,7 @@
 #include "image/gif_image.h"
 #include "image/heif_isolation.h"
 #include "image/codecs.h"
+#include "image/decode_budget.h"
 #include "image/image_header.h"
 #include "image/jpeg_turbo.h"
 #include "image/orientation.h"
@@ -148,13 +150,20 @@ DecodedImage decode_checked(const std::string& bytes, int reduction, bool turbo_
     }
     out.error = image_limit_error(header.header);
     if (!out.ok()) return out;
-    switch (header.header.format) {
-        case ImageFormat::gif: return decode_gif(bytes);
-        case ImageFormat::heic:
-        case ImageFormat::avif: return decode_heif(bytes, header.header);
-        case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
-        default: return decode_opencv_format(bytes, header.header.format, reduction, /*exif_orientation=*/true, turbo_jpeg);
-    }
+    // Held from before the decoder allocates until the caller drops the image.
+    auto budget = reserve_decode_pixels(std::max(header.header.pixels(), header.header.buffer_pixels));
+    DecodedImage decoded = [&] {
+        switch (header.header.format) {
+            case ImageFormat::gif: return decode_gif(bytes);
+            case ImageFormat::heic:
+            case ImageFormat::avif: return decode_heif(bytes, header.header);
+            case ImageFormat::camera_raw: return decode_raw_preview(bytes, reduction);
+            default:
+                return decode_opencv_format(bytes, header.header.format, reduction, /*exif_orientation=*/true, turbo_jpeg);
+        }
+    }();
+    decoded.budget = std::move(budget);
+    return decoded;
 }
 
 }  // namespace

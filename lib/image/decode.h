@@ -2,6 +2,7 @@
 // Decodes an image to 8-bit RGB. Failures are values, not exceptions: a corrupt image is a normal
 // event in a photo folder, and the indexer skips it with the reason.
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include <opencv2/core.hpp>
@@ -13,6 +14,9 @@ namespace cbir {
 struct DecodedImage {
     cv::Mat rgb;        // CV_8UC3, RGB order, EXIF orientation applied; empty on failure
     std::string error;  // why decoding failed; empty on success
+    // The pixels this image holds from the process's decode budget (decode_budget.h), returned when
+    // the image (the last copy of it) is gone.
+    std::shared_ptr<const void> budget;
     bool ok() const { return error.empty(); }
 };
 
