@@ -81,7 +81,11 @@ int main(int argc, char** argv) {
             return kError;
         }
         if (!known) {
-            print_error(std::string("unknown command '") + argv[1] + "' (commands: " + names + "; cbir --help says more)");
+            std::vector<std::string> all;
+            for (const auto& command : commands) all.emplace_back(command.name);
+            const std::string suggestion = command_suggestion(all, argv[1]);
+            print_error(std::string("unknown command '") + argv[1] + "'" +
+                        (suggestion.empty() ? " (commands: " + names + "; cbir --help says more)" : suggestion));
             return kError;
         }
     }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -83,6 +84,64 @@ std::filesystem::path executable_dir(const char* argv0) {
     return self.parent_path();
 }
 
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            const size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// " (did you mean --top-k?)" for a flag a typo away from one of the command's, else "".
+std::string flag_suggestion(const CLI::App& app, int argc, char** argv, const std::string& message) {
+    const std::string marker = "expected: ";
+    const size_t at = message.find(marker);
+    if (at == std::string::npos || argc < 2) return {};
+    const CLI::App* command = &app;
+    try {
+        command = app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+    }
+    std::istringstream given(message.substr(at + marker.size()));
+    std::string word;
+    while (given >> word) {
+        if (word.rfind("--", 0) != 0) continue;
+        const std::string name = word.substr(2, word.find('=') == std::string::npos ? std::string::npos : word.find('=') - 2);
+        std::string best;
+        size_t best_distance = 3;  // at most two edits away
+        for (const CLI::Option* option : command->get_options())
+            for (const std::string& long_name : option->get_lnames())
+                if (const size_t d = edit_distance(name, long_name); d < best_distance) {
+                    best_distance = d;
+                    best = long_name;
+                }
+        if (!best.empty()) return " (did you mean --" + best + "?)";
+    }
+    return {};
+}
+
+}  // namespace
+
+std::string command_suggestion(const std::vector<std::string>& commands, const std::string& given) {
+    std::string best;
+    size_t best_distance = 3;
+    for (const auto& command : commands)
+        if (const size_t d = edit_distance(given, command); d < best_distance) {
+            best_distance = d;
+            best = command;
+        }
+    return best.empty() ? std::string() : " (did you mean " + best + "?)";
+}
+
 std::optional<int> parse(CLI::App& app, int argc, char** argv) {
     try {
         app.parse(argc, argv);
@@ -97,7 +156,7 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv) {
         std::string message = e.what();
         for (char& c : message)
             if (c == '\n') c = ' ';
-        print_error(message);
+        print_error(message + flag_suggestion(app, argc, argv, message));
         return kError;
     }
     return std::nullopt;

@@ -45,6 +45,8 @@ std::filesystem::path executable_dir(const char* argv0);
 
 // Parses argv; on a usage error prints it and returns kError, on --help returns kOk.
 std::optional<int> parse(CLI::App& app, int argc, char** argv);
+// " (did you mean query?)" for a command a typo or two away from one of `commands`, else "".
+std::string command_suggestion(const std::vector<std::string>& commands, const std::string& given);
 
 // Inputs as given, with "-" replaced by the paths read from stdin (newline-separated, or
 // NUL-separated with null_separated), so that `find … | cbir index -` works. No inputs at all with

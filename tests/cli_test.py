@@ -422,6 +422,10 @@ class EverydayUse(unittest.TestCase):
         r = self.cbir()
         self.assert_one_error_line(r, "no command given", "index, query,")
         self.assertEqual(self.cbir("stats", "--format", "json").returncode, 0)  # an alias is a command
+        # A typo or two away: the nearest name.
+        self.assert_one_error_line(self.cbir("querry", "photos/dog1.jpg"), "unknown command 'querry' (did you mean query?)")
+        self.assert_one_error_line(self.cbir("query", "photos/dog1.jpg", "--topk", "3"), "--topk",
+                                   "(did you mean --top-k?)")
 
     def test_counts_of_one_are_singular_and_export_wants_a_folder(self):
         one = os.path.join(self.tmp, "one")

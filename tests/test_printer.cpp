@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "output/montage.h"
 #include "output/printer.h"
 #include "util/byte_text.h"
 
@@ -92,4 +93,13 @@ TEST_CASE("byte text: UTF-8 validity as RFC 3629 says, base64 both ways") {
     CHECK(!base64_decode("Zm8"));
     CHECK(!base64_decode("Z=8="));
     CHECK(!base64_decode("Zm9v!mFy"));
+}
+
+TEST_CASE("montage: a caption is cut to its tile, keeping its rank, distance and file name") {
+    const std::string caption = "#2 12.34 /home/someone/photos/2024/holidays/a rather long folder name/IMG_1234.jpg";
+    const std::string fitted = cbir::fitted_caption(caption, 300);
+    CHECK(fitted.rfind("#2 12.34 ...", 0) == 0);
+    CHECK(fitted.size() < caption.size());
+    CHECK(fitted.substr(fitted.size() - 12) == "IMG_1234.jpg");
+    CHECK(cbir::fitted_caption("#1 0 a.jpg", 160) == "#1 0 a.jpg");  // short ones are left alone
 }

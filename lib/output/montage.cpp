@@ -31,6 +31,19 @@ cv::Mat load_thumbnail(const std::filesystem::path& path, int side) {
 
 }  // namespace
 
+std::string fitted_caption(const std::string& caption, int width) {
+    const auto text_width = [](const std::string& text) {
+        int baseline = 0;
+        return cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, 0.5, 1, &baseline).width;
+    };
+    if (text_width(caption) <= width) return caption;
+    const size_t second_space = caption.find(' ', caption.find(' ') + 1);
+    const std::string head = second_space == std::string::npos ? std::string() : caption.substr(0, second_space + 1);
+    std::string tail = second_space == std::string::npos ? caption : caption.substr(second_space + 1);
+    while (!tail.empty() && text_width(head + "..." + tail) > width) tail.erase(0, 1);
+    return head + "..." + tail;
+}
+
 int montage_tile_width(const MontageLayout& layout) { return layout.thumbnail + 2 * kPadding; }
 int montage_tile_height(const MontageLayout& layout) { return layout.thumbnail + kCaptionHeight + 2 * kPadding; }
 
@@ -64,7 +77,8 @@ std::pair<int, int> write_montage(const std::filesystem::path& output, const std
             const int y = y0 + kPadding + (layout.thumbnail - thumb.rows) / 2;
             thumb.copyTo(sheet(cv::Rect(x, y, thumb.cols, thumb.rows)));
             if (i == 0) cv::rectangle(sheet, cv::Rect(x0 + 1, y0 + 1, tile_w - 2, tile_h - 2), cv::Scalar(0, 140, 255), 2);
-            cv::putText(sheet, group[i].caption, cv::Point(x0 + kPadding, y0 + kPadding + layout.thumbnail + 19),
+            cv::putText(sheet, fitted_caption(group[i].caption, layout.thumbnail),
+                        cv::Point(x0 + kPadding, y0 + kPadding + layout.thumbnail + 19),
                         cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
         }
         row += std::max<int>(1, (static_cast<int>(group.size()) + columns - 1) / columns);

@@ -32,6 +32,9 @@ std::optional<std::string> montage_encoding(const std::filesystem::path& output)
 
 // The size of one tile, for callers that check the grid.
 int montage_tile_width(const MontageLayout& layout);
+// A caption cut to `width` pixels as drawn: the rank and distance kept, the path's start given up
+// first (its end names the file), so neighbouring captions never run into each other.
+std::string fitted_caption(const std::string& caption, int width);
 int montage_tile_height(const MontageLayout& layout);
 
 }  // namespace cbir
