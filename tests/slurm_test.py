@@ -145,7 +145,7 @@ exec {CBIR} index {images} --store {store} --shards 4 --shard "$SLURM_ARRAY_TASK
         env = self.cluster.env
         info = subprocess.run([CBIR, "info", "--store", store, "--format", "tsv"], capture_output=True, text=True, env=env)
         facts = {row["key"]: row["value"] for row in csv.DictReader(io.StringIO(info.stdout), delimiter="\t")}
-        self.assertEqual(facts["complete"], "no (1 shards without a store)")
+        self.assertEqual(facts["complete"], "no (1 shard without a store)")
         self.assertEqual(facts["shard_0002_images"], "no store yet (run its index task)")
         for task in (0, 1, 3):
             with open(os.path.join(self.tmp, f"task-{task}.out")) as f:

@@ -141,10 +141,16 @@ class StoreHostile(unittest.TestCase):
             return subprocess.run(["unshare", "-m", "sh", "-c", script, store, CBIR, *args], cwd=self.tmp,
                                   env=clean_env(), capture_output=True, text=True, timeout=600)
 
+        # Labels of two classes: eval refuses a store whose images are all one class (one folder).
+        with open(os.path.join(self.tmp, "photos", "labels.tsv"), "w") as f:
+            f.write("file\tclass_id\tclass_name\n")
+            for n in NAMES:
+                f.write(f"{n}.jpg\t{0 if n.startswith('dog') else 1}\t{'dog' if n.startswith('dog') else 'other'}\n")
         writable = run(self.tmp, "query", "photos/dog1.jpg", "--store", "s", "--format", "tsv")
         for args in (["query", "photos/dog1.jpg", "--store", "s", "--format", "tsv"],
                      ["query", os.path.join(SEED, "dog1.jpg"), "--store", "s", "--model", MODEL, "--format", "tsv"],
-                     ["info", "--store", "s"], ["check", "--store", "s"], ["eval", "--store", "s"],
+                     ["info", "--store", "s"], ["check", "--store", "s"],
+                     ["eval", "--store", "s", "--labels", "photos/labels.tsv"],
                      ["dups", "--store", "s", "--min-similarity", "0.5"]):
             r = read_only(*args)
             self.assertIn(r.returncode, (0, 1), f"{args}: {r.stderr}")
