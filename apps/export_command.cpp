@@ -7,6 +7,7 @@
 #include "cli_common.h"
 #include "more_commands.h"
 #include "export/vector_export.h"
+#include "util/error.h"
 #include "util/words.h"
 
 namespace cbir::cli {
@@ -22,6 +23,9 @@ struct ExportFlags {
 
 int run(const ExportFlags& flags) {
     apply_verbosity(flags.verbosity);
+    if (flags.format.empty())
+        throw cbir::Error("--format is required: milvus-npy (Milvus bulk-insert folders and schema.json) or npy "
+                    "(vectors.npy, ids.npy and paths.npy for FAISS)");
     ExportOptions options;
     options.output = flags.output;
     options.format = flags.format == "npy" ? ExportFormat::Npy : ExportFormat::MilvusNpy;
@@ -47,7 +51,7 @@ std::function<int()> add_export_command(CLI::App& app) {
     app.add_option("--format", flags->format,
                    "milvus-npy: Milvus bulk-insert folders (id.npy, path.npy, embedding.npy) and schema.json; npy: "
                    "vectors.npy, ids.npy and paths.npy for FAISS")
-        ->required()->check(CLI::IsMember({"milvus-npy", "npy"}));
+        ->check(CLI::IsMember({"milvus-npy", "npy"}));  // required, said with its values in run()
     app.add_option("-o,--output", flags->output, "Folder to write (created if missing)")->required();
     app.add_option("--rows-per-part", flags->rows_per_part, "milvus-npy: rows per part folder at most [4000000]")
         ->check(CLI::Range(size_t{1}, size_t{100'000'000}));

@@ -435,6 +435,8 @@ class EverydayUse(unittest.TestCase):
         r = self.cbir("index", "one", "--store", store)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f"1 image in {store};", r.stderr)
+        r = self.cbir("export", "--store", store, "-o", "out")  # which format: said with the choices
+        self.assert_one_error_line(r, "--format is required: milvus-npy", "or npy")
         r = self.cbir("export", "--store", store, "--format", "npy", "-o", "out.npy")
         self.assert_one_error_line(r, "out.npy: export writes a folder of files", "-o out")
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "out.npy")))
