@@ -76,9 +76,13 @@ int run(const QueryFlags& flags) {
         require_image_files(images, "query");
         // When no query is even readable up to its header (empty, unknown format, over the caps),
         // the model is not started for nothing; otherwise each refused one is reported in its turn.
+        // The first readable one ends the look (a long stdin list is not read twice).
         std::vector<std::string> refusals;
-        for (const auto& image : images)
-            if (std::string why = image_file_refusal(image); !why.empty()) refusals.push_back(image.string() + ": " + why);
+        for (const auto& image : images) {
+            std::string why = image_file_refusal(image);
+            if (why.empty()) break;
+            refusals.push_back(image.string() + ": " + why);
+        }
         if (refusals.size() == images.size() && !(placement && placement->size > 1)) {
             for (const auto& refusal : refusals) print_error(refusal);
             return finish_output(kError);

@@ -30,6 +30,10 @@ import time
 import torch
 import torchvision
 
+# Calibration walks a folder as the Python reference pipeline does (this script's own folder).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_features import image_files  # noqa: E402
+
 
 class AvgPoolFeatures(torch.nn.Module):
     """ResNet18 up to and including the global average pool."""
@@ -49,9 +53,6 @@ class AvgPoolFeatures(torch.nn.Module):
         return self.fc(self.forward(x))
 
 
-EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-
-
 def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -59,13 +60,6 @@ def sha256_of(path):
             digest.update(block)
     return digest.hexdigest()
 
-
-def image_files(folder):
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(EXTENSIONS) and not f.startswith(".")]
-    return sorted(found)
 
 
 def float_feature_net(args):

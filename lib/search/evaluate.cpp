@@ -1,6 +1,7 @@
 #include "search/evaluate.h"
 
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <map>
 #include <set>
@@ -98,27 +99,44 @@ LabelledRows read_labelled_rows(Store& store, const EvalOptions& options) {
     return rows;
 }
 
+// Precision at 1, 5 and 10 of a ranking fed hit by hit. With fewer than k hits, P@k still divides by k
+// (trec_eval's definition).
+class PrecisionAtK {
+public:
+    void add(bool relevant) {
+        ++seen_;
+        if (!relevant) return;
+        for (size_t i = 0; i < kCutoffs.size(); ++i)
+            if (seen_ <= kCutoffs[i]) ++relevant_within_[i];
+    }
+    double at(size_t cutoff_index) const { return double(relevant_within_[cutoff_index]) / double(kCutoffs[cutoff_index]); }
+
+private:
+    static constexpr std::array<size_t, 3> kCutoffs{1, 5, 10};
+    std::array<size_t, 3> relevant_within_{};
+    size_t seen_ = 0;
+};
+
 // Precision at 1/5/10 and average precision of the exact ranking of every other labelled image.
 void score_exact_ranking(const LabelledRows& rows, size_t q, const FlatIndex& labelled, int dimension, QueryScores& out) {
     SearchParams all;
     all.k = static_cast<int>(rows.queries.size());
     size_t rank = 0, relevant = 0;
     double precision_sum = 0;
+    PrecisionAtK precision;
     for (const auto& n : labelled.search(rows.vector(q, dimension), all)) {
         if (n.id == rows.ids[q]) continue;
         ++rank;
-        if (rows.class_of[rows.row_of.at(n.id)] == rows.class_of[q]) {
+        const bool is_relevant = rows.class_of[rows.row_of.at(n.id)] == rows.class_of[q];
+        precision.add(is_relevant);
+        if (is_relevant) {
             ++relevant;
             precision_sum += double(relevant) / double(rank);
         }
-        if (rank == 1) out.p1 = relevant / 1.0;
-        if (rank == 5) out.p5 = relevant / 5.0;
-        if (rank == 10) out.p10 = relevant / 10.0;
     }
-    // Fewer than k others: P@k still divides by k (trec_eval's definition), not left at 0.
-    if (rank < 1) out.p1 = relevant / 1.0;
-    if (rank < 5) out.p5 = relevant / 5.0;
-    if (rank < 10) out.p10 = relevant / 10.0;
+    out.p1 = precision.at(0);
+    out.p5 = precision.at(1);
+    out.p10 = precision.at(2);
     const size_t relevant_total = rows.class_size[rows.class_of[q]] - 1;
     out.ap = relevant_total ? precision_sum / double(relevant_total) : 0;
 }
@@ -138,22 +156,19 @@ void score_index(const LabelledRows& rows, size_t q, const FlatIndex& everything
     params.k = static_cast<int>(std::max<size_t>(k, 10 + rows.unlabelled) + 1);
     params.ef = options.ef;
     params.nprobe = options.nprobe;  // 0: the store's default
-    size_t found = 0, taken = 0, labelled_taken = 0, relevant_seen = 0;
+    size_t found = 0, taken = 0;
+    PrecisionAtK precision;
     for (const auto& n : index.search(query, params)) {
         if (n.id == rows.ids[q]) continue;
         ++taken;
         if (taken <= truth.size()) found += truth.count(n.id);
         const auto row = rows.row_of.find(n.id);
         if (row == rows.row_of.end() || rows.class_of[row->second] < 0) continue;
-        ++labelled_taken;
-        if (rows.class_of[row->second] == rows.class_of[q]) ++relevant_seen;
-        if (labelled_taken == 1) out.index_p1 = relevant_seen / 1.0;
-        if (labelled_taken == 5) out.index_p5 = relevant_seen / 5.0;
-        if (labelled_taken == 10) out.index_p10 = relevant_seen / 10.0;
+        precision.add(rows.class_of[row->second] == rows.class_of[q]);
     }
-    if (labelled_taken < 1) out.index_p1 = relevant_seen / 1.0;
-    if (labelled_taken < 5) out.index_p5 = relevant_seen / 5.0;
-    if (labelled_taken < 10) out.index_p10 = relevant_seen / 10.0;
+    out.index_p1 = precision.at(0);
+    out.index_p5 = precision.at(1);
+    out.index_p10 = precision.at(2);
     out.recall = truth.empty() ? 1.0 : double(found) / double(truth.size());
 }
 
